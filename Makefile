@@ -1,0 +1,91 @@
+# confab: a WebSocket chat server whose core is C and whose behaviour is Lua.
+#
+#   make          build build/confab
+#   make run      install what is missing, build, serve the chat on http://localhost:8080
+#   make test     install what is missing, build, run every suite; last line "N passed, N failed"
+#   make bench    build the load generator and print the benchmark table
+#   make clean
+#
+# SANITIZE=1 builds everything with AddressSanitizer and UBSan.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+PKGS    := lua5.4 libcrypto
+CPPFLAGS += -D_GNU_SOURCE -MMD -MP
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lm
+
+ifeq ($(SANITIZE),1)
+CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1
+endif
+
+BUILD   := build
+# Everything but main.c goes into a library the unit tests link against.
+CORE    := log config frame utf8 outq hub deadline http handshake webroot ws script server
+CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
+UNIT_SRC := $(wildcard spec/unit/*.c)
+UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
+
+# Debian packages the build, the tests and the benchmark need (command or file that proves each).
+DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.h \
+	libwslay-dev:/usr/include/wslay/wslay.h liblua5.4-dev:/usr/include/lua5.4/lua.h \
+	lua5.4:lua5.4 lua-cjson:/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so \
+	lua-busted:/usr/share/lua/5.4/busted/runner.lua libssl-dev:/usr/include/openssl/sha.h \
+	libhttp-parser-dev:/usr/include/http_parser.h uthash-dev:/usr/include/uthash.h \
+	python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py \
+	python3-websocket:/usr/lib/python3/dist-packages/websocket/__init__.py \
+	chromium:/usr/bin/chromium nodejs:node npm:npm
+
+.PHONY: all deps run test unit-test bench clean
+all: $(BUILD)/confab
+
+# Install only what is missing; apt-get update once, and only when something is.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do pkg=$${p%%:*}; probe=$${p#*:}; \
+	  case $$probe in /*) [ -e $$probe ] || missing="$$missing $$pkg";; \
+	  *) command -v $$probe >/dev/null 2>&1 || missing="$$missing $$pkg";; esac; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root (apt-get) or install:$$missing" >&2; exit 1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@[ -d spec/browser/node_modules/playwright-core ] || \
+	  (cd spec/browser && npm ci --no-audit --no-fund --silent)
+
+$(BUILD)/confab: $(BUILD)/main.o $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/loadgen: bench/loadgen.c
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+$(BUILD)/%.o: src/%.c | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/unit/%.o: spec/unit/%.c | $(BUILD)
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+run: deps all
+	$(BUILD)/confab --addr :8080 --script scripts/chat.lua --web web
+
+# Each suite prints its own "NAME: N passed, N failed"; spec/run prints the sum last.
+test: deps all $(BUILD)/unit_tests
+	@spec/run $(BUILD)
+
+bench: deps all $(BUILD)/loadgen
+	@bench/run $(BUILD)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(wildcard $(BUILD)/*.d $(BUILD)/unit/*.d)

@@ -1,0 +1,215 @@
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->port = 8080;
+    cfg->script_path = "scripts/chat.lua";
+    cfg->web_dir = "web";
+    cfg->ws_path = "/ws";
+    cfg->handshake_timeout = 5;
+    cfg->ping_interval = 54;
+    cfg->pong_timeout = 60;
+    cfg->max_message = 64 * 1024;
+    cfg->max_request = 8 * 1024;
+    cfg->max_body = 64 * 1024;
+    cfg->send_queue = 1024 * 1024;
+    cfg->history = 100;
+    cfg->hook_timeout_ms = 50;
+    cfg->script_memory = 64 * 1024 * 1024;
+    cfg->log_level = LOG_INFO;
+}
+
+static const char usage[] =
+    "usage: confab [options]\n"
+    "  --addr HOST:PORT          listen address (default :8080; port 0 picks one)\n"
+    "  --script FILE             Lua script with the chat's hooks (default scripts/chat.lua)\n"
+    "  --web DIR                 static files served at / (default web)\n"
+    "  --ws-path PATH            WebSocket endpoint (default /ws)\n"
+    "  --allow-origin LIST|*     origins allowed besides the server's own (default: same host)\n"
+    "  --subprotocol LIST        subprotocols offered, in preference order\n"
+    "  --handshake-timeout SEC   time allowed for a request or handshake (default 5)\n"
+    "  --ping-interval SEC       ping a peer silent this long (default 54)\n"
+    "  --pong-timeout SEC        close a peer silent this long (default 60)\n"
+    "  --max-message BYTES       largest incoming message, 1009 beyond (default 64K)\n"
+    "  --max-request BYTES       largest HTTP request head, 431 beyond (default 8K)\n"
+    "  --max-body BYTES          largest HTTP request body, 413 beyond (default 64K)\n"
+    "  --send-queue BYTES        outbound bytes queued per connection, 1008 beyond (default 1M)\n"
+    "  --history N               messages kept per room (default 100)\n"
+    "  --hook-timeout MS         longest run of one hook call (default 50)\n"
+    "  --script-memory BYTES     memory cap of the Lua state (default 64M)\n"
+    "  --watch                   reload the script when its file changes (SIGHUP always does)\n"
+    "  --check FILE              load FILE as a script, report errors, exit 0 or 2\n"
+    "  --log-level LEVEL         debug, info, warn or error (default info)\n"
+    "  --help, --version\n";
+
+/* "64K", "1M", "1048576" → bytes. */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || *s == '-')
+        return -1;
+    unsigned long long mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024; end++; break;
+    case 'm': case 'M': mul = 1024 * 1024; end++; break;
+    case 'g': case 'G': mul = 1024ULL * 1024 * 1024; end++; break;
+    }
+    if (*end == 'i' || *end == 'B')
+        end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+    if (*end || v > SIZE_MAX / mul)
+        return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v <= 0 || v > 1e7)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (end == s || *end || errno || *s == '-' || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* "HOST:PORT", ":PORT", "[::1]:PORT". */
+static int parse_addr(const char *s, struct config *cfg)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon)
+        return -1;
+    size_t hlen = (size_t)(colon - s);
+    const char *h = s;
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    unsigned port;
+    if (hlen >= sizeof cfg->host || parse_uint(colon + 1, 65535, &port) < 0 || !colon[1])
+        return -1;
+    memcpy(cfg->host, h, hlen);
+    cfg->host[hlen] = '\0';
+    cfg->port = (int)port;
+    return 0;
+}
+
+int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i];
+        const char *val = NULL;
+        char name[64];
+
+        if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (strcmp(flag, "--version") == 0) {
+            printf("confab %s\n", CONFAB_VERSION);
+            return 1;
+        }
+        if (strcmp(flag, "--watch") == 0) {
+            cfg->watch = 1;
+            continue;
+        }
+        /* Every other flag takes a value: "--flag VALUE" or "--flag=VALUE". */
+        const char *eq = strchr(flag, '=');
+        size_t nlen = eq ? (size_t)(eq - flag) : strlen(flag);
+        if (strncmp(flag, "--", 2) != 0 || nlen >= sizeof name) {
+            snprintf(err, errlen, "unknown argument '%s' (see --help)", flag);
+            return -1;
+        }
+        memcpy(name, flag, nlen);
+        name[nlen] = '\0';
+        if (eq)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+
+#define IS(n) (strcmp(name, n) == 0)
+        int known = IS("--addr") || IS("--script") || IS("--web") || IS("--ws-path") ||
+                    IS("--allow-origin") || IS("--subprotocol") || IS("--handshake-timeout") ||
+                    IS("--ping-interval") || IS("--pong-timeout") || IS("--max-message") ||
+                    IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
+                    IS("--history") || IS("--hook-timeout") || IS("--script-memory") ||
+                    IS("--check") || IS("--log-level");
+        if (!known) {
+            snprintf(err, errlen, "unknown option '%s' (see --help)", name);
+            return -1;
+        }
+        if (!val) {
+            snprintf(err, errlen, "option '%s' needs a value", name);
+            return -1;
+        }
+
+        int bad = 0;
+        unsigned u;
+        enum log_level lv;
+        if (IS("--addr"))
+            bad = parse_addr(val, cfg);
+        else if (IS("--script"))
+            cfg->script_path = val;
+        else if (IS("--web"))
+            cfg->web_dir = val;
+        else if (IS("--ws-path"))
+            bad = (val[0] != '/' || strlen(val) > 200) ? -1 : (cfg->ws_path = val, 0);
+        else if (IS("--allow-origin"))
+            cfg->allow_origin = val;
+        else if (IS("--subprotocol"))
+            cfg->subprotocols = val;
+        else if (IS("--handshake-timeout"))
+            bad = parse_seconds(val, &cfg->handshake_timeout);
+        else if (IS("--ping-interval"))
+            bad = parse_seconds(val, &cfg->ping_interval);
+        else if (IS("--pong-timeout"))
+            bad = parse_seconds(val, &cfg->pong_timeout);
+        else if (IS("--max-message"))
+            bad = parse_size(val, &cfg->max_message) || cfg->max_message == 0;
+        else if (IS("--max-request"))
+            bad = parse_size(val, &cfg->max_request) || cfg->max_request < 256;
+        else if (IS("--max-body"))
+            bad = parse_size(val, &cfg->max_body);
+        else if (IS("--send-queue"))
+            bad = parse_size(val, &cfg->send_queue) || cfg->send_queue < 1024;
+        else if (IS("--history"))
+            bad = parse_uint(val, 1000000, &cfg->history);
+        else if (IS("--hook-timeout"))
+            bad = parse_uint(val, 3600000, &u) || u == 0 ? -1 : (cfg->hook_timeout_ms = u, 0);
+        else if (IS("--script-memory"))
+            bad = parse_size(val, &cfg->script_memory) || cfg->script_memory < 1024 * 1024;
+        else if (IS("--check"))
+            cfg->check_path = val;
+        else if (IS("--log-level"))
+            bad = log_parse_level(val, &lv) < 0 ? -1 : (cfg->log_level = (int)lv, 0);
+#undef IS
+        if (bad) {
+            snprintf(err, errlen, "bad value '%s' for %s (see --help)", val, name);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* config: every setting of the server, its default, and the command line that changes it. */
+#ifndef CONFAB_CONFIG_H
+#define CONFAB_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFAB_VERSION "0.1.0"
+
+struct config {
+    char host[256];            /* listen host; "" means every address */
+    int port;                  /* 0 picks an ephemeral port */
+    const char *script_path;   /* Lua script with the hooks */
+    const char *web_dir;       /* static files served at / */
+    const char *ws_path;       /* WebSocket endpoint; sub-paths "/ws/..." are accepted too */
+    const char *allow_origin;  /* NULL: Origin must match Host; "*": any; else comma list */
+    const char *subprotocols;  /* comma list in preference order, or NULL */
+    double handshake_timeout;  /* seconds from accept to a complete request / upgrade */
+    double ping_interval;      /* seconds of silence before the server pings */
+    double pong_timeout;       /* seconds of silence after which the peer is closed */
+    size_t max_message;        /* largest incoming WebSocket message, bytes */
+    size_t max_request;        /* largest HTTP request head, bytes (431 beyond) */
+    size_t max_body;           /* largest HTTP request body announced, bytes (413 beyond) */
+    size_t send_queue;         /* bytes queued per connection before it is cut off (1008) */
+    unsigned history;          /* messages kept per room */
+    unsigned hook_timeout_ms;  /* longest run of one hook call */
+    size_t script_memory;      /* cap of the Lua state's memory, bytes */
+    int log_level;             /* enum log_level */
+    int watch;                 /* reload the script when its file changes */
+    const char *check_path;    /* --check FILE: load the script and exit */
+};
+
+/* Fills cfg with the defaults. */
+void config_defaults(struct config *cfg);
+
+/* Applies argv to cfg. Returns 0 to go on serving, 1 when --help or --version was printed
+ * (exit 0), -1 on a bad flag or value with a one-line reason in err (exit 2). */
+int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,57 @@
+/* conn: the connection, shared by server (sockets, lifecycle), ws (framing), hub (rooms, queue)
+ * and script (ids, attributes). Every field has one owner, named in its comment. */
+#ifndef CONFAB_CONN_H
+#define CONFAB_CONN_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "deadline.h"
+#include "outq.h"
+
+enum conn_state {
+    CONN_HTTP,    /* reading HTTP requests (static files, or the upgrade) */
+    CONN_WS,      /* WebSocket open */
+    CONN_CLOSING, /* close sent or received: flushing, then waiting for the peer to go */
+    CONN_DEAD,    /* to be freed at the next safe point */
+};
+
+/* conn.flags */
+enum {
+    CONN_IN_FLUSH = 1 << 0,     /* on the server's list of connections with output to write */
+    CONN_WANT_WRITE = 1 << 1,   /* io watcher also waits for EPOLLOUT */
+    CONN_CLOSE_SENT = 1 << 2,   /* a close frame was queued: nothing else may follow it */
+    CONN_HTTP_CLOSE = 1 << 3,   /* close the socket once the HTTP response is written */
+    CONN_SHUT_WR = 1 << 4,      /* shutdown(SHUT_WR) done: only reading until EOF remains */
+    CONN_IN_CLOSE_LIST = 1 << 5,/* on the server's list of connections to tear down */
+    CONN_OPENED = 1 << 6,       /* the connect hook accepted it: disconnect will be reported */
+};
+
+struct member;
+struct attr;
+struct http_conn;
+struct ws_conn;
+
+struct conn {
+    uint64_t id;               /* hub: Lua's handle for it, never reused */
+    UT_hash_handle hh;         /* hub: id → conn */
+    int fd;                    /* server */
+    uint8_t state;             /* server: enum conn_state */
+    uint8_t flags;             /* server */
+    uint16_t close_code;       /* server: the code reported to the disconnect hook */
+    ev_io io;                  /* server */
+    struct dl_node timeout;    /* server: request, silence or closing deadline */
+    struct dl_node ping;       /* server: next ping due (WebSocket only) */
+    struct outq out;           /* hub: frames waiting to be written */
+    struct conn *next_flush;   /* server: list of connections with output */
+    struct conn *next_close;   /* server: list of connections to tear down */
+    struct http_conn *http;    /* server: request buffer, only while reading a request */
+    struct ws_conn *ws;        /* ws: wslay state, only while a message is in progress */
+    struct member **rooms;     /* hub: memberships, rooms_len of rooms_cap used */
+    uint16_t rooms_len, rooms_cap;
+    struct attr *attrs;        /* hub: per-connection attributes set by the script */
+    char *meta;                /* server: "remote\0path\0query\0subprotocol\0" of the upgrade */
+};
+
+#endif

@@ -1,0 +1,104 @@
+#include "frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <wslay/wslay.h>
+
+size_t frame_live;
+
+static struct frame *frame_alloc(size_t len)
+{
+    if (len > UINT32_MAX - 16)
+        return NULL;
+    struct frame *f = malloc(sizeof *f + len);
+    if (!f)
+        return NULL;
+    f->refs = 1;
+    f->len = 0;
+    frame_live++;
+    return f;
+}
+
+struct frame *frame_new(size_t len)
+{
+    struct frame *f = frame_alloc(len);
+    if (f)
+        f->len = (uint32_t)len;
+    return f;
+}
+
+struct frame *frame_bytes(const void *data, size_t len)
+{
+    struct frame *f = frame_new(len);
+    if (f)
+        memcpy(f->data, data, len);
+    return f;
+}
+
+void frame_unref(struct frame *f)
+{
+    if (f && --f->refs == 0) {
+        frame_live--;
+        free(f);
+    }
+}
+
+/* The encoder: one wslay frame context, shared by every frame we build, whose send callback
+ * appends to the frame under construction. The server never masks, so it needs no genmask. */
+static wslay_frame_context_ptr encoder;
+static struct frame *building;
+
+static ssize_t encoder_send(const uint8_t *buf, size_t len, int flags, void *user_data)
+{
+    memcpy(building->data + building->len, buf, len);
+    building->len += (uint32_t)len;
+    return (ssize_t)len;
+}
+
+struct frame *frame_ws(int opcode, const void *payload, size_t len)
+{
+    if (!encoder) {
+        static const struct wslay_frame_callbacks cb = {encoder_send, NULL, NULL};
+        if (wslay_frame_context_init(&encoder, &cb, NULL) != 0)
+            return NULL;
+    }
+    struct frame *f = frame_alloc(len + 10);
+    if (!f)
+        return NULL;
+
+    struct wslay_frame_iocb iocb = {
+        .fin = 1, .rsv = 0, .opcode = (uint8_t)opcode, .payload_length = len,
+        .mask = 0, .data = payload, .data_length = len,
+    };
+    building = f;
+    /* wslay may hand over the header and the payload in separate calls; the callback never
+     * refuses, so the loop ends once the payload is all written. */
+    size_t done = 0;
+    do {
+        ssize_t n = wslay_frame_send(encoder, &iocb);
+        if (n < 0) {
+            building = NULL;
+            free(f);
+            frame_live--;
+            return NULL;
+        }
+        done += (size_t)n;
+        iocb.data = (const uint8_t *)payload + done;
+        iocb.data_length = len - done;
+    } while (done < len);
+    building = NULL;
+    return f;
+}
+
+struct frame *frame_ws_close(uint16_t code, const char *reason)
+{
+    uint8_t body[125];
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > sizeof body - 2)
+        rlen = sizeof body - 2;
+    body[0] = (uint8_t)(code >> 8);
+    body[1] = (uint8_t)code;
+    if (rlen)
+        memcpy(body + 2, reason, rlen);
+    return frame_ws(FRAME_CLOSE, body, code ? rlen + 2 : 0);
+}

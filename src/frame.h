@@ -1,0 +1,43 @@
+/* frame: an immutable, reference-counted block of bytes to send. A broadcast builds one frame and
+ * every recipient's queue holds a reference to it: one encoding, one copy, whatever the fan-out. */
+#ifndef CONFAB_FRAME_H
+#define CONFAB_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct frame {
+    uint32_t refs;
+    uint32_t len;
+    uint8_t data[];
+};
+
+/* WebSocket opcodes the server sends. */
+enum { FRAME_TEXT = 0x1, FRAME_BINARY = 0x2, FRAME_CLOSE = 0x8, FRAME_PING = 0x9 };
+
+/* A frame of len bytes whose contents the caller fills in. Returns NULL when out of memory. */
+struct frame *frame_new(size_t len);
+
+/* A frame holding a copy of len bytes (an HTTP response, bytes wslay wants sent).
+ * Returns NULL when out of memory. The caller owns the one reference. */
+struct frame *frame_bytes(const void *data, size_t len);
+
+/* A WebSocket frame (server to client, unmasked, FIN) with the given opcode and payload,
+ * encoded by wslay. Returns NULL when out of memory or len is too large. */
+struct frame *frame_ws(int opcode, const void *payload, size_t len);
+
+/* A close frame with a status code and a reason (cut to fit a control frame). */
+struct frame *frame_ws_close(uint16_t code, const char *reason);
+
+static inline struct frame *frame_ref(struct frame *f)
+{
+    f->refs++;
+    return f;
+}
+
+void frame_unref(struct frame *f);
+
+/* Number of frames alive, for tests and leak checks. */
+extern size_t frame_live;
+
+#endif

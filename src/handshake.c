@@ -1,0 +1,176 @@
+#include "handshake.h"
+
+#include <http_parser.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+void handshake_accept_key(const char *key, size_t len, char *out)
+{
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha1(), NULL);
+    EVP_DigestUpdate(md, key, len);
+    EVP_DigestUpdate(md, ws_guid, sizeof ws_guid - 1);
+    EVP_DigestFinal_ex(md, digest, NULL);
+    EVP_MD_CTX_free(md);
+    EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
+}
+
+/* RFC 6455 4.2.1: the key is base64 of 16 random bytes, so exactly 24 characters ending in
+ * "==" that decode to 16 bytes. */
+static int key_valid(const struct http_str *key)
+{
+    if (key->len != 24 || key->p[22] != '=' || key->p[23] != '=')
+        return 0;
+    for (size_t i = 0; i < 22; i++) {
+        char ch = key->p[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '+' || ch == '/'))
+            return 0;
+    }
+    unsigned char raw[24];
+    return EVP_DecodeBlock(raw, (const unsigned char *)key->p, 24) == 18;
+}
+
+/* Does the Origin (scheme://host[:port]) name the same authority as Host? */
+static int origin_matches_host(const struct http_str *origin, const struct http_str *host)
+{
+    const char *sep = memmem(origin->p, origin->len, "://", 3);
+    if (!sep)
+        return 0;
+    const char *auth = sep + 3;
+    size_t alen = origin->len - (size_t)(auth - origin->p);
+    /* Drop default ports on either side so "http://h" matches "h:80" and vice versa. */
+    const char *scheme_end = sep;
+    int https = (size_t)(scheme_end - origin->p) == 5 && strncasecmp(origin->p, "https", 5) == 0;
+    const char *defport = https ? ":443" : ":80";
+    size_t dlen = strlen(defport);
+    size_t hlen = host->len;
+    if (alen > dlen && strncmp(auth + alen - dlen, defport, dlen) == 0)
+        alen -= dlen;
+    if (hlen > dlen && strncmp(host->p + hlen - dlen, defport, dlen) == 0)
+        hlen -= dlen;
+    return alen == hlen && strncasecmp(auth, host->p, alen) == 0;
+}
+
+/* Is origin one of the comma-separated entries of list (case-insensitive)? */
+static int list_has(const char *list, const char *s, size_t len)
+{
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *stop = p;
+        while (stop > start && stop[-1] == ' ')
+            stop--;
+        if ((size_t)(stop - start) == len && len && strncasecmp(start, s, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int fail(struct hs_result *res, int status, const char *reason)
+{
+    res->status = status;
+    res->reason = reason;
+    return -1;
+}
+
+/* The first of the server's subprotocols that the client offered. */
+static void choose_protocol(const struct http_request *req, const char *server, char *out,
+                            size_t outlen)
+{
+    out[0] = '\0';
+    if (!server)
+        return;
+    const char *p = server;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',' && *p != ' ')
+            p++;
+        size_t len = (size_t)(p - start);
+        if (len && len < outlen && len < 64) {
+            char tok[64];
+            memcpy(tok, start, len);
+            tok[len] = '\0';
+            if (http_header_has_token(req, "Sec-WebSocket-Protocol", tok)) {
+                memcpy(out, tok, len + 1);
+                return;
+            }
+        }
+    }
+}
+
+int handshake_check(const struct http_request *req, const struct hs_config *cfg,
+                    struct hs_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (req->method != HTTP_GET)
+        return fail(res, 405, "a WebSocket upgrade must use GET");
+    if (req->major < 1 || (req->major == 1 && req->minor < 1))
+        return fail(res, 400, "a WebSocket upgrade needs HTTP/1.1");
+
+    const struct http_str *host = http_header(req, "Host");
+    if (!host || host->len == 0 || http_header_count(req, "Host") != 1)
+        return fail(res, 400, "exactly one Host header is required");
+    if (!http_header_has_token(req, "Upgrade", "websocket"))
+        return fail(res, 400, "'Upgrade: websocket' header is missing");
+    if (!http_header_has_token(req, "Connection", "upgrade"))
+        return fail(res, 400, "'Connection' header does not list 'upgrade'");
+
+    const struct http_str *version = http_header(req, "Sec-WebSocket-Version");
+    if (!version)
+        return fail(res, 400, "Sec-WebSocket-Version header is missing");
+    if (!http_str_eq(*version, "13") || http_header_count(req, "Sec-WebSocket-Version") != 1) {
+        res->extra_header = "Sec-WebSocket-Version: 13\r\n";
+        return fail(res, 426, "only WebSocket version 13 is supported");
+    }
+
+    const struct http_str *key = http_header(req, "Sec-WebSocket-Key");
+    if (!key)
+        return fail(res, 400, "Sec-WebSocket-Key header is missing");
+    if (http_header_count(req, "Sec-WebSocket-Key") != 1 || !key_valid(key))
+        return fail(res, 400, "Sec-WebSocket-Key must be base64 of 16 bytes");
+
+    const struct http_str *origin = http_header(req, "Origin");
+    if (origin) {
+        int ok;
+        if (cfg->allow_origin && strcmp(cfg->allow_origin, "*") == 0)
+            ok = 1;
+        else
+            ok = origin_matches_host(origin, host) ||
+                 (cfg->allow_origin && list_has(cfg->allow_origin, origin->p, origin->len));
+        if (!ok)
+            return fail(res, 403, "Origin not allowed");
+    }
+
+    choose_protocol(req, cfg->subprotocols, res->protocol, sizeof res->protocol);
+    handshake_accept_key(key->p, key->len, res->accept);
+    res->status = 101;
+    return 0;
+}
+
+struct frame *handshake_response(const struct hs_result *res)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n"
+                     "%s%s%s"
+                     "\r\n",
+                     res->accept, res->protocol[0] ? "Sec-WebSocket-Protocol: " : "",
+                     res->protocol, res->protocol[0] ? "\r\n" : "");
+    return frame_bytes(buf, (size_t)n);
+}

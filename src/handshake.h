@@ -1,0 +1,32 @@
+/* handshake: the server side of the RFC 6455 opening handshake, as a pure function of a parsed
+ * request, so every rule is tested without a socket. */
+#ifndef CONFAB_HANDSHAKE_H
+#define CONFAB_HANDSHAKE_H
+
+#include "http.h"
+
+struct hs_config {
+    const char *allow_origin; /* NULL: Origin must match Host; "*": any; else comma list */
+    const char *subprotocols; /* comma list in preference order, or NULL */
+};
+
+struct hs_result {
+    int status;               /* 101, or the HTTP error status */
+    const char *reason;       /* why, for an error */
+    const char *extra_header; /* an error's extra header line (426's Sec-WebSocket-Version) */
+    char accept[32];          /* Sec-WebSocket-Accept value */
+    char protocol[64];        /* chosen subprotocol, "" for none */
+};
+
+/* Checks an upgrade request (already known to target the WebSocket path). Returns 0 with
+ * res->status 101 when it is good, -1 with status and reason set otherwise. */
+int handshake_check(const struct http_request *req, const struct hs_config *cfg,
+                    struct hs_result *res);
+
+/* Base64 of SHA-1 of key + the RFC 6455 GUID into out (at least 29 bytes). */
+void handshake_accept_key(const char *key, size_t len, char *out);
+
+/* The 101 response for a successful check. */
+struct frame *handshake_response(const struct hs_result *res);
+
+#endif

@@ -1,0 +1,135 @@
+/* confab: flags, signals, the loop. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "hub.h"
+#include "log.h"
+#include "script.h"
+#include "server.h"
+#include "webroot.h"
+
+/* Seconds the shutdown waits for peers to answer the close 1001. */
+#define SHUTDOWN_GRACE 3.0
+
+static struct config cfg;
+
+static void reload(const char *why)
+{
+    char err[1024];
+    if (script_load(cfg.script_path, err, sizeof err) == 0)
+        log_info("script %s reloaded (%s)", cfg.script_path, why);
+    else
+        log_error("reload failed, the previous script stays: %s", err);
+}
+
+static void on_stop_signal(EV_P_ ev_signal *w, int revents)
+{
+    static int count;
+    if (++count > 1) {
+        log_warn("second signal: exiting now");
+        ev_break(EV_A_ EVBREAK_ALL);
+        return;
+    }
+    log_info("signal %d: stopping", w->signum);
+    server_shutdown(SHUTDOWN_GRACE);
+}
+
+static void on_hup(EV_P_ ev_signal *w, int revents)
+{
+    reload("SIGHUP");
+}
+
+static void on_script_changed(EV_P_ ev_stat *w, int revents)
+{
+    if (w->attr.st_nlink)
+        reload("file changed");
+}
+
+/* Each connection is a descriptor: take every one the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int main(int argc, char **argv)
+{
+    char err[1024];
+    config_defaults(&cfg);
+    int rc = config_parse(&cfg, argc, argv, err, sizeof err);
+    if (rc > 0)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "confab: %s\n", err);
+        return 2;
+    }
+    log_threshold = (enum log_level)cfg.log_level;
+    signal(SIGPIPE, SIG_IGN);
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    struct script_config scfg = {cfg.hook_timeout_ms, cfg.script_memory, now_ms()};
+    script_init(loop, &scfg);
+
+    if (cfg.check_path) {
+        if (script_check(cfg.check_path, err, sizeof err) < 0) {
+            fprintf(stderr, "confab: %s\n", err);
+            return 2;
+        }
+        printf("%s: ok\n", cfg.check_path);
+        return 0;
+    }
+
+    raise_fd_limit();
+    if (webroot_init(cfg.web_dir, err, sizeof err) < 0) {
+        fprintf(stderr, "confab: %s\n", err);
+        return 2;
+    }
+    if (script_load(cfg.script_path, err, sizeof err) < 0) {
+        fprintf(stderr, "confab: %s\n", err);
+        return 2;
+    }
+    log_info("confab %s: script %s loaded, web %s", CONFAB_VERSION, cfg.script_path, cfg.web_dir);
+    if (server_start(loop, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "confab: %s\n", err);
+        return 2;
+    }
+
+    ev_signal sigint, sigterm, sighup;
+    ev_signal_init(&sigint, on_stop_signal, SIGINT);
+    ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
+    ev_signal_init(&sighup, on_hup, SIGHUP);
+    ev_signal_start(loop, &sigint);
+    ev_signal_start(loop, &sigterm);
+    ev_signal_start(loop, &sighup);
+    ev_stat watch;
+    if (cfg.watch) {
+        ev_stat_init(&watch, on_script_changed, cfg.script_path, 0.);
+        ev_stat_start(loop, &watch);
+    }
+
+    ev_run(loop, 0);
+
+    server_free();
+    script_shutdown();
+    hub_shutdown();
+    webroot_free();
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,87 @@
+#include "outq.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+int outq_push(struct outq *q, struct frame *f)
+{
+    if (q->count == q->cap) {
+        uint32_t ncap = q->cap ? q->cap * 2 : 4;
+        struct frame **n = malloc(ncap * sizeof *n);
+        if (!n)
+            return -1;
+        for (uint32_t i = 0; i < q->count; i++)
+            n[i] = q->items[(q->head + i) & (q->cap - 1)];
+        free(q->items);
+        q->items = n;
+        q->head = 0;
+        q->cap = ncap;
+    }
+    q->items[(q->head + q->count) & (q->cap - 1)] = frame_ref(f);
+    q->count++;
+    q->bytes += f->len;
+    return 0;
+}
+
+int outq_iov(const struct outq *q, struct iovec *iov, int max)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < q->count && n < max; i++) {
+        struct frame *f = q->items[(q->head + i) & (q->cap - 1)];
+        uint32_t skip = i == 0 ? q->off : 0;
+        iov[n].iov_base = f->data + skip;
+        iov[n].iov_len = f->len - skip;
+        n++;
+    }
+    return n;
+}
+
+void outq_consume(struct outq *q, size_t n)
+{
+    assert(n <= q->bytes);
+    q->bytes -= n;
+    while (n > 0) {
+        struct frame *f = q->items[q->head];
+        size_t left = f->len - q->off;
+        if (n < left) {
+            q->off += (uint32_t)n;
+            return;
+        }
+        n -= left;
+        q->off = 0;
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->count--;
+        frame_unref(f);
+    }
+    /* Zero-length frames (never built today) would linger; the array goes once empty. */
+    if (q->count == 0) {
+        free(q->items);
+        q->items = NULL;
+        q->head = q->cap = 0;
+    }
+}
+
+void outq_drop_unsent(struct outq *q)
+{
+    uint32_t keep = q->off > 0 ? 1 : 0;
+    for (uint32_t i = keep; i < q->count; i++) {
+        struct frame *f = q->items[(q->head + i) & (q->cap - 1)];
+        q->bytes -= f->len;
+        frame_unref(f);
+    }
+    q->count = keep;
+    if (keep == 0) {
+        free(q->items);
+        q->items = NULL;
+        q->head = q->cap = 0;
+        q->bytes = 0;
+    }
+}
+
+void outq_clear(struct outq *q)
+{
+    for (uint32_t i = 0; i < q->count; i++)
+        frame_unref(q->items[(q->head + i) & (q->cap - 1)]);
+    free(q->items);
+    *q = (struct outq){0};
+}

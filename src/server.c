@@ -1,0 +1,738 @@
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "handshake.h"
+#include "http.h"
+#include "hub.h"
+#include "log.h"
+#include "script.h"
+#include "webroot.h"
+#include "ws.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* How long a closing connection may take to say goodbye before its socket is closed. */
+#define CLOSE_WAIT_SECONDS 3.0
+/* Largest file served from --web. */
+#define MAX_FILE_SIZE (16 * 1024 * 1024)
+/* Reads per readiness event, so one busy peer cannot starve the others. */
+#define READS_PER_EVENT 4
+
+/* The request buffer, only while a connection is reading an HTTP request. */
+struct http_conn {
+    size_t len;
+    char buf[];
+};
+
+static struct {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    struct hs_config hs;
+    int listen_fd;
+    ev_io accept_io;
+    ev_timer accept_retry;
+    ev_prepare prepare;
+    ev_timer grace;
+    struct conn *flush_list;  /* connections with output to write this loop pass */
+    struct conn *close_list;  /* connections to report gone and/or free */
+    struct dl_list requests;  /* HTTP: time allowed for a request */
+    struct dl_list silence;   /* WebSocket: time since the peer last sent anything */
+    struct dl_list pings;     /* WebSocket: time since the last ping or traffic */
+    struct dl_list closing;   /* closing: time allowed to finish */
+    struct frame *ping_frame; /* one ping frame shared by every connection */
+    size_t nconns;
+    int shutting_down;
+} srv;
+
+static uint8_t readbuf[64 * 1024];
+
+static void on_conn_io(EV_P_ ev_io *w, int revents);
+static void conn_flush(struct conn *c);
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+static void close_list_add(struct conn *c)
+{
+    if (!(c->flags & CONN_IN_CLOSE_LIST)) {
+        c->flags |= CONN_IN_CLOSE_LIST;
+        c->next_close = srv.close_list;
+        srv.close_list = c;
+    }
+}
+
+/* The socket is finished: the connection is freed at the next safe point. */
+static void conn_kill(struct conn *c, uint16_t code)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->state == CONN_WS)
+        c->close_code = code;
+    c->state = CONN_DEAD;
+    ev_io_stop(srv.loop, &c->io);
+    dl_remove(&c->timeout);
+    dl_remove(&c->ping);
+    close_list_add(c);
+}
+
+/* Enters the closing state; the close frame (if any) was queued by the caller. */
+static void conn_closing(struct conn *c, uint16_t code)
+{
+    c->flags |= CONN_CLOSE_SENT;
+    c->close_code = code;
+    c->state = CONN_CLOSING;
+    dl_remove(&c->ping);
+    dl_touch(&srv.closing, &c->timeout);
+    close_list_add(c); /* to report the disconnect at the safe point */
+}
+
+static void conn_queue_raw(struct conn *c, struct frame *f)
+{
+    if (!f) {
+        conn_kill(c, 1011);
+        return;
+    }
+    int was_empty = c->out.count == 0;
+    if (outq_push(&c->out, f) < 0)
+        conn_kill(c, 1011);
+    else if (was_empty && !(c->flags & CONN_IN_FLUSH)) {
+        c->flags |= CONN_IN_FLUSH;
+        c->next_flush = srv.flush_list;
+        srv.flush_list = c;
+    }
+    frame_unref(f);
+}
+
+/* Server-initiated close of an open WebSocket: queue the close frame, stop sending. */
+static void conn_close_ws(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->state != CONN_WS || (c->flags & CONN_CLOSE_SENT))
+        return;
+    conn_queue_raw(c, frame_ws_close(code, reason));
+    if (c->state == CONN_WS)
+        conn_closing(c, code);
+}
+
+static void conn_free(struct conn *c)
+{
+    ev_io_stop(srv.loop, &c->io);
+    if (c->fd >= 0)
+        close(c->fd);
+    dl_remove(&c->timeout);
+    dl_remove(&c->ping);
+    hub_remove(c);
+    ws_free(c);
+    free(c->http);
+    free(c->meta);
+    free(c);
+    srv.nconns--;
+}
+
+static const char *close_reason(uint16_t code)
+{
+    switch (code) {
+    case 1000: return "normal closure";
+    case 1001: return "going away";
+    case 1002: return "protocol error";
+    case 1005: return "no status";
+    case 1006: return "connection lost";
+    case 1007: return "invalid UTF-8";
+    case 1008: return "policy violation";
+    case 1009: return "message too big";
+    case 1011: return "server error";
+    default: return "closed";
+    }
+}
+
+/* The safe point: runs before the loop blocks. Reports disconnects to the script, writes what
+ * every connection has queued (one writev each), and frees the connections that are done. */
+static void on_prepare(EV_P_ ev_prepare *w, int revents)
+{
+    for (int round = 0; round < 8 && (srv.close_list || srv.flush_list); round++) {
+        while (srv.close_list) {
+            struct conn *c = srv.close_list;
+            srv.close_list = c->next_close;
+            c->flags &= (uint8_t)~CONN_IN_CLOSE_LIST;
+            if (c->flags & CONN_OPENED) {
+                c->flags &= (uint8_t)~CONN_OPENED;
+                script_disconnect(c, c->close_code, close_reason(c->close_code));
+            }
+            if (c->state == CONN_DEAD)
+                conn_free(c);
+        }
+        while (srv.flush_list) {
+            struct conn *c = srv.flush_list;
+            srv.flush_list = c->next_flush;
+            c->flags &= (uint8_t)~CONN_IN_FLUSH;
+            if (c->state != CONN_DEAD)
+                conn_flush(c);
+        }
+    }
+    if (srv.shutting_down && srv.nconns == 0)
+        ev_break(EV_A_ EVBREAK_ALL);
+}
+
+/* ---- output -------------------------------------------------------------------------- */
+
+static void want_write(struct conn *c, int on)
+{
+    if (!!(c->flags & CONN_WANT_WRITE) == on)
+        return;
+    c->flags ^= CONN_WANT_WRITE;
+    ev_io_stop(srv.loop, &c->io);
+    ev_io_set(&c->io, c->fd, EV_READ | (on ? EV_WRITE : 0));
+    ev_io_start(srv.loop, &c->io);
+}
+
+/* Everything queued went out. What comes next depends on why the connection is closing. */
+static void conn_drained(struct conn *c)
+{
+    want_write(c, 0);
+    if ((c->state == CONN_CLOSING || (c->flags & CONN_HTTP_CLOSE)) && !(c->flags & CONN_SHUT_WR)) {
+        /* Half-close and wait for the peer's end: closing at once with unread input would
+         * reset the connection and could destroy the response or close frame in flight. */
+        shutdown(c->fd, SHUT_WR);
+        c->flags |= CONN_SHUT_WR;
+        if (c->state == CONN_HTTP) {
+            c->state = CONN_CLOSING;
+            dl_touch(&srv.closing, &c->timeout);
+        }
+    }
+}
+
+static void conn_flush(struct conn *c)
+{
+    struct iovec iov[IOV_MAX];
+    while (c->out.count) {
+        int n = outq_iov(&c->out, iov, IOV_MAX);
+        size_t offered = 0;
+        for (int i = 0; i < n; i++)
+            offered += iov[i].iov_len;
+        ssize_t w = writev(c->fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                want_write(c, 1);
+                return;
+            }
+            log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, strerror(errno));
+            conn_kill(c, 1006);
+            return;
+        }
+        outq_consume(&c->out, (size_t)w);
+        if ((size_t)w < offered) {
+            want_write(c, 1);
+            return;
+        }
+    }
+    conn_drained(c);
+}
+
+/* ---- hub callbacks ------------------------------------------------------------------- */
+
+static void on_hub_queued(struct conn *c)
+{
+    if (!(c->flags & CONN_IN_FLUSH) && !(c->flags & CONN_WANT_WRITE)) {
+        c->flags |= CONN_IN_FLUSH;
+        c->next_flush = srv.flush_list;
+        srv.flush_list = c;
+    }
+}
+
+/* A peer that cannot keep up: its pending frames are dropped (memory stays bounded), a close
+ * 1008 follows whatever part of a frame is already on the wire. Called during a fan-out, so
+ * membership is left alone until the safe point. */
+static void on_hub_overflow(struct conn *c)
+{
+    if (c->flags & CONN_CLOSE_SENT)
+        return;
+    log_warn("conn %llu: slow consumer closed (%zu bytes queued, limit %zu)",
+             (unsigned long long)c->id, c->out.bytes, srv.cfg->send_queue);
+    outq_drop_unsent(&c->out);
+    conn_close_ws(c, 1008, "slow consumer: send queue full");
+}
+
+static void on_hub_close(struct conn *c, uint16_t code, const char *reason)
+{
+    log_debug("conn %llu: closed by script (%u %s)", (unsigned long long)c->id, code, reason);
+    conn_close_ws(c, code, reason);
+}
+
+/* ---- WebSocket input ----------------------------------------------------------------- */
+
+static void on_ws_message(struct conn *c, int binary, const uint8_t *data, size_t len)
+{
+    /* After a close, incoming data is no longer delivered (RFC 6455 1.4). */
+    if (c->state == CONN_WS && !(c->flags & CONN_CLOSE_SENT))
+        script_message(c, binary, data, len);
+}
+
+static void ws_input(struct conn *c, const uint8_t *data, size_t len)
+{
+    dl_touch(&srv.silence, &c->timeout);
+    dl_touch(&srv.pings, &c->ping);
+    int rc = ws_feed(c, data, len);
+    if (rc < 0) {
+        log_error("conn %llu: out of memory in framing", (unsigned long long)c->id);
+        conn_kill(c, 1011);
+    } else if (rc > 0 && c->state == CONN_WS) {
+        if (rc != 1000 && rc != 1001 && rc != 1005)
+            log_info("conn %llu: closed with %d (%s)", (unsigned long long)c->id, rc,
+                     close_reason((uint16_t)rc));
+        conn_closing(c, (uint16_t)rc);
+    }
+}
+
+/* ---- HTTP ---------------------------------------------------------------------------- */
+
+static void http_fail(struct conn *c, int status, const char *reason, const char *extra)
+{
+    log_info("conn %d: HTTP %d: %s", c->fd, status, reason);
+    conn_queue_raw(c, http_error(status, reason, extra));
+    c->flags |= CONN_HTTP_CLOSE;
+}
+
+static int is_ws_path(struct http_str path)
+{
+    size_t n = strlen(srv.cfg->ws_path);
+    return path.len >= n && memcmp(path.p, srv.cfg->ws_path, n) == 0 &&
+           (path.len == n || path.p[n] == '/');
+}
+
+static void serve_file(struct conn *c, const struct http_request *req)
+{
+    int head = req->method == HTTP_HEAD;
+    if (req->method != HTTP_GET && !head) {
+        http_fail(c, 405, "only GET and HEAD are served here", "Allow: GET, HEAD\r\n");
+        return;
+    }
+    const char *ctype;
+    int fd = webroot_open(req->path.p, req->path.len, &ctype);
+    if (fd < 0) {
+        http_fail(c, -fd, fd == -400 ? "malformed path" : "no such file", NULL);
+        return;
+    }
+    struct stat st;
+    char *body = NULL;
+    ssize_t got = -1;
+    if (fstat(fd, &st) == 0 && st.st_size <= MAX_FILE_SIZE &&
+        (body = malloc((size_t)st.st_size + 1)) != NULL) {
+        got = 0;
+        while (got < st.st_size) {
+            ssize_t r = read(fd, body + got, (size_t)(st.st_size - got));
+            if (r <= 0)
+                break;
+            got += r;
+        }
+    }
+    close(fd);
+    if (got != st.st_size) {
+        free(body);
+        http_fail(c, 500, "cannot read file", NULL);
+        return;
+    }
+    int close_after = !req->keep_alive;
+    conn_queue_raw(c, http_response(200, "Cache-Control: no-cache\r\n", ctype, body, (size_t)got,
+                                    head, close_after));
+    free(body);
+    if (close_after)
+        c->flags |= CONN_HTTP_CLOSE;
+}
+
+/* "ip:port" of the peer. */
+static void peer_name(int fd, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?", port[8] = "0";
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(out, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* Returns 1 when the connection became a WebSocket. */
+static int upgrade(struct conn *c, const struct http_request *req)
+{
+    struct hs_result hs;
+    if (handshake_check(req, &srv.hs, &hs) < 0) {
+        http_fail(c, hs.status, hs.reason, hs.extra_header);
+        return 0;
+    }
+    char remote[INET6_ADDRSTRLEN + 16];
+    peer_name(c->fd, remote, sizeof remote);
+    size_t rl = strlen(remote), pl = strlen(hs.protocol);
+    c->meta = malloc(rl + req->path.len + req->query.len + pl + 4);
+    if (!c->meta) {
+        http_fail(c, 503, "out of memory", NULL);
+        return 0;
+    }
+    char *m = c->meta;
+    memcpy(m, remote, rl + 1);
+    m += rl + 1;
+    memcpy(m, req->path.p, req->path.len);
+    m[req->path.len] = '\0';
+    m += req->path.len + 1;
+    memcpy(m, req->query.p, req->query.len);
+    m[req->query.len] = '\0';
+    m += req->query.len + 1;
+    memcpy(m, hs.protocol, pl + 1);
+
+    /* The 101 goes first; whatever the connect hook sends follows it. */
+    hub_add(c);
+    c->state = CONN_WS;
+    conn_queue_raw(c, handshake_response(&hs));
+    char reason[256];
+    int rc = script_connect(c, req, remote, hs.protocol, reason, sizeof reason);
+    if (rc < 0) {
+        hub_remove(c); /* drops the 101 and anything the hook queued */
+        free(c->meta);
+        c->meta = NULL;
+        c->state = CONN_HTTP;
+        log_info("conn from %s refused by the connect hook: %s", remote, reason);
+        conn_queue_raw(c, http_error(rc == -1 ? 403 : 500, reason, NULL));
+        c->flags |= CONN_HTTP_CLOSE;
+        return 0;
+    }
+    if (c->state == CONN_WS) {
+        c->flags |= CONN_OPENED;
+        dl_touch(&srv.silence, &c->timeout);
+        dl_touch(&srv.pings, &c->ping);
+        log_debug("conn %llu: WebSocket open from %s", (unsigned long long)c->id, remote);
+    } else {
+        /* The hook closed it already: report the disconnect like any other. */
+        c->flags |= CONN_OPENED;
+    }
+    return 1;
+}
+
+/* Handles the requests complete in c's buffer. */
+static void http_input(struct conn *c, const uint8_t *data, size_t len)
+{
+    size_t cap = srv.cfg->max_request;
+    if (!c->http) {
+        c->http = malloc(sizeof *c->http + cap);
+        if (!c->http) {
+            conn_kill(c, 1006);
+            return;
+        }
+        c->http->len = 0;
+    }
+    struct http_conn *h = c->http;
+    while (len > 0 && c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
+        size_t take = cap - h->len < len ? cap - h->len : len;
+        memcpy(h->buf + h->len, data, take);
+        h->len += take;
+        data += take;
+        len -= take;
+
+        struct http_request req;
+        const char *reason = NULL;
+        int rc;
+        while ((rc = http_parse_head(h->buf, h->len, cap, &req, &reason)) == 1) {
+            if (req.content_length > srv.cfg->max_body) {
+                http_fail(c, 413, "request body too large", NULL);
+                return;
+            }
+            if (is_ws_path(req.path)) {
+                if (upgrade(c, &req)) {
+                    /* Frames sent right behind the handshake are already here. */
+                    size_t rest = h->len - req.head_len;
+                    c->http = NULL;
+                    if (c->state == CONN_WS && (rest || len)) {
+                        if (rest)
+                            ws_input(c, (const uint8_t *)h->buf + req.head_len, rest);
+                        if (len && c->state == CONN_WS)
+                            ws_input(c, data, len);
+                    }
+                    free(h);
+                    return;
+                }
+                return;
+            }
+            serve_file(c, &req);
+            /* A request with a body is answered and the connection closed: bodies are never
+             * read, so the next request could not be found. */
+            if (req.content_length || req.chunked)
+                c->flags |= CONN_HTTP_CLOSE;
+            if (c->flags & CONN_HTTP_CLOSE)
+                return;
+            memmove(h->buf, h->buf + req.head_len, h->len - req.head_len);
+            h->len -= req.head_len;
+            dl_touch(&srv.requests, &c->timeout);
+        }
+        if (rc > 1) {
+            http_fail(c, rc, reason, NULL);
+            return;
+        }
+    }
+    if (c->http && c->http->len == 0) {
+        free(c->http);
+        c->http = NULL;
+    }
+}
+
+/* ---- the socket ---------------------------------------------------------------------- */
+
+static void conn_read(struct conn *c)
+{
+    for (int i = 0; i < READS_PER_EVENT && c->state != CONN_DEAD; i++) {
+        ssize_t n = read(c->fd, readbuf, sizeof readbuf);
+        if (n > 0) {
+            switch (c->state) {
+            case CONN_HTTP:
+                if (!(c->flags & CONN_HTTP_CLOSE))
+                    http_input(c, readbuf, (size_t)n);
+                break;
+            case CONN_WS:
+                ws_input(c, readbuf, (size_t)n);
+                break;
+            default:
+                break; /* closing: the peer's last words are not needed */
+            }
+            if ((size_t)n < sizeof readbuf)
+                return;
+        } else if (n == 0) {
+            conn_kill(c, 1006);
+            return;
+        } else {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn_kill(c, 1006);
+            return;
+        }
+    }
+}
+
+static void on_conn_io(EV_P_ ev_io *w, int revents)
+{
+    struct conn *c = container_of(w, struct conn, io);
+    if (revents & EV_WRITE)
+        conn_flush(c);
+    if ((revents & EV_READ) && c->state != CONN_DEAD)
+        conn_read(c);
+}
+
+static void on_accept(EV_P_ ev_io *w, int revents)
+{
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: pause accepting instead of spinning on the backlog. */
+                log_warn("connection refused: %s (pausing accept for 100 ms)", strerror(errno));
+                ev_io_stop(EV_A_ & srv.accept_io);
+                ev_timer_start(EV_A_ & srv.accept_retry);
+            }
+            return;
+        }
+        struct conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            log_warn("connection refused: out of memory");
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->fd = fd;
+        c->state = CONN_HTTP;
+        ev_io_init(&c->io, on_conn_io, fd, EV_READ);
+        ev_io_start(EV_A_ & c->io);
+        dl_touch(&srv.requests, &c->timeout);
+        srv.nconns++;
+    }
+}
+
+static void on_accept_retry(EV_P_ ev_timer *w, int revents)
+{
+    if (!srv.shutting_down)
+        ev_io_start(EV_A_ & srv.accept_io);
+}
+
+/* ---- timeouts ------------------------------------------------------------------------ */
+
+static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
+{
+    struct conn *c = container_of(node, struct conn, timeout);
+    log_info("conn %d: request not completed within %.1f s, closed", c->fd, l->timeout);
+    conn_kill(c, 1006);
+}
+
+static void on_silence_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
+{
+    struct conn *c = container_of(node, struct conn, timeout);
+    log_info("conn %llu: silent for %.1f s, closed", (unsigned long long)c->id, l->timeout);
+    conn_kill(c, 1006);
+}
+
+static void on_ping_due(struct dl_list *l, struct dl_node *node, ev_tstamp now)
+{
+    struct conn *c = container_of(node, struct conn, ping);
+    hub_send(c, srv.ping_frame);
+    dl_touch(l, node);
+}
+
+static void on_closing_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
+{
+    conn_kill(container_of(node, struct conn, timeout), 1006);
+}
+
+/* ---- start and stop ------------------------------------------------------------------ */
+
+static int listen_on(const struct config *cfg, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res, *ai;
+    char port[8];
+    snprintf(port, sizeof port, "%d", cfg->port);
+    int rc = getaddrinfo(cfg->host[0] ? cfg->host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", cfg->host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    /* With no host, prefer IPv6 with dual stack so one socket takes both families. */
+    for (int pass = 0; pass < 2 && fd < 0; pass++) {
+        for (ai = res; ai; ai = ai->ai_next) {
+            if (!cfg->host[0] && (pass == 0) != (ai->ai_family == AF_INET6))
+                continue;
+            fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+                continue;
+            int one = 1, zero = 0;
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (ai->ai_family == AF_INET6 && !cfg->host[0])
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+            if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+                break;
+            snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+                     strerror(errno));
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return -1;
+
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN], serv[8];
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    log_info(ss.ss_family == AF_INET6 ? "listening on [%s]:%s" : "listening on %s:%s", host, serv);
+    return fd;
+}
+
+int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen)
+{
+    srv.loop = loop;
+    srv.cfg = cfg;
+    srv.hs = (struct hs_config){cfg->allow_origin, cfg->subprotocols};
+    srv.listen_fd = listen_on(cfg, err, errlen);
+    if (srv.listen_fd < 0)
+        return -1;
+    srv.ping_frame = frame_ws(FRAME_PING, "", 0);
+
+    static const struct hub_callbacks hub_cb = {on_hub_queued, on_hub_overflow, on_hub_close};
+    hub_init(cfg->send_queue, cfg->history, &hub_cb);
+    static const struct ws_handlers ws_cb = {on_ws_message};
+    ws_init(cfg->max_message, &ws_cb);
+
+    dl_init(loop, &srv.requests, cfg->handshake_timeout, on_request_timeout);
+    dl_init(loop, &srv.silence, cfg->pong_timeout, on_silence_timeout);
+    dl_init(loop, &srv.pings, cfg->ping_interval, on_ping_due);
+    dl_init(loop, &srv.closing, CLOSE_WAIT_SECONDS, on_closing_timeout);
+
+    ev_io_init(&srv.accept_io, on_accept, srv.listen_fd, EV_READ);
+    ev_io_start(loop, &srv.accept_io);
+    ev_timer_init(&srv.accept_retry, on_accept_retry, 0.1, 0);
+    ev_prepare_init(&srv.prepare, on_prepare);
+    ev_prepare_start(loop, &srv.prepare);
+    return 0;
+}
+
+static void close_for_shutdown(struct conn *c, void *arg)
+{
+    conn_close_ws(c, 1001, "server shutting down");
+}
+
+static void on_grace_over(EV_P_ ev_timer *w, int revents)
+{
+    log_warn("%zu connections still open after the grace period; exiting", srv.nconns);
+    ev_break(EV_A_ EVBREAK_ALL);
+}
+
+void server_shutdown(double grace)
+{
+    if (srv.shutting_down)
+        return;
+    srv.shutting_down = 1;
+    ev_io_stop(srv.loop, &srv.accept_io);
+    ev_timer_stop(srv.loop, &srv.accept_retry);
+    close(srv.listen_fd);
+    srv.listen_fd = -1;
+    hub_each(close_for_shutdown, NULL);
+    /* Connections still reading an HTTP request end now. */
+    for (struct dl_node *n = srv.requests.first, *next; n; n = next) {
+        next = n->next;
+        conn_kill(container_of(n, struct conn, timeout), 1001);
+    }
+    ev_timer_init(&srv.grace, on_grace_over, grace, 0);
+    ev_timer_start(srv.loop, &srv.grace);
+    log_info("shutting down: %zu connections to close", srv.nconns);
+}
+
+static void kill_remaining(struct conn *c, void *arg)
+{
+    conn_kill(c, 1001);
+}
+
+void server_free(void)
+{
+    hub_each(kill_remaining, NULL);
+    /* HTTP connections have no id: walk the timeout lists for them. */
+    struct dl_list *lists[] = {&srv.requests, &srv.closing};
+    for (size_t i = 0; i < 2; i++)
+        while (lists[i]->first)
+            conn_kill(container_of(lists[i]->first, struct conn, timeout), 1001);
+    srv.flush_list = NULL;
+    while (srv.close_list) {
+        struct conn *c = srv.close_list;
+        srv.close_list = c->next_close;
+        if (c->flags & CONN_OPENED) {
+            c->flags &= (uint8_t)~CONN_OPENED;
+            script_disconnect(c, c->close_code, close_reason(c->close_code));
+        }
+        conn_free(c);
+    }
+    dl_stop(&srv.requests);
+    dl_stop(&srv.silence);
+    dl_stop(&srv.pings);
+    dl_stop(&srv.closing);
+    ev_timer_stop(srv.loop, &srv.grace);
+    ev_prepare_stop(srv.loop, &srv.prepare);
+    frame_unref(srv.ping_frame);
+    if (srv.listen_fd >= 0)
+        close(srv.listen_fd);
+}

@@ -1,0 +1,23 @@
+/* server: the listening socket and every connection's life: accept, HTTP requests (static files
+ * and the upgrade), WebSocket input, output flushing, timeouts, the close handshake and the one
+ * place where connections are torn down. */
+#ifndef CONFAB_SERVER_H
+#define CONFAB_SERVER_H
+
+#include <ev.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/* Binds and listens on cfg's address and prepares the watchers. Logs the address it listens on
+ * ("listening on HOST:PORT"). Returns 0, or -1 with a reason in err. */
+int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);
+
+/* Stops accepting, sends close 1001 to every WebSocket peer and closes HTTP connections; the
+ * loop is broken once every connection is gone or after grace seconds. */
+void server_shutdown(double grace);
+
+/* Frees what is left (after the loop ended). */
+void server_free(void);
+
+#endif
