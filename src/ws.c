@@ -39,23 +39,50 @@ static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     return (ssize_t)n;
 }
 
-/* wslay's control frames (pong, close) join the connection's queue like any other frame. After
- * the server sent its own close, nothing may follow it, so wslay's close reply is dropped. */
+/* wslay's control frames (pong, close) join the connection's queue like any other frame. wslay
+ * hands over a frame's header and payload separately (WSLAY_MSG_MORE between them): they are
+ * gathered here and queued as one. After the server sent its own close, nothing may follow it,
+ * so wslay's close reply is dropped. */
+static uint8_t stage[256];
+static size_t stage_len;
+
+static int stage_flush(struct conn *c)
+{
+    if (stage_len == 0)
+        return 0;
+    struct frame *f = frame_bytes(stage, stage_len);
+    stage_len = 0;
+    if (!f)
+        return -1;
+    if (!(c->flags & CONN_CLOSE_SENT))
+        hub_send(c, f);
+    frame_unref(f);
+    return 0;
+}
+
 static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
                        void *user)
 {
     struct ws_conn *w = user;
-    struct conn *c = w->conn;
-    if (c->flags & CONN_CLOSE_SENT)
+    if (stage_len + len > sizeof stage && stage_flush(w->conn) < 0)
+        goto fail;
+    if (len > sizeof stage) {
+        struct frame *f = frame_bytes(data, len);
+        if (!f)
+            goto fail;
+        if (!(w->conn->flags & CONN_CLOSE_SENT))
+            hub_send(w->conn, f);
+        frame_unref(f);
         return (ssize_t)len;
-    struct frame *f = frame_bytes(data, len);
-    if (!f) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
     }
-    hub_send(c, f);
-    frame_unref(f);
+    memcpy(stage + stage_len, data, len);
+    stage_len += len;
+    if (!(flags & WSLAY_MSG_MORE) && stage_flush(w->conn) < 0)
+        goto fail;
     return (ssize_t)len;
+fail:
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
 }
 
 static void on_frame_start(wslay_event_context_ptr ctx,
@@ -134,7 +161,7 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
         return -1;
     w->in = data;
     w->in_len = len;
-    if (wslay_event_recv(w->ctx) != 0 || wslay_event_send(w->ctx) != 0)
+    if (wslay_event_recv(w->ctx) != 0 || wslay_event_send(w->ctx) != 0 || stage_flush(c) < 0)
         return -1;
 
     if (wslay_event_get_close_received(w->ctx)) {

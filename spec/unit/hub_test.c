@@ -1,0 +1,203 @@
+/* The hub without sockets: rooms, membership both ways, shared frames, queue limits, history. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+#include "test.h"
+
+static int queued_calls, overflow_calls, close_calls;
+static struct conn *last_overflow;
+
+static void t_queued(struct conn *c) { queued_calls++; }
+static void t_overflow(struct conn *c)
+{
+    overflow_calls++;
+    last_overflow = c;
+    c->flags |= CONN_CLOSE_SENT; /* as the server does: nothing more is queued */
+}
+static void t_close(struct conn *c, uint16_t code, const char *reason) { close_calls++; }
+
+static const struct hub_callbacks cb = {t_queued, t_overflow, t_close};
+
+static struct conn *new_conn(void)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    c->state = CONN_WS;
+    hub_add(c);
+    return c;
+}
+
+static void free_conn(struct conn *c)
+{
+    hub_remove(c);
+    free(c);
+}
+
+TEST(hub_rooms_both_ways)
+{
+    hub_init(1 << 20, 10, &cb);
+    struct conn *a = new_conn(), *b = new_conn(), *c = new_conn();
+    CHECK(a->id && b->id && a->id != b->id);
+    CHECK(hub_find(b->id) == b);
+
+    CHECK_INT(hub_join(a, "lobby", 5), 1);
+    CHECK_INT(hub_join(a, "lobby", 5), 0);
+    CHECK_INT(hub_join(b, "lobby", 5), 1);
+    CHECK_INT(hub_join(c, "lobby", 5), 1);
+    CHECK_INT(hub_join(a, "dev", 3), 1);
+
+    struct room *lobby = hub_room("lobby", 5);
+    CHECK(lobby && lobby->members_len == 3);
+    CHECK(lobby->members[0]->conn == a && lobby->members[2]->conn == c);
+    CHECK_INT(a->rooms_len, 2);
+
+    /* Leaving keeps the join order of the others and both indexes consistent. */
+    CHECK_INT(hub_leave(b, "lobby", 5), 1);
+    CHECK_INT(hub_leave(b, "lobby", 5), 0);
+    CHECK_INT(lobby->members_len, 2);
+    CHECK(lobby->members[1]->conn == c && lobby->members[1]->room_idx == 1);
+
+    /* Removing a connection takes it out of every room; an empty room goes away. */
+    uint64_t a_id = a->id;
+    free_conn(a);
+    CHECK(hub_find(a_id) == NULL);
+    CHECK(hub_room("dev", 3) == NULL);
+    CHECK_INT(hub_room("lobby", 5)->members_len, 1);
+    free_conn(b);
+    free_conn(c);
+    CHECK(hub_room("lobby", 5) == NULL);
+    CHECK_INT(hub_count(), 0);
+}
+
+TEST(hub_broadcast_shares_one_frame)
+{
+    hub_init(1 << 20, 10, &cb);
+    struct conn *m[5];
+    for (int i = 0; i < 5; i++) {
+        m[i] = new_conn();
+        hub_join(m[i], "r", 1);
+    }
+    size_t live_before = frame_live;
+    struct frame *f = frame_ws(FRAME_TEXT, "hello", 5);
+    queued_calls = 0;
+    CHECK_INT(hub_broadcast(hub_room("r", 1), f, m[2]), 4);
+    /* One frame, one reference per recipient plus ours: no copies. */
+    CHECK_INT(frame_live, live_before + 1);
+    CHECK_INT(f->refs, 5);
+    CHECK_INT(m[2]->out.count, 0);
+    CHECK(m[0]->out.count == 1 && m[0]->out.items[m[0]->out.head] == f);
+    CHECK_INT(queued_calls, 4);
+    /* A second frame on a non-empty queue does not wake the server again. */
+    CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 5);
+    CHECK_INT(queued_calls, 5);
+    frame_unref(f);
+    for (int i = 0; i < 5; i++)
+        free_conn(m[i]);
+    CHECK_INT(frame_live, live_before);
+}
+
+TEST(hub_queue_limit_cuts_off_slow_consumer)
+{
+    hub_init(100, 10, &cb);
+    struct conn *slow = new_conn(), *fast = new_conn();
+    hub_join(slow, "r", 1);
+    hub_join(fast, "r", 1);
+    struct frame *f = frame_ws(FRAME_TEXT, "0123456789012345678901234567890123456789", 40);
+    overflow_calls = 0;
+    CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 2);
+    CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 2);
+    /* The third would pass 100 bytes queued: both overflow, nothing more is queued. */
+    CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 0);
+    CHECK_INT(overflow_calls, 2);
+    CHECK(slow->out.bytes <= 100);
+    CHECK_INT(hub_send(slow, f), -1);
+    CHECK_INT(overflow_calls, 2); /* closed connections are skipped, not re-reported */
+    frame_unref(f);
+    free_conn(slow);
+    free_conn(fast);
+}
+
+TEST(hub_outq_partial_writes)
+{
+    struct outq q = {0};
+    struct frame *a = frame_bytes("abc", 3), *b = frame_bytes("defgh", 5);
+    outq_push(&q, a);
+    outq_push(&q, b);
+    CHECK_INT(q.bytes, 8);
+    struct iovec iov[4];
+    CHECK_INT(outq_iov(&q, iov, 4), 2);
+    outq_consume(&q, 4); /* "abc" and "d" written */
+    CHECK_INT(q.count, 1);
+    CHECK_INT(outq_iov(&q, iov, 4), 1);
+    CHECK(iov[0].iov_len == 4 && memcmp(iov[0].iov_base, "efgh", 4) == 0);
+    CHECK_INT(a->refs, 1);
+    outq_push(&q, a);
+    outq_drop_unsent(&q); /* keeps the half-written "defgh", drops "abc" */
+    CHECK_INT(q.count, 1);
+    CHECK_INT(q.bytes, 4);
+    CHECK_INT(a->refs, 1);
+    outq_consume(&q, 4);
+    CHECK(q.items == NULL && q.bytes == 0);
+    frame_unref(a);
+    frame_unref(b);
+}
+
+struct collect {
+    int n;
+    uint64_t ids[16];
+};
+
+static void collect_entry(const struct hist_entry *e, void *arg)
+{
+    struct collect *c = arg;
+    c->ids[c->n++] = e->id;
+}
+
+TEST(hub_history_ring)
+{
+    hub_init(1 << 20, 3, &cb);
+    CHECK_INT(hub_history_last("h", 1), 0);
+    for (uint64_t id = 1; id <= 5; id++)
+        CHECK_INT(hub_history_add("h", 1, id, "msg", 3), 0);
+    CHECK_INT(hub_history_add("h", 1, 5, "dup", 3), -1);
+    CHECK_INT(hub_history_last("h", 1), 5);
+
+    struct collect got = {0};
+    /* Only 3..5 are kept: after 3 is complete, after 1 has a gap. */
+    CHECK_INT(hub_history_each("h", 1, 3, collect_entry, &got), 1);
+    CHECK(got.n == 2 && got.ids[0] == 4 && got.ids[1] == 5);
+    got.n = 0;
+    CHECK_INT(hub_history_each("h", 1, 2, collect_entry, &got), 1);
+    CHECK_INT(got.n, 3);
+    got.n = 0;
+    CHECK_INT(hub_history_each("h", 1, 1, collect_entry, &got), 0);
+    CHECK(got.n == 3 && got.ids[0] == 3);
+    got.n = 0;
+    CHECK_INT(hub_history_each("h", 1, 5, collect_entry, &got), 1);
+    CHECK_INT(got.n, 0);
+
+    /* The room outlives its members while it has history. */
+    struct conn *a = new_conn();
+    hub_join(a, "h", 1);
+    free_conn(a);
+    CHECK(hub_room("h", 1) != NULL);
+    hub_shutdown();
+    CHECK(hub_room("h", 1) == NULL);
+}
+
+TEST(hub_attributes)
+{
+    hub_init(1 << 20, 3, &cb);
+    struct conn *a = new_conn();
+    CHECK(hub_attr_get(a, "name") == NULL);
+    CHECK_INT(hub_attr_set(a, "name", ATTR_STRING, 0, 0, "alice", 5), 0);
+    CHECK_INT(hub_attr_set(a, "age", ATTR_INTEGER, 42, 0, NULL, 0), 0);
+    CHECK_INT(hub_attr_set(a, "name", ATTR_STRING, 0, 0, "bob", 3), 0);
+    const struct attr *n = hub_attr_get(a, "name");
+    CHECK(n && n->type == ATTR_STRING && n->v.len == 3 &&
+          strcmp(n->key + strlen(n->key) + 1, "bob") == 0);
+    CHECK(hub_attr_get(a, "age")->v.i == 42);
+    hub_attr_del(a, "age");
+    CHECK(hub_attr_get(a, "age") == NULL);
+    free_conn(a);
+}

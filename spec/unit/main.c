@@ -1,0 +1,35 @@
+#include <stdio.h>
+
+#include "log.h"
+#include "test.h"
+
+static struct test *first, *last;
+int test_failed_checks;
+
+void test_register(struct test *t)
+{
+    if (last)
+        last->next = t;
+    else
+        first = t;
+    last = t;
+}
+
+int main(void)
+{
+    log_threshold = (enum log_level)(LOG_ERROR + 1); /* tests check results, not log lines */
+    int passed = 0, failed = 0;
+    for (struct test *t = first; t; t = t->next) {
+        int before = test_failed_checks;
+        t->fn();
+        if (test_failed_checks == before) {
+            passed++;
+            printf("ok   %s\n", t->name);
+        } else {
+            failed++;
+            printf("FAIL %s\n", t->name);
+        }
+    }
+    printf("unit: %d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
