@@ -89,8 +89,8 @@ static void count_hook(lua_State *L, lua_Debug *ar)
         return;
     if (call.timed_out || deadline_passed()) {
         call.timed_out = 1;
-        luaL_error(L, "%s took longer than %u ms and was aborted", call.what,
-                   limits.hook_timeout_ms);
+        luaL_error(L, "%s took longer than %d ms and was aborted", call.what,
+                   (int)limits.hook_timeout_ms);
     }
 }
 

@@ -14,6 +14,7 @@ struct ws_conn {
     uint64_t fed;        /* bytes handed to wslay */
     uint64_t framed;     /* bytes of frames wslay finished */
     uint64_t frame_size; /* header + payload of the frame in progress */
+    uint16_t fail_code;  /* set when we fail the connection ourselves (checks wslay lacks) */
     uint8_t fragmented;  /* a data message's final frame has not come yet */
     uint8_t fin;
     uint8_t opcode;
@@ -27,7 +28,7 @@ static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
                        void *user)
 {
     struct ws_conn *w = user;
-    if (w->in_len == 0) {
+    if (w->in_len == 0 || w->fail_code) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -64,6 +65,8 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
                        void *user)
 {
     struct ws_conn *w = user;
+    if (w->fail_code)
+        return (ssize_t)len; /* our own close replaces whatever wslay wanted to say */
     if (stage_len + len > sizeof stage && stage_flush(w->conn) < 0)
         goto fail;
     if (len > sizeof stage) {
@@ -94,6 +97,19 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     w->frame_size = len + 2 + 4 + (len < 126 ? 0 : len <= 0xFFFF ? 2 : 8);
     w->fin = arg->fin;
     w->opcode = arg->opcode;
+    /* RFC 6455 5.5: control frames are short and never fragmented. A data frame announcing
+     * more than the limit is refused from its header, before any payload is buffered. */
+    if (wslay_is_ctrl_frame(arg->opcode) && (!arg->fin || len > 125))
+        w->fail_code = WSLAY_CODE_PROTOCOL_ERROR;
+    else if (!wslay_is_ctrl_frame(arg->opcode) && len > max_message)
+        w->fail_code = WSLAY_CODE_MESSAGE_TOO_BIG;
+}
+
+/* RFC 6455 7.4: the status codes a peer may send in a close frame. */
+static int close_code_valid(uint16_t code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
 }
 
 static void on_frame_end(wslay_event_context_ptr ctx, void *user)
@@ -108,6 +124,13 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
                    void *user)
 {
     struct ws_conn *w = user;
+    if (w->fail_code)
+        return;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE &&
+        (arg->msg_length == 1 || (arg->msg_length >= 2 && !close_code_valid(arg->status_code)))) {
+        w->fail_code = WSLAY_CODE_PROTOCOL_ERROR;
+        return;
+    }
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
         handlers.message(w->conn, arg->opcode == WSLAY_BINARY_FRAME, arg->msg, arg->msg_length);
     /* Pings are answered by wslay; pongs only prove the peer is alive, which any byte does. */
@@ -161,9 +184,27 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
         return -1;
     w->in = data;
     w->in_len = len;
-    if (wslay_event_recv(w->ctx) != 0 || wslay_event_send(w->ctx) != 0 || stage_flush(c) < 0)
+    int rc = wslay_event_recv(w->ctx);
+    /* wslay's frame layer reports RFC violations it finds in a header (a fragmented or long
+     * control frame, a one-byte close) as a callback failure and queues an empty close; we
+     * answer with the proper 1002 instead. */
+    if (rc == WSLAY_ERR_CALLBACK_FAILURE && !w->fail_code)
+        w->fail_code = WSLAY_CODE_PROTOCOL_ERROR;
+    else if (rc != 0 && rc != WSLAY_ERR_CALLBACK_FAILURE)
+        return -1;
+    if (wslay_event_send(w->ctx) != 0 || stage_flush(c) < 0)
         return -1;
 
+    if (w->fail_code) {
+        uint16_t code = w->fail_code;
+        struct frame *f = frame_ws_close(code, code == WSLAY_CODE_MESSAGE_TOO_BIG
+                                                   ? "message too big" : "protocol error");
+        if (!f)
+            return -1;
+        hub_send(c, f);
+        frame_unref(f);
+        return code;
+    }
     if (wslay_event_get_close_received(w->ctx)) {
         uint16_t code = wslay_event_get_status_code_received(w->ctx);
         /* 1005: the peer's close had no status code. */

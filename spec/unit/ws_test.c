@@ -189,3 +189,40 @@ TEST(ws_peer_close_is_echoed)
     CHECK_INT(queued_close_code(c), 1000);
     teardown(c);
 }
+
+TEST(ws_checks_beyond_wslay)
+{
+    static uint8_t buf[300], payload[200];
+    memset(payload, 'p', sizeof payload);
+    static const struct { const char *what; int fin, opcode; size_t len; int code; } cases[] = {
+        {"fragmented ping", 0, 9, 2, 1002},
+        {"ping over 125 bytes", 1, 9, 126, 1002},
+        {"one-byte close payload", 1, 8, 1, 1002},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct conn *c = setup(1024);
+        size_t n = client_frame(buf, cases[i].fin, cases[i].opcode, payload, cases[i].len, 1);
+        int rc = ws_feed(c, buf, n);
+        if (rc != cases[i].code || queued_close_code(c) != cases[i].code) {
+            printf("    %s: feed %d, queued close %d\n", cases[i].what, rc, queued_close_code(c));
+            test_failed_checks++;
+        }
+        /* Only our close frame is queued: no pong, no echo of the bad close. */
+        CHECK_INT(c->out.count, 1);
+        teardown(c);
+    }
+
+    struct conn *c = setup(1024);
+    const uint8_t bad_code[] = {0x03, 0xed}; /* 1005 may never be sent */
+    size_t n = client_frame(buf, 1, 8, bad_code, 2, 1);
+    CHECK_INT(ws_feed(c, buf, n), 1002);
+    teardown(c);
+
+    /* A header announcing a huge message is refused with its first payload byte, long before
+     * the payload could be buffered. */
+    c = setup(1024);
+    const uint8_t header[] = {0x82, 0xff, 0, 0, 0x01, 0, 0, 0, 0, 0, 1, 2, 3, 4, 'x'};
+    CHECK_INT(ws_feed(c, header, sizeof header), 1009);
+    CHECK_INT(queued_close_code(c), 1009);
+    teardown(c);
+}
