@@ -89,8 +89,8 @@ static void count_hook(lua_State *L, lua_Debug *ar)
         return;
     if (call.timed_out || deadline_passed()) {
         call.timed_out = 1;
-        luaL_error(L, "%s took longer than %d ms and was aborted", call.what,
-                   (int)limits.hook_timeout_ms);
+        luaL_error(L, "%s exceeded its time limit of %d ms (--hook-timeout) and was aborted",
+                   call.what, (int)limits.hook_timeout_ms);
     }
 }
 
@@ -135,8 +135,9 @@ static int pcall_guarded(lua_State *L, const char *what, int nargs, int nres)
     /* One line per event: the traceback's lines are joined. */
     const char *msg = lua_tostring(L, -1);
     luaL_gsub(L, msg ? msg : "(no message)", "\n\t", " | ");
+    luaL_gsub(L, lua_tostring(L, -1), "\n", " | ");
     log_error("hook %s failed: %s", what, lua_tostring(L, -1));
-    lua_pop(L, 2);
+    lua_pop(L, 3);
     return -1;
 }
 
