@@ -221,7 +221,8 @@ static struct conn *check_conn_state(lua_State *L, int arg, int need_open)
         return NULL;
     if (need_open)
         return c->state == CONN_WS && !(c->flags & CONN_CLOSE_SENT) ? c : NULL;
-    return c->state == CONN_WS || c->state == CONN_CLOSING ? c : NULL;
+    /* A dead connection is still readable until its disconnect has been reported. */
+    return c->state != CONN_HTTP ? c : NULL;
 }
 
 #define check_conn(L, arg) check_conn_state(L, arg, 1)
@@ -689,6 +690,36 @@ static int l_load(lua_State *L)
     return lua_gettop(L);
 }
 
+/* pcall, xpcall and coroutine.resume catch errors, and so would catch the time limit's abort
+ * and let a loop go on: once the limit passed, the abort goes through them. */
+static int l_abort_through(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    if (call.timed_out)
+        return luaL_error(L, "%s exceeded its time limit of %d ms (--hook-timeout) and was aborted",
+                          call.what, (int)limits.hook_timeout_ms);
+    return lua_gettop(L);
+}
+
+static void wrap_abort_through(lua_State *L, const char *lib, const char *name)
+{
+    if (lib) {
+        lua_getglobal(L, lib);
+        lua_getfield(L, -1, name);
+    } else {
+        lua_getglobal(L, name);
+    }
+    lua_pushcclosure(L, l_abort_through, 1);
+    if (lib) {
+        lua_setfield(L, -2, name);
+        lua_pop(L, 1);
+    } else {
+        lua_setglobal(L, name);
+    }
+}
+
 /* collectgarbage: measuring and collecting are fine; stopping or retuning the collector is not. */
 static int l_collectgarbage(lua_State *L)
 {
@@ -828,6 +859,9 @@ static int setup_state(lua_State *L)
     lua_setglobal(L, "collectgarbage");
     lua_pushcfunction(L, l_print);
     lua_setglobal(L, "print");
+    wrap_abort_through(L, NULL, "pcall");
+    wrap_abort_through(L, NULL, "xpcall");
+    wrap_abort_through(L, "coroutine", "resume");
 
     /* Strings share one metatable; the script may use it but not change it. */
     lua_pushliteral(L, "");

@@ -17,6 +17,7 @@ void test_register(struct test *t)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);
     log_threshold = (enum log_level)(LOG_ERROR + 1); /* tests check results, not log lines */
     int passed = 0, failed = 0;
     for (struct test *t = first; t; t = t->next) {

@@ -1,0 +1,832 @@
+-- Specs of scripts/chat.lua against docs/protocol.md, driven through the confab_fake kit.
+local confab_fake = require "confab_fake"
+local cjson = require "cjson"
+
+local SCRIPT = "scripts/chat.lua"
+local fake
+
+local function new(opts)
+  fake = confab_fake.new(opts):load(SCRIPT)
+  return fake
+end
+
+-- Connects and says hello; returns the id. `extra` adds fields to the hello.
+local function user(name, extra)
+  local id = assert(fake:connect())
+  local hello = { type = "hello", name = name }
+  for k, v in pairs(extra or {}) do hello[k] = v end
+  fake:message(id, hello)
+  return id
+end
+
+local function types(id)
+  local list = {}
+  for _, m in ipairs(fake:json(id)) do list[#list + 1] = m.type end
+  return list
+end
+
+-- Sends one message and returns the error code it got back (nil if none).
+local function refused(id, msg)
+  fake:clear(id)
+  fake:message(id, msg)
+  local e = fake:last(id, "error")
+  return e and e.code
+end
+
+local function say(id, room, text)
+  fake:message(id, { type = "say", room = room, text = text })
+end
+
+local function texts(id, room)
+  local list = {}
+  for _, m in ipairs(fake:json(id, "message")) do
+    if room == nil or m.room == room then list[#list + 1] = m.text end
+  end
+  return list
+end
+
+after_each(function()
+  if fake then assert.same({}, fake.errors) end
+  fake = nil
+end)
+
+describe("chat.lua", function()
+  before_each(function() new() end)
+
+  describe("hello", function()
+    it("welcomes the user, then joins lobby with joined, members and history", function()
+      local a = user("alice")
+      assert.same({ "welcome", "joined", "members", "history" }, types(a))
+      assert.same({ type = "welcome", name = "alice", epoch = fake.epoch }, fake:json(a)[1])
+      assert.same({ type = "joined", room = "lobby", name = "alice" }, fake:json(a)[2])
+      assert.same({ type = "members", room = "lobby", members = { "alice" } }, fake:json(a)[3])
+      assert.same({ type = "history", room = "lobby", messages = {}, complete = true, reset = true },
+                  fake:json(a)[4])
+      assert.matches('"messages":%[%]', fake:sent(a)[4])
+      assert.equal("alice", fake.confab.get(a, "name"))
+    end)
+
+    it("tells lobby members about the newcomer", function()
+      local a = user("alice")
+      fake:clear()
+      user("bob")
+      assert.same({ type = "joined", room = "lobby", name = "bob" }, fake:last(a, "joined"))
+      assert.same({ "alice", "bob" }, fake:last(a, "members").members)
+    end)
+
+    it("keeps names unique, case-insensitively", function()
+      user("alice")
+      local b = assert(fake:connect())
+      for _, taken in ipairs{ "alice", "Alice", "ALICE", "ａｌｉｃｅ" } do
+        assert.equal("name_taken", refused(b, { type = "hello", name = taken }))
+      end
+      user("Zoë")
+      assert.equal("name_taken", refused(b, { type = "hello", name = "ZOË" }))
+      user("Дима")
+      assert.equal("name_taken", refused(b, { type = "hello", name = "дима" }))
+      assert.is_nil(fake.confab.get(b, "name"))
+    end)
+
+    it("frees a name when its user disconnects", function()
+      local a = user("alice")
+      fake:disconnect(a, 1000)
+      local b = user("Alice")
+      assert.equal("Alice", fake.confab.get(b, "name"))
+    end)
+
+    it("accepts letters of any script, digits, _ and -, up to 24 characters", function()
+      for _, name in ipairs{ "a", "bob_2", "x-y", "张三", "Ναταλία", "Ñandú", "さくら",
+                             string.rep("é", 24), string.rep("w", 24) } do
+        local id = user(name)
+        assert.equal(name, fake.confab.get(id, "name"), name)
+      end
+    end)
+
+    it("refuses bad names with bad_name", function()
+      local b = assert(fake:connect())
+      for _, name in ipairs{ "", string.rep("w", 25), "a b", "a!b", "a.b", "😀", "a\tb", "a\u{200B}b",
+                             "a/b", "<script>" } do
+        assert.equal("bad_name", refused(b, { type = "hello", name = name }), name)
+      end
+    end)
+
+    it("refuses a missing or non-string name with bad_field", function()
+      local b = assert(fake:connect())
+      assert.equal("bad_field", refused(b, { type = "hello" }))
+      assert.equal("bad_field", refused(b, { type = "hello", name = 5 }))
+      assert.equal("bad_field", refused(b, { type = "hello", name = { "x" } }))
+    end)
+
+    it("refuses a second hello", function()
+      local a = user("alice")
+      assert.equal("bad_type", refused(a, { type = "hello", name = "other" }))
+      assert.equal("alice", fake.confab.get(a, "name"))
+    end)
+
+    it("requires hello before anything else", function()
+      local b = assert(fake:connect())
+      for _, msg in ipairs{ { type = "say", room = "lobby", text = "hi" }, { type = "join", room = "x" },
+                            { type = "rooms" }, { type = "typing", room = "lobby" } } do
+        assert.equal("no_name", refused(b, msg))
+      end
+      assert.same({}, fake.confab.rooms_of(b))
+    end)
+
+    it("lets idle connections cost nothing: no joins, no broadcasts, nothing sent", function()
+      local idle = { fake:connect(), fake:connect(), fake:connect() }
+      assert.same({}, fake.confab.rooms())
+      assert.same({}, fake.broadcasts)
+      local a = user("alice")
+      say(a, "lobby", "hello?")
+      for _, id in ipairs(idle) do assert.same({}, fake:sent(id)) end
+      assert.same({ a }, fake.confab.members("lobby"))
+    end)
+  end)
+
+  describe("rooms", function()
+    it("joins a room: history and members to the joiner, joined to the room only", function()
+      local a, b, c = user("alice"), user("bob"), user("carol")
+      fake:message(c, { type = "join", room = "dev" })
+      fake:clear()
+      fake:message(a, { type = "join", room = "dev" })
+      assert.same({ "joined", "members", "history" }, types(a))
+      assert.same({ "carol", "alice" }, fake:last(a, "members").members)
+      assert.same({ type = "joined", room = "dev", name = "alice" }, fake:last(c, "joined"))
+      assert.same({ "carol", "alice" }, fake:last(c, "members").members)
+      assert.same({}, fake:sent(b))
+    end)
+
+    it("answers a join of a room the user is in with history and members only", function()
+      local a, b = user("alice"), user("bob")
+      fake:clear()
+      fake:message(a, { type = "join", room = "lobby" })
+      assert.same({ "history", "members" }, types(a))
+      assert.same({}, fake:sent(b))
+    end)
+
+    it("leaves a room: left to everyone there including the leaver, new members to the rest", function()
+      local a, b = user("alice"), user("bob")
+      fake:clear()
+      fake:message(a, { type = "leave", room = "lobby" })
+      assert.same({ type = "left", room = "lobby", name = "alice" }, fake:last(a, "left"))
+      assert.same({ type = "left", room = "lobby", name = "alice" }, fake:last(b, "left"))
+      assert.same({ "bob" }, fake:last(b, "members").members)
+      assert.is_nil(fake:last(a, "members"))
+      assert.same({}, fake.confab.rooms_of(a))
+      assert.equal("not_in_room", refused(a, { type = "leave", room = "lobby" }))
+      assert.equal("not_in_room", refused(a, { type = "say", room = "lobby", text = "x" }))
+    end)
+
+    it("lets a connection be in several rooms and switch between them", function()
+      local a, b = user("alice"), user("bob")
+      fake:message(a, { type = "join", room = "dev" })
+      fake:message(a, { type = "join", room = "ops" })
+      assert.same({ "lobby", "dev", "ops" }, fake.confab.rooms_of(a))
+      say(a, "dev", "in dev")
+      say(a, "lobby", "in lobby")
+      assert.same({ "in lobby" }, texts(b))
+      assert.same({ "in dev" }, texts(a, "dev"))
+      fake:message(a, { type = "leave", room = "lobby" })
+      assert.same({ "dev", "ops" }, fake.confab.rooms_of(a))
+    end)
+
+    it("updates members when someone disconnects", function()
+      local a, b = user("alice"), user("bob")
+      fake:message(b, { type = "join", room = "dev" })
+      fake:message(a, { type = "join", room = "dev" })
+      fake:clear()
+      fake:disconnect(b, 1001)
+      for _, room in ipairs{ "lobby", "dev" } do
+        local left, members
+        for _, m in ipairs(fake:json(a)) do
+          if m.room == room and m.type == "left" then left = m end
+          if m.room == room and m.type == "members" then members = m end
+        end
+        assert.same({ type = "left", room = room, name = "bob" }, left)
+        assert.same({ "alice" }, members.members)
+      end
+    end)
+
+    it("refuses bad room names", function()
+      local a = user("alice")
+      for _, room in ipairs{ "", string.rep("r", 33), "a b", "dev#", "x/y", string.rep("文", 30) } do
+        fake:advance(1)
+        assert.equal("bad_room", refused(a, { type = "join", room = room }), room)
+      end
+      assert.equal("bad_field", refused(a, { type = "join" }))
+      assert.equal("bad_field", refused(a, { type = "join", room = 7 }))
+      assert.is_nil(refused(a, { type = "join", room = string.rep("r", 32) }))
+      assert.is_nil(refused(a, { type = "join", room = "開発" }))
+    end)
+
+    it("limits the rooms of one connection", function()
+      local a = user("alice")
+      local code
+      for i = 1, 40 do
+        fake:advance(1)
+        code = refused(a, { type = "join", room = "r" .. i }) or code
+      end
+      assert.equal("bad_room", code)
+      assert.equal(32, #fake.confab.rooms_of(a))
+    end)
+
+    it("coalesces members broadcasts when a crowd joins, and the last list is complete", function()
+      local ids = {}
+      for i = 1, 30 do ids[i] = user("u" .. i) end
+      local first = ids[1]
+      local lists = fake:json(first, "members")
+      assert.is_true(#lists < 30)
+      fake:advance(5)
+      local last = fake:last(first, "members")
+      assert.equal(30, #last.members)
+      assert.equal("u30", last.members[30])
+      -- every joiner got a full list at once, whether the room got one or not
+      for i = 1, 30 do
+        local m = fake:json(ids[i], "members")[1]
+        assert.equal(i, #m.members)
+      end
+      -- and every member saw every joined, in order
+      local joined = fake:json(first, "joined")
+      assert.equal(30, #joined)
+      assert.equal("u30", joined[30].name)
+    end)
+  end)
+
+  describe("messages", function()
+    it("broadcasts a say with per-room increasing ids and the server time", function()
+      local a, b = user("alice"), user("bob")
+      fake:message(a, { type = "join", room = "dev" })
+      fake:clear()
+      say(a, "lobby", "one")
+      fake:advance(1.25)
+      say(b, "lobby", "two")
+      say(a, "dev", "three")
+      local lobby = fake:json(b, "message")
+      assert.same({ type = "message", room = "lobby", id = 1, ts = fake:now() - 1250, from = "alice",
+                    text = "one", kind = "say" }, lobby[1])
+      assert.same({ type = "message", room = "lobby", id = 2, ts = fake:now(), from = "bob",
+                    text = "two", kind = "say" }, lobby[2])
+      assert.equal(1, fake:last(a, "message").id)
+      assert.equal("dev", fake:last(a, "message").room)
+      assert.equal(2, #lobby)
+    end)
+
+    it("costs one encode and one broadcast per message, never a loop of sends", function()
+      local a = user("alice")
+      for i = 1, 20 do user("u" .. i) end
+      local frame = cjson.encode{ type = "say", room = "lobby", text = "hi all" }
+      local encodes, sends = 0, 0
+      local real_encode, real_send = cjson.encode, fake.confab.send
+      cjson.encode = function(...) encodes = encodes + 1; return real_encode(...) end
+      fake.confab.send = function(...) sends = sends + 1; return real_send(...) end
+      local before = #fake.broadcasts
+      local ok, err = pcall(fake.message, fake, a, frame)
+      cjson.encode, fake.confab.send = real_encode, real_send
+      assert(ok, err)
+      assert.equal(1, encodes)
+      assert.equal(0, sends)
+      assert.equal(before + 1, #fake.broadcasts)
+      assert.equal(21, fake.broadcasts[#fake.broadcasts].recipients)
+    end)
+
+    it("stores messages in the core's history, encoded once", function()
+      local a = user("alice")
+      say(a, "lobby", "kept")
+      local list = fake.confab.history("lobby")
+      assert.equal(1, #list)
+      assert.equal(fake.broadcasts[#fake.broadcasts].data, list[1])
+    end)
+
+    it("posts /me and me as kind me", function()
+      local a, b = user("alice"), user("bob")
+      fake:message(a, { type = "me", room = "lobby", text = "waves" })
+      say(a, "lobby", "/me dances")
+      local got = fake:json(b, "message")
+      assert.same({ "me", "waves" }, { got[1].kind, got[1].text })
+      assert.same({ "me", "dances" }, { got[2].kind, got[2].text })
+    end)
+
+    it("refuses to post to a room the sender is not in", function()
+      local a = user("alice")
+      assert.equal("not_in_room", refused(a, { type = "say", room = "dev", text = "x" }))
+      assert.equal("not_in_room", refused(a, { type = "me", room = "dev", text = "x" }))
+      assert.equal(0, fake.confab.history_last("dev"))
+    end)
+
+    it("checks text: 1-2000 characters, no control characters but newline and tab", function()
+      local a = user("alice")
+      local cases = {
+        { "", "bad_text" }, { string.rep("x", 2001), "too_long" }, { "bell\7", "bad_text" },
+        { "nul\0", "bad_text" }, { "del\127", "bad_text" }, { "c1\u{85}", "bad_text" },
+        { "esc\27[31m", "bad_text" }, { "cr\r", "bad_text" },
+      }
+      for _, c in ipairs(cases) do
+        fake:advance(1)
+        assert.equal(c[2], refused(a, { type = "say", room = "lobby", text = c[1] }), c[1])
+      end
+      assert.equal("bad_field", refused(a, { type = "say", room = "lobby", text = 12 }))
+      assert.equal("bad_field", refused(a, { type = "say", room = "lobby" }))
+      for _, ok in ipairs{ string.rep("x", 2000), string.rep("字", 2000), "two\nlines", "tab\there" } do
+        fake:advance(1)
+        assert.is_nil(refused(a, { type = "say", room = "lobby", text = ok }))
+        assert.equal(ok, fake:last(a, "message").text)
+      end
+    end)
+
+    it("replays the history on join, oldest first", function()
+      local a = user("alice")
+      for i = 1, 3 do say(a, "lobby", "m" .. i) end
+      local b = user("bob")
+      local h = fake:last(b, "history")
+      assert.same({ "m1", "m2", "m3" }, { h.messages[1].text, h.messages[2].text, h.messages[3].text })
+      assert.same({ 1, 2, 3 }, { h.messages[1].id, h.messages[2].id, h.messages[3].id })
+      assert.is_true(h.complete)
+      assert.is_true(h.reset)
+    end)
+
+    it("says complete=false on join when older messages fell out of the ring", function()
+      new{ history = 3 }
+      local a = user("alice")
+      for i = 1, 5 do say(a, "lobby", "m" .. i) end
+      local h = fake:last(user("bob"), "history")
+      assert.same({ 3, 4, 5 }, { h.messages[1].id, h.messages[2].id, h.messages[3].id })
+      assert.is_false(h.complete)
+    end)
+  end)
+
+  describe("resume", function()
+    -- alice sees messages 1-2 of lobby and 1 of dev, drops, then 3-4 and 2 are posted.
+    local function scenario()
+      local a, b = user("alice"), user("bob")
+      fake:message(a, { type = "join", room = "dev" })
+      fake:message(b, { type = "join", room = "dev" })
+      say(b, "lobby", "l1")
+      say(b, "lobby", "l2")
+      say(b, "dev", "d1")
+      fake:disconnect(a, 1006)
+      say(b, "lobby", "l3")
+      say(b, "lobby", "l4")
+      say(b, "dev", "d2")
+      return b
+    end
+
+    local function history_of(id, room)
+      for _, m in ipairs(fake:json(id, "history")) do
+        if m.room == room then return m end
+      end
+    end
+
+    local function ids(h)
+      local list = {}
+      for _, m in ipairs(h.messages) do list[#list + 1] = m.id end
+      return list
+    end
+
+    it("sends exactly the missed messages of every room", function()
+      local b = scenario()
+      fake:clear()
+      local a = user("alice", { resume = { epoch = fake.epoch, rooms = { lobby = 2, dev = 1 } } })
+      assert.same({ "dev", "lobby" }, (function()
+        local r = fake.confab.rooms_of(a)
+        table.sort(r)
+        return r
+      end)())
+      local lobby, dev = history_of(a, "lobby"), history_of(a, "dev")
+      assert.same({ 3, 4 }, ids(lobby))
+      assert.same({ "l3", "l4" }, { lobby.messages[1].text, lobby.messages[2].text })
+      assert.is_true(lobby.complete)
+      assert.is_false(lobby.reset)
+      assert.same({ 2 }, ids(dev))
+      assert.is_false(dev.reset)
+      assert.equal("alice", fake:last(b, "joined").name)
+    end)
+
+    it("sends an empty, complete history when nothing was missed", function()
+      scenario()
+      local a = user("alice", { resume = { epoch = fake.epoch, rooms = { lobby = 4 } } })
+      local h = history_of(a, "lobby")
+      assert.same({}, h.messages)
+      assert.is_true(h.complete)
+      assert.is_false(h.reset)
+    end)
+
+    it("resets with the full history when missed messages fell out of the ring", function()
+      new{ history = 3 }
+      local b = user("bob")
+      for i = 1, 6 do say(b, "lobby", "m" .. i) end
+      local a = user("alice", { resume = { epoch = fake.epoch, rooms = { lobby = 1 } } })
+      local h = history_of(a, "lobby")
+      assert.same({ 4, 5, 6 }, ids(h))
+      assert.is_false(h.complete)
+      assert.is_true(h.reset)
+    end)
+
+    it("resets with the full history when the epoch is another server run's", function()
+      scenario()
+      local a = user("alice", { resume = { epoch = fake.epoch - 1, rooms = { lobby = 2 } } })
+      local h = history_of(a, "lobby")
+      assert.same({ 1, 2, 3, 4 }, ids(h))
+      assert.is_false(h.complete)
+      assert.is_true(h.reset)
+    end)
+
+    it("resets when the client claims ids the room never had", function()
+      scenario()
+      local a = user("alice", { resume = { epoch = fake.epoch, rooms = { lobby = 99 } } })
+      local h = history_of(a, "lobby")
+      assert.same({ 1, 2, 3, 4 }, ids(h))
+      assert.is_true(h.reset)
+    end)
+
+    it("joins lobby when the resume lists no rooms", function()
+      local a = user("alice", { resume = { epoch = fake.epoch, rooms = {} } })
+      assert.same({ "lobby" }, fake.confab.rooms_of(a))
+    end)
+
+    it("refuses a malformed resume without taking the name", function()
+      local b = assert(fake:connect())
+      local bad = {
+        { "x", "bad_field" }, { { epoch = "1", rooms = {} }, "bad_field" },
+        { { epoch = 1, rooms = "lobby" }, "bad_field" }, { { epoch = 1, rooms = { lobby = "3" } }, "bad_field" },
+        { { epoch = 1, rooms = { lobby = -1 } }, "bad_field" }, { { epoch = 1, rooms = { lobby = 1.5 } }, "bad_field" },
+        { { epoch = 1, rooms = { ["no way"] = 1 } }, "bad_room" },
+      }
+      for _, c in ipairs(bad) do
+        fake:advance(1)
+        assert.equal(c[2], refused(b, { type = "hello", name = "alice", resume = c[1] }))
+      end
+      assert.is_nil(fake.confab.get(b, "name"))
+      fake:advance(1)
+      assert.is_nil(refused(b, { type = "hello", name = "alice" }))
+    end)
+  end)
+
+  describe("direct messages", function()
+    it("go to the target and echo to the sender only", function()
+      local a, b, c = user("alice"), user("bob"), user("carol")
+      fake:clear()
+      fake:message(a, { type = "dm", to = "BOB", text = "psst" })
+      local expect = { type = "dm", from = "alice", to = "bob", text = "psst", ts = fake:now() }
+      assert.same({ expect }, fake:json(b))
+      assert.same({ expect }, fake:json(a))
+      assert.same({}, fake:sent(c))
+      assert.same({}, fake.broadcasts)
+    end)
+
+    it("to oneself arrive once", function()
+      local a = user("alice")
+      fake:clear()
+      fake:message(a, { type = "dm", to = "alice", text = "note" })
+      assert.equal(1, #fake:json(a, "dm"))
+    end)
+
+    it("work with /msg", function()
+      local a, b = user("alice"), user("bob")
+      say(a, "lobby", "/msg bob hello there\nfriend")
+      assert.equal("hello there\nfriend", fake:last(b, "dm").text)
+      assert.equal(0, fake.confab.history_last("lobby"))
+    end)
+
+    it("refuse unknown users and bad fields", function()
+      local a = user("alice")
+      assert.equal("no_such_user", refused(a, { type = "dm", to = "nobody", text = "x" }))
+      assert.equal("bad_field", refused(a, { type = "dm", text = "x" }))
+      assert.equal("bad_text", refused(a, { type = "dm", to = "alice", text = "" }))
+      assert.equal("too_long", refused(a, { type = "dm", to = "alice", text = string.rep("y", 2001) }))
+      assert.equal("bad_field", refused(a, { type = "say", room = "lobby", text = "/msg bob" }))
+    end)
+  end)
+
+  describe("nick", function()
+    it("renames in every room, updates members and frees the old name", function()
+      local a, b = user("alice"), user("bob")
+      fake:message(a, { type = "join", room = "dev" })
+      fake:message(b, { type = "join", room = "dev" })
+      fake:clear()
+      fake:message(a, { type = "nick", name = "alicia" })
+      local renamed = fake:json(b, "renamed")
+      assert.same({ { type = "renamed", room = "lobby", from = "alice", to = "alicia" },
+                    { type = "renamed", room = "dev", from = "alice", to = "alicia" } }, renamed)
+      assert.same(renamed, fake:json(a, "renamed"))
+      assert.same({ "alicia", "bob" }, fake:last(b, "members").members)
+      assert.equal("alicia", fake.confab.get(a, "name"))
+      local c = user("alice")
+      assert.equal("alice", fake.confab.get(c, "name"))
+      say(a, "lobby", "hi")
+      assert.equal("alicia", fake:last(b, "message").from)
+    end)
+
+    it("works with /nick and allows changing one's own case", function()
+      local a = user("alice")
+      say(a, "lobby", "/nick Alice")
+      assert.equal("Alice", fake.confab.get(a, "name"))
+    end)
+
+    it("refuses taken and bad names", function()
+      local a = user("alice")
+      user("bob")
+      assert.equal("name_taken", refused(a, { type = "nick", name = "Bob" }))
+      assert.equal("bad_name", refused(a, { type = "nick", name = "b b" }))
+      assert.equal("bad_field", refused(a, { type = "nick" }))
+      assert.equal("bad_name", refused(a, { type = "say", room = "lobby", text = "/nick" }))
+      assert.equal("alice", fake.confab.get(a, "name"))
+    end)
+
+    it("answers with info when the user is in no room or keeps the same name", function()
+      local a = user("alice")
+      fake:clear()
+      fake:message(a, { type = "nick", name = "alice" })
+      assert.same({ "info" }, types(a))
+      fake:message(a, { type = "leave", room = "lobby" })
+      fake:clear()
+      fake:message(a, { type = "nick", name = "al" })
+      assert.same({ "info" }, types(a))
+    end)
+  end)
+
+  describe("typing", function()
+    it("goes to the others in the room, is throttled and never stored", function()
+      local a, b, c = user("alice"), user("bob"), user("carol")
+      fake:message(c, { type = "leave", room = "lobby" })
+      fake:clear()
+      fake:message(a, { type = "typing", room = "lobby" })
+      assert.same({ { type = "typing", room = "lobby", name = "alice" } }, fake:json(b))
+      assert.same({}, fake:sent(a))
+      assert.same({}, fake:sent(c))
+      fake:advance(1)
+      fake:message(a, { type = "typing", room = "lobby" })
+      assert.equal(1, #fake:json(b, "typing"))
+      fake:advance(1)
+      fake:message(a, { type = "typing", room = "lobby" })
+      assert.equal(2, #fake:json(b, "typing"))
+      assert.equal(0, fake.confab.history_last("lobby"))
+    end)
+
+    it("does not count against flood control", function()
+      local a = user("alice")
+      fake:advance(10)
+      for _ = 1, 30 do fake:message(a, { type = "typing", room = "lobby" }) end
+      for i = 1, 10 do say(a, "lobby", "m" .. i) end
+      assert.equal(10, fake.confab.history_last("lobby"))
+    end)
+
+    it("refuses rooms the user is not in", function()
+      local a = user("alice")
+      assert.equal("not_in_room", refused(a, { type = "typing", room = "dev" }))
+      assert.equal("bad_field", refused(a, { type = "typing" }))
+    end)
+  end)
+
+  describe("who and rooms", function()
+    it("who answers with the members of a room", function()
+      local a = user("alice")
+      user("bob")
+      fake:clear()
+      fake:message(a, { type = "who", room = "lobby" })
+      assert.same({ { type = "members", room = "lobby", members = { "alice", "bob" } } }, fake:json(a))
+      fake:clear()
+      fake:message(a, { type = "who", room = "empty" })
+      assert.matches('"members":%[%]', fake:sent(a)[1])
+    end)
+
+    it("/who answers with an info line", function()
+      local a = user("alice")
+      user("bob")
+      fake:clear()
+      say(a, "lobby", "/who")
+      local info = fake:last(a, "info").text
+      assert.matches("alice", info)
+      assert.matches("bob", info)
+    end)
+
+    it("rooms and /rooms list rooms with member counts, sorted", function()
+      local a, b = user("alice"), user("bob")
+      fake:message(b, { type = "join", room = "dev" })
+      fake:clear()
+      fake:message(a, { type = "rooms" })
+      say(a, "lobby", "/rooms")
+      local expect = { type = "rooms", rooms = { { name = "dev", members = 1 }, { name = "lobby", members = 2 } } }
+      assert.same({ expect, expect }, fake:json(a))
+    end)
+
+    it("an empty room list is a JSON array", function()
+      local a = user("alice")
+      fake:message(a, { type = "leave", room = "lobby" })
+      fake:clear()
+      fake:message(a, { type = "rooms" })
+      assert.equal('"rooms":[]', fake:sent(a)[1]:match('"rooms":%[%]'))
+    end)
+  end)
+
+  describe("commands", function()
+    it("/join, /leave ROOM and /leave in the current room", function()
+      local a = user("alice")
+      say(a, "lobby", "/join dev")
+      assert.same({ "lobby", "dev" }, fake.confab.rooms_of(a))
+      say(a, "lobby", "/JOIN ops")
+      say(a, "lobby", "/leave dev")
+      assert.same({ "lobby", "ops" }, fake.confab.rooms_of(a))
+      say(a, "ops", "/leave")
+      assert.same({ "lobby" }, fake.confab.rooms_of(a))
+      assert.equal("bad_room", refused(a, { type = "say", room = "lobby", text = "/join" }))
+      assert.equal("bad_room", refused(a, { type = "say", room = "lobby", text = "/join a b" }))
+      assert.equal("not_in_room", refused(a, { type = "say", room = "lobby", text = "/leave dev" }))
+    end)
+
+    it("/help answers with the command list", function()
+      local a = user("alice")
+      fake:clear()
+      say(a, "lobby", "/help")
+      local info = fake:last(a, "info").text
+      for _, cmd in ipairs{ "/join", "/leave", "/nick", "/msg", "/me", "/who", "/rooms", "/help" } do
+        assert.truthy(info:find(cmd, 1, true), cmd)
+      end
+    end)
+
+    it("answers unknown commands with unknown_command and a help line", function()
+      local a, b = user("alice"), user("bob")
+      fake:clear()
+      for _, text in ipairs{ "/dance", "/", "//x", "/ join dev" } do
+        assert.equal("unknown_command", refused(a, { type = "say", room = "lobby", text = text }))
+        assert.matches("/help", fake:last(a, "error").message)
+      end
+      assert.same({}, fake:sent(b))
+      assert.equal(0, fake.confab.history_last("lobby"))
+    end)
+
+    it("are not posted to the room", function()
+      local a, b = user("alice"), user("bob")
+      fake:clear()
+      say(a, "lobby", "/help")
+      say(a, "lobby", "/who")
+      assert.same({}, fake:sent(b))
+    end)
+  end)
+
+  describe("bad input", function()
+    it("answers each bad frame with an error to the sender only", function()
+      local a, b = user("alice"), user("bob")
+      local cases = {
+        { "not json", "bad_json" }, { "{", "bad_json" }, { '{"type":"say"', "bad_json" },
+        { "[1,2]", "bad_json" }, { "[]", "bad_json" }, { "3", "bad_json" }, { '"say"', "bad_json" },
+        { "null", "bad_json" }, { "", "bad_json" },
+        { "{}", "bad_type" }, { '{"type":5}', "bad_type" }, { '{"type":"shout"}', "bad_type" },
+        { '{"type":null}', "bad_type" }, { '{"type":["say"]}', "bad_type" },
+        { '{"type":"say","room":"lobby"}', "bad_field" }, { '{"type":"say","text":"x"}', "bad_field" },
+        { '{"type":"say","room":{},"text":"x"}', "bad_field" }, { '{"type":"me","room":"lobby","text":true}', "bad_field" },
+        { '{"type":"leave"}', "bad_field" }, { '{"type":"who","room":1}', "bad_field" },
+        { '{"type":"nick","name":null}', "bad_field" }, { '{"type":"dm","to":3,"text":"x"}', "bad_field" },
+        { '{"type":"say","room":"no such","text":"x"}', "bad_room" },
+      }
+      fake:clear()
+      for _, c in ipairs(cases) do
+        fake:advance(1)
+        assert.equal(c[2], refused(a, c[1]), c[1])
+        assert.equal(1, #fake:sent(a), c[1])
+      end
+      assert.same({}, fake:sent(b))
+      assert.same({}, fake.broadcasts)
+    end)
+
+    it("answers a binary frame with bad_json", function()
+      local a = user("alice")
+      fake:clear()
+      fake:message(a, '{"type":"rooms"}', true)
+      assert.equal("bad_json", fake:last(a, "error").code)
+    end)
+
+    it("keeps the connection open after errors", function()
+      local a, b = user("alice"), user("bob")
+      refused(a, "garbage")
+      say(a, "lobby", "still here")
+      assert.same({ "still here" }, texts(b))
+      assert.is_true(fake:connected(a))
+    end)
+  end)
+
+  describe("flood control", function()
+    it("allows a burst of 10, then refuses with flood", function()
+      local a, b = user("alice"), user("bob")
+      fake:advance(10)
+      fake:clear()
+      for i = 1, 12 do say(a, "lobby", "m" .. i) end
+      assert.equal(10, #texts(b))
+      assert.equal(2, #fake:json(a, "error"))
+      assert.equal("flood", fake:last(a, "error").code)
+    end)
+
+    it("does not charge the hello: a new user has its whole burst", function()
+      local a, b = user("alice"), user("bob")
+      for i = 1, 11 do say(a, "lobby", "m" .. i) end
+      assert.equal(10, #texts(b))
+      assert.equal("flood", fake:last(a, "error").code)
+    end)
+
+    it("refills 5 tokens per second", function()
+      local a, b = user("alice"), user("bob")
+      fake:advance(10)
+      for i = 1, 10 do say(a, "lobby", "burst" .. i) end
+      assert.equal("flood", refused(a, { type = "say", room = "lobby", text = "too soon" }))
+      fake:advance(0.2)
+      assert.is_nil(refused(a, { type = "say", room = "lobby", text = "one more" }))
+      assert.equal("flood", refused(a, { type = "say", room = "lobby", text = "not yet" }))
+      -- a steady 5 per second is fine forever
+      fake:clear(a)
+      for _ = 1, 5 do
+        fake:advance(1)
+        for i = 1, 5 do say(a, "lobby", "steady" .. i) end
+        assert.is_nil(fake:last(a, "error"))
+      end
+      assert.equal(36, fake.confab.history_last("lobby"))
+      assert.same({}, fake:json(b, "error"))
+    end)
+
+    it("counts dms, commands and bad frames too", function()
+      local a = user("alice")
+      user("bob")
+      fake:advance(10)
+      for _ = 1, 3 do fake:message(a, { type = "dm", to = "bob", text = "x" }) end
+      for _ = 1, 3 do say(a, "lobby", "/help") end
+      for _ = 1, 4 do fake:message(a, "garbage") end
+      assert.equal("flood", refused(a, { type = "me", room = "lobby", text = "x" }))
+    end)
+
+    it("is per connection", function()
+      local a, b = user("alice"), user("bob")
+      fake:advance(10)
+      for i = 1, 11 do say(a, "lobby", "a" .. i) end
+      assert.is_nil(refused(b, { type = "say", room = "lobby", text = "b is fine" }))
+    end)
+  end)
+
+  describe("reload", function()
+    it("keeps names unique and known after a reload", function()
+      local a, b = user("alice"), user("bob")
+      say(a, "lobby", "before")
+      assert.is_true(fake:reload())
+      local c = assert(fake:connect())
+      assert.equal("name_taken", refused(c, { type = "hello", name = "ALICE" }))
+      fake:message(c, { type = "hello", name = "carol" })
+      fake:message(c, { type = "dm", to = "alice", text = "found you" })
+      assert.equal("found you", fake:last(a, "dm").text)
+      fake:message(b, { type = "nick", name = "carol" })
+      assert.equal("name_taken", fake:last(b, "error").code)
+    end)
+
+    it("continues message ids and membership checks from the core", function()
+      local a, b = user("alice"), user("bob")
+      say(a, "lobby", "one")
+      say(a, "lobby", "two")
+      fake:reload()
+      fake:clear()
+      say(b, "lobby", "three")
+      assert.equal(3, fake:last(a, "message").id)
+      assert.equal("not_in_room", refused(a, { type = "say", room = "dev", text = "x" }))
+      local h = fake:last(user("carol"), "history")
+      assert.equal(3, #h.messages)
+    end)
+
+    it("forgets a user that disconnects after the reload", function()
+      local a = user("alice")
+      fake:reload()
+      fake:disconnect(a)
+      local b = user("alice")
+      assert.equal("alice", fake.confab.get(b, "name"))
+    end)
+  end)
+
+  describe("isolation", function()
+    it("drops only the event whose hook failed; everyone else goes on", function()
+      local a, b = user("alice"), user("bob")
+      fake.confab.on("message", function(ev)
+        if ev.data:find("boom", 1, true) then error("extension failed") end
+      end, 10)
+      say(a, "lobby", "boom")
+      say(a, "lobby", "fine")
+      say(b, "lobby", "also fine")
+      assert.same({ "fine", "also fine" }, texts(a))
+      assert.equal(1, #fake.errors)
+      assert.matches("extension failed", fake.errors[1].message)
+      fake.errors = {}
+    end)
+
+    it("lets lower-priority handlers see every message (chat.lua never ends the chain)", function()
+      local seen = 0
+      fake.confab.on("message", function() seen = seen + 1 end, -1)
+      local a = user("alice")
+      say(a, "lobby", "x")
+      fake:message(a, "garbage")
+      assert.equal(3, seen)
+    end)
+
+    it("keeps one user's state from leaking into another's", function()
+      local a, b = user("alice"), user("bob")
+      fake:advance(10)
+      for i = 1, 11 do say(a, "lobby", "a" .. i) end
+      fake:message(a, { type = "typing", room = "lobby" })
+      fake:clear()
+      fake:message(b, { type = "typing", room = "lobby" })
+      assert.equal("bob", fake:last(a, "typing").name)
+    end)
+  end)
+end)

@@ -1,0 +1,273 @@
+/* The script runtime without sockets: sandbox escapes, limits, reload and timers. Each test
+ * loads a script from a temporary file, drives it with script_message on a fake connection and
+ * reads back what it sent. Every escape attempt ever considered stays here as a regression. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hub.h"
+#include "script.h"
+#include "test.h"
+
+static void s_queued(struct conn *c) {}
+static void s_overflow(struct conn *c) {}
+static void s_close(struct conn *c, uint16_t code, const char *reason) {}
+static const struct hub_callbacks hub_cb = {s_queued, s_overflow, s_close};
+
+static char path[64];
+static struct ev_loop *loop;
+
+/* Writes src to a temporary file and loads it. Returns script_load's result. */
+static int load(const char *src, char *err, size_t errlen)
+{
+    if (!path[0]) {
+        strcpy(path, "/tmp/confab-script-XXXXXX.lua");
+        int fd = mkstemps(path, 4);
+        close(fd);
+    }
+    FILE *f = fopen(path, "w");
+    fputs(src, f);
+    fclose(f);
+    return script_load(path, err, errlen);
+}
+
+static struct conn *conn_open(void)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    c->state = CONN_WS;
+    c->flags = CONN_OPENED;
+    hub_add(c);
+    return c;
+}
+
+static void conn_done(struct conn *c)
+{
+    hub_remove(c);
+    free(c);
+}
+
+/* Sends text to the script and returns the payload of the last frame it queued for c (or "").
+ * Server frames under 126 bytes have a 2-byte header. */
+static const char *ask(struct conn *c, const char *text)
+{
+    static char reply[4096];
+    outq_clear(&c->out);
+    script_message(c, 0, (const uint8_t *)text, strlen(text));
+    reply[0] = '\0';
+    if (c->out.count) {
+        struct frame *f = c->out.items[(c->out.head + c->out.count - 1) & (c->out.cap - 1)];
+        size_t hdr = (f->data[1] & 0x7f) == 126 ? 4 : 2;
+        size_t n = f->len - hdr < sizeof reply - 1 ? f->len - hdr : sizeof reply - 1;
+        memcpy(reply, f->data + hdr, n);
+        reply[n] = '\0';
+    }
+    return reply;
+}
+
+static void setup(void)
+{
+    loop = ev_default_loop(0);
+    struct script_config cfg = {.hook_timeout_ms = 100, .memory = 8 * 1024 * 1024, .epoch = 42};
+    script_init(loop, &cfg);
+    hub_init(1 << 20, 10, &hub_cb);
+}
+
+/* A script whose message hook runs the text it receives as a chunk and sends back either
+ * "ok <result>" or "err <message>". */
+static const char *const evaluator =
+    "local confab = require 'confab'\n"
+    "confab.on('message', function(ev)\n"
+    "  local fn, cerr = load(ev.data, 'probe', 't', _ENV)\n"
+    "  if not fn then confab.send(ev.id, 'err ' .. cerr) return end\n"
+    "  local ok, res = pcall(fn)\n"
+    "  confab.send(ev.id, (ok and 'ok ' or 'err ') .. tostring(res))\n"
+    "end)\n";
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+TEST(script_sandbox_escapes)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load(evaluator, err, sizeof err), 0);
+    struct conn *c = conn_open();
+
+    static const struct { const char *probe, *expect; } cases[] = {
+        /* Libraries that reach the system are not there. */
+        {"return io", "ok nil"},
+        {"return debug", "ok nil"},
+        {"return package", "ok nil"},
+        {"return dofile", "ok nil"},
+        {"return loadfile", "ok nil"},
+        {"return os.execute", "ok nil"},
+        {"return os.exit", "ok nil"},
+        {"return os.getenv", "ok nil"},
+        {"return os.remove", "ok nil"},
+        {"return type(os.time())", "ok number"},
+        {"return require('io')", "err"},
+        {"return require('debug')", "err"},
+        {"return require('os')", "err"},
+        {"return type(require('cjson').encode)", "ok function"},
+        {"return require('confab') == confab", "ok true"},
+        /* Bytecode is refused, however it is offered. */
+        {"return load(string.dump(function() return 1 end))", "ok nil"},
+        {"return select(2, load(string.dump(function() return 1 end)))", "ok attempt to load a binary chunk (mode is 't')"},
+        {"return load('return 1', 'x', 'b')", "err"},
+        {"return load('return 1', 'x', 'bt')", "err"},
+        {"local s = string.dump(function() end); local i = 0; "
+         "return load(function() i = i + 1; return i == 1 and s or nil end)", "ok nil"},
+        /* Globals: assigning a new one after load is an error, rawset is deliberate. */
+        {"newglobal = 1", "err"},
+        {"local ok, e = pcall(function() typo = 2 end); return e:match('undeclared global') ~= nil",
+         "ok true"},
+        {"return setmetatable(_G, nil)", "err"},
+        {"return getmetatable(_G)", "ok the global table is protected"},
+        /* The shared string metatable cannot be reached to break other code. */
+        {"return getmetatable('')", "ok false"},
+        {"getmetatable('').__index = {}", "err"},
+        {"return ('x'):upper()", "ok X"},
+        /* The collector cannot be stopped or retuned. */
+        {"collectgarbage('stop')", "err"},
+        {"collectgarbage('generational')", "err"},
+        {"return type(collectgarbage('count'))", "ok number"},
+        {"return collectgarbage('isrunning')", "ok true"},
+        /* Yielding across a hook fails in that hook only. */
+        {"coroutine.yield(1)", "err attempt to yield from outside a coroutine"},
+        {"local co = coroutine.wrap(function() confab.join(1, 'x') end); return 1", "ok 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *got = ask(c, cases[i].probe);
+        if (!starts_with(got, cases[i].expect)) {
+            printf("    probe '%s': got '%s', expected '%s'\n", cases[i].probe, got,
+                   cases[i].expect);
+            test_failed_checks++;
+        }
+    }
+    /* After all that, the script still serves. */
+    CHECK_STR(ask(c, "return 40 + 2"), "ok 42");
+    conn_done(c);
+}
+
+TEST(script_limits_time_and_memory)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load(evaluator, err, sizeof err), 0);
+    struct conn *c = conn_open();
+    /* An endless loop is aborted, even one that catches errors to carry on: the abort goes
+     * through pcall, xpcall and coroutine.resume (the evaluator's own pcall included), so
+     * the whole hook ends and sends nothing. */
+    CHECK_STR(ask(c, "while true do end"), "");
+    CHECK_STR(ask(c, "while true do pcall(function() while true do end end) end"), "");
+    CHECK_STR(ask(c, "while true do xpcall(function() while true do end end, print) end"), "");
+    CHECK_STR(ask(c, "while true do coroutine.resume(coroutine.create(function() "
+                     "while true do end end)) end"), "");
+    CHECK_STR(ask(c, "return pcall(error, 'caught')"), "ok false");
+    CHECK_STR(ask(c, "return 1"), "ok 1");
+    const char *got;
+    /* A memory bomb fails its own hook. */
+    got = ask(c, "local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(100) .. i end");
+    CHECK(starts_with(got, "err not enough memory") || got[0] == '\0');
+    got = ask(c, "return #string.rep('x', 1 << 30)");
+    CHECK(starts_with(got, "err not enough memory"));
+    CHECK_STR(ask(c, "return 2"), "ok 2");
+    conn_done(c);
+}
+
+TEST(script_load_errors_keep_the_running_script)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load(evaluator, err, sizeof err), 0);
+    struct conn *c = conn_open();
+
+    CHECK_INT(load("local confab = require 'confab'\nconfab.on('message', function(ev)\n"
+                   "  confab.send(ev.id, 'broken'\nend)\n", err, sizeof err), -1);
+    CHECK(strstr(err, path) && strstr(err, ":4:"));
+    CHECK_STR(ask(c, "return 'still'"), "ok still");
+
+    CHECK_INT(load("local x = 1\nerror('init failed')\n", err, sizeof err), -1);
+    CHECK(strstr(err, ":2: init failed") != NULL);
+
+    CHECK_INT(load("while true do end\n", err, sizeof err), -1);
+    CHECK(strstr(err, "time limit") != NULL);
+
+    CHECK_INT(load("require('confab').on('mesage', function() end)\n", err, sizeof err), -1);
+    CHECK(strstr(err, ":1:") && strstr(err, "mesage"));
+
+    CHECK_INT(load("\x1bLua", err, sizeof err), -1);
+    CHECK_STR(ask(c, "return 'still'"), "ok still");
+
+    /* --check reports the same without replacing anything. */
+    CHECK_INT(script_check(path, err, sizeof err), -1);
+    conn_done(c);
+}
+
+TEST(script_reload_keeps_c_state_and_fires_reload)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load("local confab = require 'confab'\n"
+                   "confab.on('message', function(ev) confab.set(ev.id, 'name', ev.data)\n"
+                   "  confab.join(ev.id, 'lobby') confab.send(ev.id, 'v1') end)\n",
+                   err, sizeof err), 0);
+    struct conn *c = conn_open();
+    CHECK_STR(ask(c, "alice"), "v1");
+    CHECK_INT(load("local confab = require 'confab'\n"
+                   "local names = {}\n"
+                   "confab.on('reload', function()\n"
+                   "  for _, id in ipairs(confab.connections()) do names[id] = confab.get(id, 'name') end\n"
+                   "end)\n"
+                   "confab.on('message', function(ev)\n"
+                   "  confab.send(ev.id, 'v2 ' .. tostring(names[ev.id]) .. ' ' ..\n"
+                   "    table.concat(confab.rooms_of(ev.id), ','))\n"
+                   "end)\n",
+                   err, sizeof err), 0);
+    CHECK_STR(ask(c, "hi"), "v2 alice lobby");
+    conn_done(c);
+}
+
+TEST(script_timers)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load("local confab = require 'confab'\n"
+                   "local ticks, h = 0\n"
+                   "confab.on('message', function(ev)\n"
+                   "  if ev.data == 'start' then\n"
+                   "    h = confab.every(0.001, function() ticks = ticks + 1\n"
+                   "      if ticks == 3 then h:cancel() end end)\n"
+                   "    confab.after(0, function() confab.send(ev.id, 'fired') end)\n"
+                   "    confab.after(0, function() while true do end end)\n"
+                   "  elseif ev.data == 'count' then confab.send(ev.id, tostring(ticks))\n"
+                   "  elseif ev.data == 'later' then confab.after(0.001, function()\n"
+                   "    confab.send(ev.id, 'old timer') end)\n"
+                   "  end\n"
+                   "end)\n", err, sizeof err), 0);
+    struct conn *c = conn_open();
+    ask(c, "start");
+    /* Run the loop until the repeating timer cancelled itself (bounded). */
+    for (int i = 0; i < 200 && strcmp(ask(c, "count"), "3") != 0; i++)
+        ev_run(loop, EVRUN_ONCE);
+    CHECK_STR(ask(c, "count"), "3");
+    for (int i = 0; i < 20; i++)
+        ev_run(loop, EVRUN_NOWAIT);
+    CHECK_STR(ask(c, "count"), "3");
+
+    /* A replaced script's timers never fire. */
+    ask(c, "later");
+    CHECK_INT(load("require('confab').on('message', function(ev) end)\n", err, sizeof err), 0);
+    outq_clear(&c->out);
+    for (int i = 0; i < 5; i++)
+        ev_run(loop, EVRUN_NOWAIT);
+    usleep(3000);
+    ev_run(loop, EVRUN_NOWAIT);
+    CHECK_INT(c->out.count, 0);
+    conn_done(c);
+    script_shutdown();
+    unlink(path);
+}
