@@ -19,10 +19,11 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_pa
 ifeq ($(SANITIZE),1)
 CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
-export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1
+export ASAN_OPTIONS := detect_leaks=1
+BUILD   ?= build-san
 endif
 
-BUILD   := build
+BUILD   ?= build
 # Everything but main.c goes into a library the unit tests link against.
 CORE    := log config frame utf8 outq hub deadline http handshake webroot ws script server
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
@@ -86,6 +87,6 @@ bench: deps all $(BUILD)/loadgen
 	@bench/run $(BUILD)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf build build-san
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/unit/*.d)

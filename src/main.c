@@ -106,11 +106,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_info("confab %s: script %s loaded, web %s", CONFAB_VERSION, cfg.script_path, cfg.web_dir);
-    if (server_start(loop, &cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "confab: %s\n", err);
-        return 2;
-    }
-
+    /* Signals are watched before the "listening" line: whoever reads it may signal at once. */
     ev_signal sigint, sigterm, sighup;
     ev_signal_init(&sigint, on_stop_signal, SIGINT);
     ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
@@ -118,6 +114,11 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &sigint);
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sighup);
+    if (server_start(loop, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "confab: %s\n", err);
+        return 2;
+    }
+
     ev_stat watch;
     if (cfg.watch) {
         ev_stat_init(&watch, on_script_changed, cfg.script_path, 0.);

@@ -85,6 +85,7 @@ static void conn_kill(struct conn *c, uint16_t code)
     if (c->state == CONN_WS)
         c->close_code = code;
     c->state = CONN_DEAD;
+    c->flags |= CONN_CLOSE_SENT; /* nothing more is queued for it */
     ev_io_stop(srv.loop, &c->io);
     dl_remove(&c->timeout);
     dl_remove(&c->ping);
@@ -161,20 +162,26 @@ static const char *close_reason(uint16_t code)
 }
 
 /* The safe point: runs before the loop blocks. Reports disconnects to the script, writes what
- * every connection has queued (one writev each), and frees the connections that are done. */
+ * every connection has queued (one writev each), then frees the connections that are done (only
+ * after the flush list let go of them). Disconnect hooks may queue output and close others, so
+ * it goes round until nothing is left, a bounded number of times. */
 static void on_prepare(EV_P_ ev_prepare *w, int revents)
 {
     for (int round = 0; round < 8 && (srv.close_list || srv.flush_list); round++) {
+        struct conn *dead = NULL;
         while (srv.close_list) {
             struct conn *c = srv.close_list;
             srv.close_list = c->next_close;
-            c->flags &= (uint8_t)~CONN_IN_CLOSE_LIST;
             if (c->flags & CONN_OPENED) {
                 c->flags &= (uint8_t)~CONN_OPENED;
                 script_disconnect(c, c->close_code, close_reason(c->close_code));
             }
-            if (c->state == CONN_DEAD)
-                conn_free(c);
+            if (c->state == CONN_DEAD) {
+                c->next_close = dead; /* stays flagged: never listed twice */
+                dead = c;
+            } else {
+                c->flags &= (uint8_t)~CONN_IN_CLOSE_LIST;
+            }
         }
         while (srv.flush_list) {
             struct conn *c = srv.flush_list;
@@ -182,6 +189,11 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
             c->flags &= (uint8_t)~CONN_IN_FLUSH;
             if (c->state != CONN_DEAD)
                 conn_flush(c);
+        }
+        while (dead) {
+            struct conn *c = dead;
+            dead = c->next_close;
+            conn_free(c);
         }
     }
     if (srv.shutting_down && srv.nconns == 0)

@@ -119,7 +119,9 @@ TEST(ws_split_and_fragmented_messages)
     /* The ping was answered with a pong carrying its payload. */
     CHECK_INT(c->out.count, 1);
     struct frame *pong = c->out.items[c->out.head];
-    CHECK(pong->len == 3 && pong->data[0] == 0x8a && pong->data[2] == 'p');
+    CHECK_INT(pong->len, 3);
+    CHECK_INT(pong->data[0], 0x8a);
+    CHECK_INT(pong->data[pong->len - 1], 'p');
     teardown(c);
 }
 
