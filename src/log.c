@@ -7,7 +7,7 @@
 
 enum log_level log_threshold = LOG_INFO;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_names[] = {"debug", "info", "warn", "error", "note"};
 
 const char *log_level_name(enum log_level level)
 {
@@ -16,7 +16,7 @@ const char *log_level_name(enum log_level level)
 
 int log_parse_level(const char *name, enum log_level *out)
 {
-    for (unsigned i = 0; i < sizeof level_names / sizeof *level_names; i++) {
+    for (unsigned i = 0; i < LOG_NOTICE; i++) {
         if (strcmp(name, level_names[i]) == 0) {
             *out = (enum log_level)i;
             return 0;

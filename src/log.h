@@ -2,7 +2,9 @@
 #ifndef CONFAB_LOG_H
 #define CONFAB_LOG_H
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+/* LOG_NOTICE is printed at every threshold: the few lines a user always needs (where the
+ * server listens, that it stopped). It cannot be chosen with --log-level. */
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_NOTICE };
 
 /* Messages below this level are dropped. Default LOG_INFO. */
 extern enum log_level log_threshold;
@@ -21,5 +23,6 @@ const char *log_level_name(enum log_level level);
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
 
 #endif

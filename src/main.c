@@ -131,6 +131,6 @@ int main(int argc, char **argv)
     script_shutdown();
     hub_shutdown();
     webroot_free();
-    log_info("stopped");
+    log_notice("stopped");
     return 0;
 }

@@ -652,7 +652,8 @@ static int listen_on(const struct config *cfg, char *err, size_t errlen)
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
                 NI_NUMERICHOST | NI_NUMERICSERV);
-    log_info(ss.ss_family == AF_INET6 ? "listening on [%s]:%s" : "listening on %s:%s", host, serv);
+    log_notice(ss.ss_family == AF_INET6 ? "listening on [%s]:%s" : "listening on %s:%s", host,
+               serv);
     return fd;
 }
 
