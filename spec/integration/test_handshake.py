@@ -1,0 +1,169 @@
+"""The WebSocket opening handshake (RFC 6455 section 4): accepted forms and each refusal."""
+
+import asyncio
+import base64
+import json
+import os
+import re
+
+import websockets
+
+from helpers import PROBE_LUA, ConfabTest, handshake, ws_accept, ws_key
+
+
+class Handshake(ConfabTest):
+    def serve(self, *flags):
+        return self.start(*flags, script=self.script(PROBE_LUA))
+
+    def refused(self, srv, status, body_pattern, **kw):
+        r, c, _ = handshake(srv.port, **kw)
+        c.close()
+        self.assertEqual(r.status, status, r)
+        self.assertRegex(r.body.decode("utf-8", "replace"), re.compile(body_pattern, re.I),
+                         "the body should give a reason: %r" % r)
+        self.assertNotIn("sec-websocket-accept", r.headers)
+        return r
+
+    def accepted(self, srv, **kw):
+        r, c, key = handshake(srv.port, **kw)
+        c.close()
+        self.assertEqual(r.status, 101, r)
+        self.assertEqual(r.headers.get("sec-websocket-accept"), ws_accept(key), r)
+        return r
+
+    def test_accept_key_and_echo(self):
+        srv = self.serve()
+        ws = self.raw(srv)  # RawWS checks 101 and Sec-WebSocket-Accept
+        self.assertEqual(ws.response.headers.get("upgrade", "").lower(), "websocket")
+        self.assertIn("upgrade", ws.response.headers.get("connection", "").lower())
+        hello = json.loads(ws.recv_text())
+        self.assertEqual(hello["type"], "connect")
+        ws.send_text("are you there?")
+        self.assertEqual(ws.recv_text(), "are you there?")
+
+    def test_known_accept_value_from_rfc(self):
+        srv = self.serve()
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        r, c, _ = handshake(srv.port, key=key)
+        c.close()
+        self.assertEqual(r.status, 101, r)
+        self.assertEqual(r.headers.get("sec-websocket-accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+
+    def test_header_names_and_values_are_case_insensitive(self):
+        srv = self.serve()
+        key = ws_key()
+        self.accepted(srv, key=key, drop=("Upgrade", "Connection", "Sec-WebSocket-Key",
+                                          "Sec-WebSocket-Version"),
+                      headers=[("UPGRADE", "WebSocket"), ("connection", "keep-alive, Upgrade"),
+                               ("sec-websocket-key", key), ("SEC-WEBSOCKET-VERSION", "13")])
+        for token_list in ("Upgrade, keep-alive", "keep-alive,upgrade", "UPGRADE"):
+            self.accepted(srv, headers=[("Connection", token_list)])
+
+    def test_missing_upgrade_is_400(self):
+        srv = self.serve()
+        self.refused(srv, 400, "upgrade", drop=("Upgrade",))
+        self.refused(srv, 400, "upgrade", headers=[("Upgrade", "h2c")])
+
+    def test_connection_without_upgrade_token_is_400(self):
+        srv = self.serve()
+        self.refused(srv, 400, "connection", drop=("Connection",))
+        self.refused(srv, 400, "connection", headers=[("Connection", "keep-alive")])
+        self.refused(srv, 400, "connection", headers=[("Connection", "Upgraded, close")])
+
+    def test_bad_key_is_400(self):
+        srv = self.serve()
+        self.refused(srv, 400, "key", drop=("Sec-WebSocket-Key",))
+        self.refused(srv, 400, "key", headers=[("Sec-WebSocket-Key", "!!!!not*base64!!!!!!!==")])
+        self.refused(srv, 400, "key",
+                     headers=[("Sec-WebSocket-Key", base64.b64encode(os.urandom(15)).decode())])
+        self.refused(srv, 400, "key",
+                     headers=[("Sec-WebSocket-Key", base64.b64encode(os.urandom(20)).decode())])
+
+    def test_http_1_0_is_400(self):
+        srv = self.serve()
+        self.refused(srv, 400, r"1\.1|version|http", version="HTTP/1.0")
+
+    def test_post_is_405(self):
+        srv = self.serve()
+        r, c, _ = handshake(srv.port, method="POST")
+        c.close()
+        self.assertEqual(r.status, 405, r)
+
+    def test_version_8_is_426_with_supported_version(self):
+        srv = self.serve()
+        r = self.refused(srv, 426, "version", headers=[("Sec-WebSocket-Version", "8")])
+        self.assertEqual(r.headers.get("sec-websocket-version", "").replace(" ", ""), "13", r)
+
+    def test_missing_version_is_refused(self):
+        srv = self.serve()
+        r, c, _ = handshake(srv.port, drop=("Sec-WebSocket-Version",))
+        c.close()
+        self.assertIn(r.status, (400, 426), r)
+
+    def test_origin_must_match_host_by_default(self):
+        srv = self.serve()
+        self.accepted(srv, headers=[("Origin", "http://127.0.0.1:%d" % srv.port)])
+        self.refused(srv, 403, "origin", headers=[("Origin", "http://evil.example")])
+        self.refused(srv, 403, "origin", headers=[("Origin", "null")])
+
+    def test_origin_with_another_port_is_refused(self):
+        srv = self.serve()
+        other = 1 if srv.port != 1 else 2
+        self.refused(srv, 403, "origin", headers=[("Origin", "http://127.0.0.1:%d" % other)])
+
+    def test_allow_origin_list(self):
+        srv = self.serve("--allow-origin", "http://a.example,http://evil.example")
+        self.accepted(srv, headers=[("Origin", "http://evil.example")])
+        self.accepted(srv, headers=[("Origin", "http://a.example")])
+        self.accepted(srv, headers=[("Origin", "http://127.0.0.1:%d" % srv.port)])
+        self.refused(srv, 403, "origin", headers=[("Origin", "http://other.example")])
+
+    def test_allow_any_origin(self):
+        srv = self.serve("--allow-origin", "*")
+        self.accepted(srv, headers=[("Origin", "http://evil.example")])
+        self.accepted(srv, headers=[("Origin", "https://anything.test:8443")])
+
+    def test_subprotocol_negotiation(self):
+        srv = self.serve("--subprotocol", "chat,superchat")
+
+        def negotiate(offer):
+            headers = [("Sec-WebSocket-Protocol", offer)] if offer is not None else []
+            ws = self.raw(srv, headers=headers)
+            seen = json.loads(ws.recv_text())["subprotocol"]  # what the connect hook saw
+            ws.close()
+            return ws.response.headers.get("sec-websocket-protocol"), seen
+
+        self.assertEqual(negotiate("superchat"), ("superchat", "superchat"))
+        self.assertEqual(negotiate("foo, chat"), ("chat", "chat"))
+        self.assertEqual(negotiate("superchat, chat"), ("chat", "chat"))  # server's preference
+        self.assertEqual(negotiate("foo"), (None, None))
+        self.assertEqual(negotiate(None), (None, None))
+
+    def test_no_subprotocol_configured(self):
+        srv = self.serve()
+        ws = self.raw(srv, headers=[("Sec-WebSocket-Protocol", "chat")])
+        self.assertNotIn("sec-websocket-protocol", ws.response.headers)
+
+    def test_sub_path_and_query_reach_the_connect_hook(self):
+        srv = self.serve()
+        ws = self.raw(srv, path="/ws/room1?x=1&y=2")
+        info = json.loads(ws.recv_text())
+        self.assertEqual((info["path"], info["query"]), ("/ws/room1", "x=1&y=2"))
+        self.assertRegex(info["remote"], r"^127\.0\.0\.1:\d+$")
+
+    def test_websockets_library_client(self):
+        srv = self.serve("--subprotocol", "chat,superchat")
+
+        async def talk():
+            uri = "ws://127.0.0.1:%d/ws" % srv.port
+            async with websockets.connect(uri, subprotocols=["superchat"]) as ws:
+                first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                await ws.send("ünïcode ✓")
+                echo = await asyncio.wait_for(ws.recv(), 5)
+                await ws.send(b"\x00\x01\xff")
+                echo_bin = await asyncio.wait_for(ws.recv(), 5)
+                return ws.subprotocol, first["subprotocol"], echo, echo_bin
+
+        self.assertEqual(asyncio.run(talk()),
+                         ("superchat", "superchat", "ünïcode ✓", b"\x00\x01\xff"))
+

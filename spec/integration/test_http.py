@@ -1,0 +1,157 @@
+"""Static files over HTTP/1.1: GET/HEAD, errors, path traversal, keep-alive, limits, slow loris."""
+
+import os
+import select
+import time
+
+from helpers import WEB, ConfabTest, get, http
+
+SECRET = "TOP-SECRET-9f2c1e"
+
+
+class StaticFiles(ConfabTest):
+    def setUp(self):
+        super().setUp()
+        # tmp/web is served; tmp/secret.txt and tmp/outside/ must never be.
+        self.web = os.path.join(self.tmp, "web")
+        self.index = "<!doctype html><title>t</title><p>temp index %s</p>\n" % os.getpid()
+        self.write("web/index.html", self.index)
+        self.write("web/style.css", "body { color: red }\n")
+        self.write("web/sub/page.html", "<p>sub page</p>\n")
+        self.write("web/hello world.txt", "spaced\n")
+        self.write("secret.txt", SECRET + " parent\n")
+        self.write("outside/secret.txt", SECRET + " outside\n")
+        os.symlink(os.path.join(self.tmp, "outside", "secret.txt"),
+                   os.path.join(self.web, "link.txt"))
+        os.symlink(os.path.join(self.tmp, "outside"), os.path.join(self.web, "linkdir"))
+        os.symlink("../secret.txt", os.path.join(self.web, "rel.txt"))
+
+    def serve(self, *flags):
+        return self.start(*flags, web=self.web)
+
+    def test_get_root_serves_the_repository_index(self):
+        srv = self.start()  # the real web/ directory
+        with open(os.path.join(WEB, "index.html"), "rb") as f:
+            want = f.read()
+        r = get(srv.port, "/")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.headers.get("content-type", "").startswith("text/html"), r)
+        self.assertEqual(r.body, want)
+
+    def test_get_file_with_its_type(self):
+        srv = self.serve()
+        r = get(srv.port, "/")
+        self.assertEqual((r.status, r.body.decode()), (200, self.index))
+        r = get(srv.port, "/style.css")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.headers.get("content-type", "").startswith("text/css"), r)
+        self.assertEqual(r.body, b"body { color: red }\n")
+        r = get(srv.port, "/sub/page.html")
+        self.assertEqual((r.status, r.body), (200, b"<p>sub page</p>\n"))
+
+    def test_query_string_and_percent_encoding(self):
+        srv = self.serve()
+        r = get(srv.port, "/index.html?v=3")
+        self.assertEqual((r.status, r.body.decode()), (200, self.index))
+        r = get(srv.port, "/hello%20world.txt")
+        self.assertEqual((r.status, r.body), (200, b"spaced\n"))
+
+    def test_head_has_headers_and_no_body(self):
+        srv = self.serve()
+        c = self.conn(srv)
+        c.send("HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        r = c.read_response(head=True)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.headers.get("content-type", "").startswith("text/html"), r)
+        self.assertEqual(r.headers.get("content-length"), str(len(self.index.encode())))
+        self.assertEqual(c.read_to_eof(), b"", "HEAD must not send a body")
+
+    def test_missing_file_is_404(self):
+        srv = self.serve()
+        r = get(srv.port, "/nope.html")
+        self.assertEqual(r.status, 404, r)
+        r = get(srv.port, "/sub/nope/deeper.txt")
+        self.assertEqual(r.status, 404, r)
+
+    def test_other_methods_are_405(self):
+        srv = self.serve()
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            req = ("%s /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                   "Connection: close\r\n\r\nhi" % method)
+            r = http(srv.port, req)
+            self.assertEqual(r.status, 405, "%s: %r" % (method, r))
+            self.assertNotIn(b"temp index", r.body)
+
+    def test_traversal_and_symlinks_outside_are_refused(self):
+        srv = self.serve()
+        paths = ["/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt",
+                 "/%2E%2E/secret.txt", "/..%2fsecret.txt", "/sub/..%2f..%2fsecret.txt",
+                 "/%2e%2e%2fsecret.txt", "/sub/%2e%2e/%2e%2e/secret.txt",
+                 "/sub%2f..%2f..%2fsecret.txt", "/link.txt", "/linkdir/secret.txt",
+                 "/rel.txt", "/%2e%2e/outside/secret.txt"]
+        for path in paths:
+            r = get(srv.port, path)
+            self.assertNotIn(SECRET.encode(), r.body, path)
+            self.assertIn(r.status, (403, 404), "%s: %r" % (path, r))
+        # The server still serves what is inside.
+        self.assertEqual(get(srv.port, "/style.css").status, 200)
+
+    def test_keep_alive_serves_two_requests_on_one_socket(self):
+        srv = self.serve()
+        c = self.conn(srv)
+        c.send("GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n")
+        r1 = c.read_response()
+        c.send("GET /sub/page.html HTTP/1.1\r\nHost: x\r\n\r\n")
+        r2 = c.read_response()
+        self.assertEqual((r1.status, r1.body), (200, b"body { color: red }\n"))
+        self.assertEqual((r2.status, r2.body), (200, b"<p>sub page</p>\n"))
+
+    def test_oversize_request_head_is_431(self):
+        srv = self.serve()
+        c = self.conn(srv)
+        try:
+            c.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n" % ("a" * 20000))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before reading all of it
+        r = c.read_response()
+        self.assertEqual(r.status, 431, r)
+
+    def test_oversize_body_is_413(self):
+        srv = self.serve("--max-body", "1024")
+        r = http(srv.port, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+        self.assertEqual(r.status, 413, r)
+
+    def test_incomplete_head_is_closed_after_handshake_timeout(self):
+        srv = self.serve("--handshake-timeout", "1")
+        c = self.conn(srv)
+        t0 = time.monotonic()
+        c.send("GET / HTTP/1.1\r\nHost: x\r\n")
+        rest = c.wait_eof(timeout=5)
+        elapsed = time.monotonic() - t0
+        self.assertGreater(elapsed, 0.6, "closed before the timeout")
+        self.assertLess(elapsed, 4.0)
+        self.assertNotIn(b"temp index", rest)
+
+    def test_slow_loris_dribbling_bytes_is_still_cut_off(self):
+        # A byte every 0.2 s keeps the socket busy, but the head never completes: the
+        # deadline counts from accept, not from the last byte.
+        srv = self.serve("--handshake-timeout", "1")
+        c = self.conn(srv)
+        head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+        t0 = time.monotonic()
+        closed = False
+        for i in range(len(head)):  # bounded: at most ~20 s
+            try:
+                c.send(head[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            readable, _, _ = select.select([c.sock], [], [], 0.2)
+            if readable:
+                c.read_to_eof(timeout=2)
+                closed = True
+                break
+        elapsed = time.monotonic() - t0
+        self.assertTrue(closed, "a dribbling client was never cut off")
+        self.assertLess(elapsed, 4.0)
+
