@@ -13,6 +13,7 @@
 #include "log.h"
 #include "script.h"
 #include "server.h"
+#include "watch.h"
 #include "webroot.h"
 
 /* Seconds the shutdown waits for peers to answer the close 1001. */
@@ -46,10 +47,9 @@ static void on_hup(EV_P_ ev_signal *w, int revents)
     reload("SIGHUP");
 }
 
-static void on_script_changed(EV_P_ ev_stat *w, int revents)
+static void on_script_changed(void)
 {
-    if (w->attr.st_nlink)
-        reload("file changed");
+    reload("file changed");
 }
 
 /* Each connection is a descriptor: take every one the hard limit allows. */
@@ -119,14 +119,14 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    ev_stat watch;
-    if (cfg.watch) {
-        ev_stat_init(&watch, on_script_changed, cfg.script_path, 0.);
-        ev_stat_start(loop, &watch);
+    if (cfg.watch && watch_start(loop, cfg.script_path, on_script_changed, err, sizeof err) < 0) {
+        fprintf(stderr, "confab: %s\n", err);
+        return 2;
     }
 
     ev_run(loop, 0);
 
+    watch_stop();
     server_free();
     script_shutdown();
     hub_shutdown();

@@ -46,7 +46,9 @@ static struct {
     int depth;
     struct timespec deadline;
     const char *what;
+    unsigned limit_ms;
     int timed_out;
+    char abort_msg[256]; /* "file:line: what exceeded its time limit ...", once timed out */
 } call;
 
 /* Registry keys (their addresses are unique). */
@@ -87,11 +89,17 @@ static void count_hook(lua_State *L, lua_Debug *ar)
 {
     if (call.depth == 0)
         return;
-    if (call.timed_out || deadline_passed()) {
+    if (!call.timed_out) {
+        if (!deadline_passed())
+            return;
         call.timed_out = 1;
-        luaL_error(L, "%s exceeded its time limit of %d ms (--hook-timeout) and was aborted",
-                   call.what, (int)limits.hook_timeout_ms);
+        lua_getinfo(L, "Sl", ar);
+        snprintf(call.abort_msg, sizeof call.abort_msg,
+                 "%s:%d: %s exceeded its time limit of %u ms and was aborted", ar->short_src,
+                 ar->currentline, call.what, call.limit_ms);
     }
+    lua_pushstring(L, call.abort_msg);
+    lua_error(L);
 }
 
 /* Starts the outermost call's clock: it may run for ms milliseconds. */
@@ -105,6 +113,7 @@ static void call_start(const char *what, unsigned ms)
         call.deadline.tv_nsec -= 1000000000L;
     }
     call.what = what;
+    call.limit_ms = ms;
     call.timed_out = 0;
 }
 
@@ -697,9 +706,10 @@ static int l_abort_through(lua_State *L)
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    if (call.timed_out)
-        return luaL_error(L, "%s exceeded its time limit of %d ms (--hook-timeout) and was aborted",
-                          call.what, (int)limits.hook_timeout_ms);
+    if (call.timed_out) {
+        lua_pushstring(L, call.abort_msg);
+        return lua_error(L);
+    }
     return lua_gettop(L);
 }
 
