@@ -19,24 +19,11 @@ static void t_close(struct conn *c, uint16_t code, const char *reason) { close_c
 
 static const struct hub_callbacks cb = {t_queued, t_overflow, t_close};
 
-static struct conn *new_conn(void)
-{
-    struct conn *c = calloc(1, sizeof *c);
-    c->state = CONN_WS;
-    hub_add(c);
-    return c;
-}
-
-static void free_conn(struct conn *c)
-{
-    hub_remove(c);
-    free(c);
-}
 
 TEST(hub_rooms_both_ways)
 {
     hub_init(1 << 20, 10, &cb);
-    struct conn *a = new_conn(), *b = new_conn(), *c = new_conn();
+    struct conn *a = test_conn_open(), *b = test_conn_open(), *c = test_conn_open();
     CHECK(a->id && b->id && a->id != b->id);
     CHECK(hub_find(b->id) == b);
 
@@ -59,12 +46,12 @@ TEST(hub_rooms_both_ways)
 
     /* Removing a connection takes it out of every room; an empty room goes away. */
     uint64_t a_id = a->id;
-    free_conn(a);
+    test_conn_close(a);
     CHECK(hub_find(a_id) == NULL);
     CHECK(hub_room("dev", 3) == NULL);
     CHECK_INT(hub_room("lobby", 5)->members_len, 1);
-    free_conn(b);
-    free_conn(c);
+    test_conn_close(b);
+    test_conn_close(c);
     CHECK(hub_room("lobby", 5) == NULL);
     CHECK_INT(hub_count(), 0);
 }
@@ -74,7 +61,7 @@ TEST(hub_broadcast_shares_one_frame)
     hub_init(1 << 20, 10, &cb);
     struct conn *m[5];
     for (int i = 0; i < 5; i++) {
-        m[i] = new_conn();
+        m[i] = test_conn_open();
         hub_join(m[i], "r", 1);
     }
     size_t live_before = frame_live;
@@ -92,14 +79,14 @@ TEST(hub_broadcast_shares_one_frame)
     CHECK_INT(queued_calls, 5);
     frame_unref(f);
     for (int i = 0; i < 5; i++)
-        free_conn(m[i]);
+        test_conn_close(m[i]);
     CHECK_INT(frame_live, live_before);
 }
 
 TEST(hub_queue_limit_cuts_off_slow_consumer)
 {
     hub_init(100, 10, &cb);
-    struct conn *slow = new_conn(), *fast = new_conn();
+    struct conn *slow = test_conn_open(), *fast = test_conn_open();
     hub_join(slow, "r", 1);
     hub_join(fast, "r", 1);
     struct frame *f = frame_ws(FRAME_TEXT, "0123456789012345678901234567890123456789", 40);
@@ -113,8 +100,8 @@ TEST(hub_queue_limit_cuts_off_slow_consumer)
     CHECK_INT(hub_send(slow, f), -1);
     CHECK_INT(overflow_calls, 2); /* closed connections are skipped, not re-reported */
     frame_unref(f);
-    free_conn(slow);
-    free_conn(fast);
+    test_conn_close(slow);
+    test_conn_close(fast);
 }
 
 TEST(hub_outq_partial_writes)
@@ -177,9 +164,9 @@ TEST(hub_history_ring)
     CHECK_INT(got.n, 0);
 
     /* The room outlives its members while it has history. */
-    struct conn *a = new_conn();
+    struct conn *a = test_conn_open();
     hub_join(a, "h", 1);
-    free_conn(a);
+    test_conn_close(a);
     CHECK(hub_room("h", 1) != NULL);
     hub_shutdown();
     CHECK(hub_room("h", 1) == NULL);
@@ -188,7 +175,7 @@ TEST(hub_history_ring)
 TEST(hub_attributes)
 {
     hub_init(1 << 20, 3, &cb);
-    struct conn *a = new_conn();
+    struct conn *a = test_conn_open();
     CHECK(hub_attr_get(a, "name") == NULL);
     CHECK_INT(hub_attr_set(a, "name", ATTR_STRING, 0, 0, "alice", 5), 0);
     CHECK_INT(hub_attr_set(a, "age", ATTR_INTEGER, 42, 0, NULL, 0), 0);
@@ -199,5 +186,5 @@ TEST(hub_attributes)
     CHECK(hub_attr_get(a, "age")->v.i == 42);
     hub_attr_del(a, "age");
     CHECK(hub_attr_get(a, "age") == NULL);
-    free_conn(a);
+    test_conn_close(a);
 }

@@ -1,4 +1,7 @@
 #include <stdio.h>
+#include <stdlib.h>
+
+#include "hub.h"
 
 #include "log.h"
 #include "test.h"
@@ -13,6 +16,21 @@ void test_register(struct test *t)
     else
         first = t;
     last = t;
+}
+
+struct conn *test_conn_open(void)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    c->state = CONN_WS;
+    c->flags = CONN_OPENED;
+    hub_add(c);
+    return c;
+}
+
+void test_conn_close(struct conn *c)
+{
+    hub_remove(c);
+    free(c);
 }
 
 int main(void)

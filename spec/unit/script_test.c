@@ -32,20 +32,6 @@ static int load(const char *src, char *err, size_t errlen)
     return script_load(path, err, errlen);
 }
 
-static struct conn *conn_open(void)
-{
-    struct conn *c = calloc(1, sizeof *c);
-    c->state = CONN_WS;
-    c->flags = CONN_OPENED;
-    hub_add(c);
-    return c;
-}
-
-static void conn_done(struct conn *c)
-{
-    hub_remove(c);
-    free(c);
-}
 
 /* Sends text to the script and returns the payload of the last frame it queued for c (or "").
  * Server frames under 126 bytes have a 2-byte header. */
@@ -94,7 +80,7 @@ TEST(script_sandbox_escapes)
     setup();
     char err[512];
     CHECK_INT(load(evaluator, err, sizeof err), 0);
-    struct conn *c = conn_open();
+    struct conn *c = test_conn_open();
 
     static const struct { const char *probe, *expect; } cases[] = {
         /* Libraries that reach the system are not there. */
@@ -149,7 +135,7 @@ TEST(script_sandbox_escapes)
     }
     /* After all that, the script still serves. */
     CHECK_STR(ask(c, "return 40 + 2"), "ok 42");
-    conn_done(c);
+    test_conn_close(c);
 }
 
 TEST(script_limits_time_and_memory)
@@ -157,7 +143,7 @@ TEST(script_limits_time_and_memory)
     setup();
     char err[512];
     CHECK_INT(load(evaluator, err, sizeof err), 0);
-    struct conn *c = conn_open();
+    struct conn *c = test_conn_open();
     /* An endless loop is aborted, even one that catches errors to carry on: the abort goes
      * through pcall, xpcall and coroutine.resume (the evaluator's own pcall included), so
      * the whole hook ends and sends nothing. */
@@ -175,7 +161,7 @@ TEST(script_limits_time_and_memory)
     got = ask(c, "return #string.rep('x', 1 << 30)");
     CHECK(starts_with(got, "err not enough memory"));
     CHECK_STR(ask(c, "return 2"), "ok 2");
-    conn_done(c);
+    test_conn_close(c);
 }
 
 TEST(script_load_errors_keep_the_running_script)
@@ -183,7 +169,7 @@ TEST(script_load_errors_keep_the_running_script)
     setup();
     char err[512];
     CHECK_INT(load(evaluator, err, sizeof err), 0);
-    struct conn *c = conn_open();
+    struct conn *c = test_conn_open();
 
     CHECK_INT(load("local confab = require 'confab'\nconfab.on('message', function(ev)\n"
                    "  confab.send(ev.id, 'broken'\nend)\n", err, sizeof err), -1);
@@ -204,7 +190,7 @@ TEST(script_load_errors_keep_the_running_script)
 
     /* --check reports the same without replacing anything. */
     CHECK_INT(script_check(path, err, sizeof err), -1);
-    conn_done(c);
+    test_conn_close(c);
 }
 
 TEST(script_reload_keeps_c_state_and_fires_reload)
@@ -215,7 +201,7 @@ TEST(script_reload_keeps_c_state_and_fires_reload)
                    "confab.on('message', function(ev) confab.set(ev.id, 'name', ev.data)\n"
                    "  confab.join(ev.id, 'lobby') confab.send(ev.id, 'v1') end)\n",
                    err, sizeof err), 0);
-    struct conn *c = conn_open();
+    struct conn *c = test_conn_open();
     CHECK_STR(ask(c, "alice"), "v1");
     CHECK_INT(load("local confab = require 'confab'\n"
                    "local names = {}\n"
@@ -228,7 +214,7 @@ TEST(script_reload_keeps_c_state_and_fires_reload)
                    "end)\n",
                    err, sizeof err), 0);
     CHECK_STR(ask(c, "hi"), "v2 alice lobby");
-    conn_done(c);
+    test_conn_close(c);
 }
 
 TEST(script_timers)
@@ -248,7 +234,7 @@ TEST(script_timers)
                    "    confab.send(ev.id, 'old timer') end)\n"
                    "  end\n"
                    "end)\n", err, sizeof err), 0);
-    struct conn *c = conn_open();
+    struct conn *c = test_conn_open();
     ask(c, "start");
     /* Run the loop until the repeating timer cancelled itself (bounded). */
     for (int i = 0; i < 200 && strcmp(ask(c, "count"), "3") != 0; i++)
@@ -267,7 +253,7 @@ TEST(script_timers)
     usleep(3000);
     ev_run(loop, EVRUN_NOWAIT);
     CHECK_INT(c->out.count, 0);
-    conn_done(c);
+    test_conn_close(c);
     script_shutdown();
     unlink(path);
 }

@@ -13,6 +13,12 @@ struct test {
 };
 
 void test_register(struct test *t);
+
+struct conn;
+/* A connection as the hub and the script see it (open WebSocket, with an id), without a socket. */
+struct conn *test_conn_open(void);
+/* Takes it out of the hub and frees it. */
+void test_conn_close(struct conn *c);
 extern int test_failed_checks;
 
 #define TEST(name)                                                   \

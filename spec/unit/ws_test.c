@@ -61,17 +61,13 @@ static struct conn *setup(size_t max_message)
     hub_init(1 << 20, 0, &hub_cb);
     ws_init(max_message, &handlers);
     memset(&got, 0, sizeof got);
-    struct conn *c = calloc(1, sizeof *c);
-    c->state = CONN_WS;
-    hub_add(c);
-    return c;
+    return test_conn_open();
 }
 
 static void teardown(struct conn *c)
 {
     ws_free(c);
-    hub_remove(c);
-    free(c);
+    test_conn_close(c);
 }
 
 /* The close code in the last frame queued for c, or -1. */
