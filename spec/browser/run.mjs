@@ -1,0 +1,451 @@
+// Browser test of the chat page: the real confab server + Debian's Chromium driven by
+// playwright-core (never a downloaded browser). Run from anywhere: node spec/browser/run.mjs
+// Env: CONFAB_BIN (default build/confab of this repository), CHROMIUM (default /usr/bin/chromium).
+// Last line: "browser: N passed, N failed"; exit status 1 on any failure.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const BIN = process.env.CONFAB_BIN || path.join(root, 'build', 'confab');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = path.join(here, 'screenshots');
+const WAIT_MS = 10000;          // upper bound for any one awaited DOM state
+const WATCHDOG_MS = 120000;     // upper bound for the whole run
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 760 };
+
+let passed = 0;
+let failed = 0;
+let server = null;              // {proc, port, log[]}
+let context = null;
+let userDataDir = null;
+const proxies = [];
+const pageErrors = [];
+
+// ---- the server ----
+
+// Starts confab on 127.0.0.1:port (0 = ephemeral) and resolves with {proc, port, log} once it
+// logs "listening on". Rejects if it exits first or takes more than 10 s.
+function startServer(port) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(BIN, ['--addr', `127.0.0.1:${port}`, '--script', 'scripts/chat.lua', '--web', 'web'],
+      { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+    const log = [];
+    let buf = '';
+    let done = false;
+    const timer = setTimeout(() => finish(new Error(`server did not report "listening on" in 10 s:\n${log.join('\n')}`)), 10000);
+    function finish(err, val) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) { try { proc.kill('SIGKILL'); } catch { /* already gone */ } reject(err); } else resolve(val);
+    }
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        log.push(line);
+        if (log.length > 400) log.shift();
+        const m = /listening on (?:\[[^\]]*\]|[^\s:]+):(\d+)/.exec(line);
+        if (m) finish(null, { proc, port: Number(m[1]), log });
+      }
+    });
+    proc.on('error', (e) => finish(new Error(`cannot start ${BIN}: ${e.message}`)));
+    proc.on('exit', (code, sig) => finish(new Error(`server exited (${code ?? sig}) before listening:\n${log.join('\n')}`)));
+  });
+}
+
+// Kills the server by its PID and resolves when it has exited (SIGKILL after 3 s).
+function stopServer(s) {
+  return new Promise((resolve) => {
+    if (!s || s.proc.exitCode !== null || s.proc.signalCode !== null) { resolve(); return; }
+    const t = setTimeout(() => { try { process.kill(s.proc.pid, 'SIGKILL'); } catch { /* gone */ } }, 3000);
+    s.proc.once('exit', () => { clearTimeout(t); resolve(); });
+    try { process.kill(s.proc.pid, 'SIGTERM'); } catch { clearTimeout(t); resolve(); }
+  });
+}
+
+// A TCP relay in front of the server whose connections can be cut, to drop one page's link
+// without restarting the server (same epoch: the resume must bring exactly the missed lines).
+function startProxy(target) {
+  const socks = new Set();
+  let down = false;
+  const srv = net.createServer((c) => {
+    if (down) { c.destroy(); return; }
+    const u = net.connect(target, '127.0.0.1');
+    socks.add(c); socks.add(u);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+    c.on('close', () => { socks.delete(c); u.destroy(); });
+    u.on('close', () => { socks.delete(u); c.destroy(); });
+    c.pipe(u); u.pipe(c);
+  });
+  const p = {
+    srv,
+    port: 0,
+    cut() { down = true; for (const s of socks) s.destroy(); },
+    restore() { down = false; },
+    close() { down = true; for (const s of socks) s.destroy(); srv.close(); },
+  };
+  proxies.push(p);
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => { p.port = srv.address().port; resolve(p); });
+  });
+}
+
+// ---- tiny test harness ----
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+function eq(a, b, msg) {
+  const ja = JSON.stringify(a);
+  const jb = JSON.stringify(b);
+  if (ja !== jb) throw new Error(`${msg}\n    got:      ${ja}\n    expected: ${jb}`);
+}
+async function test(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`not ok - ${name}\n  ${String(e && e.stack || e).split('\n').slice(0, 6).join('\n  ')}`);
+  }
+}
+
+// ---- page helpers ----
+async function openPage(base, viewport) {
+  const page = await context.newPage();
+  await page.setViewportSize(viewport || DESKTOP);
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('pageerror', (e) => pageErrors.push(`${page.__who || '?'}: ${e.message}`));
+  await page.goto(base + '/');
+  return page;
+}
+
+async function login(page, name) {
+  page.__who = name;
+  await page.locator('#login-name').fill(name);
+  await page.locator('#login-button').click();
+  await page.waitForSelector('body[data-state="online"]');
+  await page.locator('#me-name', { hasText: name }).waitFor();
+}
+
+async function say(page, text) {
+  await page.locator('#input').fill(text);
+  await page.locator('#input').press('Enter');
+}
+
+// Waits until the current view shows a message whose text is exactly `text`.
+function waitLine(page, text) {
+  return page.waitForFunction((t) => [...document.querySelectorAll('#log li.msg .text')].some((e) => e.textContent === t), text);
+}
+
+// The message lines of the current view, in order.
+function lines(page) {
+  return page.$$eval('#log li.msg', (els) => els.map((e) => ({
+    key: `${e.dataset.epoch}:${e.dataset.room}:${e.dataset.id}`,
+    from: e.querySelector('.from').textContent,
+    text: e.querySelector('.text').textContent,
+    archived: e.classList.contains('archived'),
+  })));
+}
+const texts = (ls) => ls.map((l) => l.text);
+
+async function waitCount(page, n) {
+  await page.waitForFunction((k) => document.querySelectorAll('#log li.msg').length === k, n)
+    .catch(async () => { throw new Error(`expected ${n} lines, have ${(await lines(page)).length}: ${JSON.stringify(texts(await lines(page)))}`); });
+}
+
+function noDuplicates(ls, who) {
+  const keys = ls.map((l) => l.key);
+  const dup = keys.filter((k, i) => keys.indexOf(k) !== i);
+  eq(dup, [], `${who} shows duplicated lines`);
+}
+
+async function members(page) {
+  return page.$$eval('#member-list li', (els) => els.map((e) => e.dataset.name).sort());
+}
+
+async function unreadOf(page, room) {
+  const b = page.locator(`#room-list li[data-room="${room}"] .badge`);
+  return (await b.count()) ? (await b.textContent()).trim() : '';
+}
+
+async function shot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+}
+
+// ---- cleanup, in every case ----
+let cleaned = false;
+async function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  for (const p of proxies) p.close();
+  if (context) await context.close().catch(() => {});
+  if (server) await stopServer(server);
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+process.on('exit', () => {
+  // Last resort if something threw past cleanup(): never leave the server running.
+  if (server && server.proc.exitCode === null && server.proc.signalCode === null) {
+    try { process.kill(server.proc.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => { await cleanup(); process.exit(130); });
+}
+const watchdog = setTimeout(async () => {
+  console.log(`not ok - the run took longer than ${WATCHDOG_MS / 1000} s`);
+  failed++;
+  await cleanup();
+  console.log(`browser: ${passed} passed, ${failed} failed`);
+  process.exit(1);
+}, WATCHDOG_MS);
+
+// ---- the tests ----
+async function main() {
+  if (!fs.existsSync(BIN)) throw new Error(`no server binary at ${BIN} (run make)`);
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}`);
+  server = await startServer(0);
+  const port = server.port;
+  const base = `http://127.0.0.1:${port}`;
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'confab-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: DESKTOP,
+  });
+  for (const p of context.pages()) await p.close();
+
+  const alice = await openPage(base);
+  const bob = await openPage(base);
+  const tag = Date.now().toString(36);      // makes texts unique to this run
+
+  await test('a: two pages pick names, chat, and see each other in the member list', async () => {
+    await shot(alice, 'login-desktop');
+    await login(alice, 'alice');
+    await login(bob, 'bob');
+    await say(alice, `hello from alice ${tag}`);
+    await waitLine(bob, `hello from alice ${tag}`);
+    await waitLine(alice, `hello from alice ${tag}`);
+    await say(bob, `hi alice, bob here ${tag}`);
+    await waitLine(alice, `hi alice, bob here ${tag}`);
+    for (const p of [alice, bob]) {
+      await p.waitForFunction(() => ['alice', 'bob'].every((n) => document.querySelector(`#member-list li[data-name="${n}"]`)));
+      eq(await members(p), ['alice', 'bob'], `${p.__who}'s member list`);
+    }
+    const ls = await lines(bob);
+    eq(texts(ls).slice(-2), [`hello from alice ${tag}`, `hi alice, bob here ${tag}`], 'bob\'s lines in order');
+    eq(ls.slice(-2).map((l) => l.from), ['alice', 'bob'], 'senders');
+  });
+
+  await test('a2: a taken name (any case) is refused next to the form', async () => {
+    const carol = await openPage(base);
+    try {
+      await carol.locator('#login-name').fill('ALICE');
+      await carol.locator('#login-button').click();
+      await carol.locator('#login-error', { hasText: /taken/i }).waitFor();
+      eq(await carol.evaluate(() => document.body.dataset.state), 'login', 'state after name_taken');
+      assert(await carol.locator('#app').isHidden(), 'the chat must stay hidden');
+      await shot(carol, 'login-error-desktop');
+    } finally { await carol.close(); }
+  });
+
+  await test('b: /join dev switches room, rooms stay apart, unread count on the other room', async () => {
+    await say(alice, '/join dev');
+    await alice.locator('#view-title', { hasText: 'dev' }).waitFor();
+    await alice.locator('#room-list li[data-room="dev"] [aria-current="page"]').waitFor();
+    await say(alice, `only in dev ${tag}`);
+    await waitLine(alice, `only in dev ${tag}`);
+    assert(!texts(await lines(alice)).includes(`hello from alice ${tag}`), 'dev view must not show lobby lines');
+    await say(bob, `lobby while alice is away ${tag}`);
+    await waitLine(bob, `lobby while alice is away ${tag}`);
+    await alice.locator('#room-list li[data-room="lobby"] .badge', { hasText: '1' }).waitFor();
+    assert(!texts(await lines(alice)).includes(`lobby while alice is away ${tag}`), 'lobby line leaked into dev');
+    assert(!texts(await lines(bob)).includes(`only in dev ${tag}`), 'dev line leaked into lobby');
+    eq(await unreadOf(alice, 'dev'), '', 'no unread badge on the room being read');
+    await shot(alice, 'unread-desktop');
+    // bob joins dev too and gets its history on entering
+    await say(bob, '/join dev');
+    await bob.locator('#view-title', { hasText: 'dev' }).waitFor();
+    await waitLine(bob, `only in dev ${tag}`);
+    await bob.waitForFunction(() => document.querySelectorAll('#member-list li').length === 2);
+    // back to lobby clears the badge and shows the missed line
+    await alice.locator('#room-list li[data-room="lobby"] button').click();
+    await alice.locator('#view-title', { hasText: 'lobby' }).waitFor();
+    await waitLine(alice, `lobby while alice is away ${tag}`);
+    eq(await unreadOf(alice, 'lobby'), '', 'lobby badge after reading');
+    assert(!texts(await lines(alice)).includes(`only in dev ${tag}`), 'dev line shown in lobby');
+  });
+
+  await test('typing line, /me action and a direct message', async () => {
+    // alice in lobby, bob in dev: bob goes back to lobby
+    await bob.locator('#room-list li[data-room="lobby"] button').click();
+    await bob.locator('#view-title', { hasText: 'lobby' }).waitFor();
+    await bob.locator('#input').pressSequentially('typing something', { delay: 5 });
+    await alice.locator('#typing', { hasText: 'bob is typing' }).waitFor();
+    await bob.locator('#input').fill('');
+    await say(bob, `/me waves ${tag}`);
+    await waitLine(alice, `waves ${tag}`);
+    const act = alice.locator('#log li.msg.action').last();
+    eq((await act.locator('.from').textContent()).trim(), '* bob', 'action sender');
+    await alice.locator('#typing', { hasText: /^$/ }).waitFor();   // a line from bob ends his typing notice
+    await say(bob, `/msg alice psst ${tag}`);
+    await alice.locator('#dm-list li[data-dm="bob"] .badge', { hasText: '1' }).waitFor();
+    await alice.locator('#log li.note.dm', { hasText: `psst ${tag}` }).waitFor();
+    await alice.locator('#dm-list li[data-dm="bob"] button').click();
+    await alice.locator('#view-title', { hasText: 'DM' }).waitFor();
+    await waitLine(alice, `psst ${tag}`);
+    await say(alice, `hush ${tag}`);
+    await waitLine(alice, `hush ${tag}`);
+    await bob.locator('#dm-list li[data-dm="alice"]').waitFor();
+    await shot(alice, 'dm-desktop');
+    await alice.locator('#room-list li[data-room="lobby"] button').click();
+    await alice.locator('#view-title', { hasText: 'lobby' }).waitFor();
+  });
+
+  await test('e: markup in a message is shown as literal text and never runs', async () => {
+    const evil = '<img src=x onerror="window.__xss=1">';
+    await say(bob, evil);
+    await waitLine(alice, evil);
+    await waitLine(bob, evil);
+    for (const p of [alice, bob]) {
+      eq(await p.locator('#log img').count(), 0, `${p.__who}: an <img> element was created`);
+      eq(await p.evaluate(() => typeof window.__xss), 'undefined', `${p.__who}: window.__xss`);
+      const html = await p.locator('#log li.msg .text').last().innerHTML();
+      assert(html.includes('&lt;img'), `${p.__who}: text not escaped: ${html}`);
+    }
+  });
+
+  await test('c: reloading a page shows the room history', async () => {
+    const before = await lines(alice);
+    assert(before.length >= 3, `alice should have lobby lines before reload, has ${before.length}`);
+    await alice.reload();
+    await alice.waitForSelector('body[data-state="online"]');
+    await alice.locator('#view-title', { hasText: 'lobby' }).waitFor();
+    await waitLine(alice, `hello from alice ${tag}`);
+    await waitCount(alice, before.length);
+    const after = await lines(alice);
+    eq(texts(after), texts(before), 'lobby lines after reload');
+    noDuplicates(after, 'alice');
+    await alice.locator('#room-list li[data-room="dev"]').waitFor();   // her other room is back too
+  });
+
+  await test('screenshots: phone-sized layout, drawer, dark mode', async () => {
+    await bob.setViewportSize(PHONE);
+    assert(await bob.locator('#sidebar').isHidden() || !(await bob.locator('#sidebar').isVisible()), 'sidebar should be collapsed on a phone');
+    await bob.locator('#menu-button').waitFor({ state: 'visible' });
+    await shot(bob, 'chat-phone');
+    await bob.locator('#menu-button').click();
+    await bob.locator('#sidebar').waitFor({ state: 'visible' });
+    await bob.locator('#room-list li[data-room="dev"] button').waitFor({ state: 'visible' });
+    await shot(bob, 'drawer-phone');
+    await bob.keyboard.press('Escape');
+    await bob.locator('#sidebar').waitFor({ state: 'hidden' });
+    await bob.setViewportSize(DESKTOP);
+    await shot(alice, 'chat-desktop');
+    await alice.emulateMedia({ colorScheme: 'dark' });
+    await shot(alice, 'chat-desktop-dark');
+    await alice.emulateMedia({ colorScheme: 'light' });
+  });
+
+  await test('scroll: reading older lines is not interrupted; a "new messages" button appears', async () => {
+    // Enough lines to scroll, in few messages: chat.lua's flood control allows bursts of 10.
+    const filler = (i) => `filler ${i} ${tag}\nsecond line\nthird line\nfourth line\nfifth line`;
+    for (let i = 0; i < 8; i++) await say(bob, filler(i));
+    await waitLine(alice, filler(7));
+    await alice.evaluate(() => { document.getElementById('log').scrollTop = 0; });
+    await alice.waitForFunction(() => document.getElementById('log').scrollTop === 0);
+    await say(bob, `while alice scrolls ${tag}`);
+    await waitLine(alice, `while alice scrolls ${tag}`);
+    eq(await alice.evaluate(() => document.getElementById('log').scrollTop), 0, 'scroll position kept');
+    await alice.locator('#new-messages').waitFor({ state: 'visible' });
+    await shot(alice, 'new-messages-desktop');
+    await alice.locator('#new-messages').click();
+    await alice.locator('#new-messages').waitFor({ state: 'hidden' });
+    await alice.waitForFunction(() => { const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight < 40; });
+  });
+
+  await test('resume after a dropped link (same server run) brings exactly the missed lines', async () => {
+    const proxy = await startProxy(port);
+    const carol = await openPage(`http://127.0.0.1:${proxy.port}`);
+    try {
+      await login(carol, 'carol');
+      await waitLine(carol, `while alice scrolls ${tag}`);
+      proxy.cut();
+      await carol.waitForSelector('body[data-state="offline"]');
+      assert(await carol.locator('#input').isDisabled(), 'input must be disabled while offline');
+      await carol.locator('#banner').waitFor({ state: 'visible' });
+      for (let i = 1; i <= 3; i++) await say(bob, `missed ${i} ${tag}`);
+      await waitLine(alice, `missed 3 ${tag}`);
+      proxy.restore();
+      await carol.waitForSelector('body[data-state="online"]');
+      await waitLine(carol, `missed 3 ${tag}`);
+      const a = await lines(alice);
+      await waitCount(carol, a.length);
+      const c = await lines(carol);
+      noDuplicates(c, 'carol');
+      eq(c.map((l) => l.key + ' ' + l.text), a.map((l) => l.key + ' ' + l.text), 'carol\'s lobby equals alice\'s');
+    } finally { await carol.close(); proxy.close(); }
+  });
+
+  await test('d: a server restart shows offline, reconnects and resumes with no duplicated lines', async () => {
+    await alice.locator('#view-title', { hasText: 'lobby' }).waitFor();
+    await bob.locator('#view-title', { hasText: 'lobby' }).waitFor();
+    const beforeA = await lines(alice);
+    const beforeB = await lines(bob);
+    assert(beforeA.length > 0, 'alice has lines');
+    await stopServer(server);
+    for (const p of [alice, bob]) {
+      await p.waitForSelector('body[data-state="offline"]');
+      await p.locator('#banner').waitFor({ state: 'visible' });
+      assert(await p.locator('#input').isDisabled(), `${p.__who}: input must be disabled while offline`);
+    }
+    await shot(alice, 'offline-desktop');
+    server = await startServer(port);
+    for (const p of [alice, bob]) await p.waitForSelector('body[data-state="online"]');
+    await alice.locator('#banner').waitFor({ state: 'hidden' });
+    // Both rooms come back, and the lines are exactly those before.
+    await alice.locator('#room-list li[data-room="dev"]').waitFor();
+    await waitCount(alice, beforeA.length);
+    await waitCount(bob, beforeB.length);
+    eq(texts(await lines(alice)), texts(beforeA), 'alice\'s lines after restart');
+    eq(texts(await lines(bob)), texts(beforeB), 'bob\'s lines after restart');
+    await say(alice, `after restart ${tag}`);
+    await waitLine(bob, `after restart ${tag}`);
+    await waitLine(alice, `after restart ${tag}`);
+    await waitCount(alice, beforeA.length + 1);
+    await waitCount(bob, beforeB.length + 1);
+    for (const p of [alice, bob]) noDuplicates(await lines(p), p.__who);
+    await say(bob, `still here ${tag}`);
+    await waitLine(alice, `still here ${tag}`);
+    await shot(alice, 'after-restart-desktop');
+  });
+
+  await test('no uncaught errors in the pages', async () => { eq(pageErrors, [], 'page errors'); });
+}
+
+try {
+  await main();
+} catch (e) {
+  failed++;
+  console.log(`not ok - setup: ${e && e.message || e}`);
+}
+if (failed && server) console.log(`--- server log (last lines) ---\n${server.log.slice(-30).join('\n')}`);
+await cleanup();
+clearTimeout(watchdog);
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
