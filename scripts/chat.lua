@@ -253,6 +253,8 @@ local function post(id, room, text, kind)
                               from = name_of(id), text = text, kind = kind }
   confab.history_add(room, mid, frame)
   confab.broadcast(room, frame)
+  -- The message ends the sender's typing notice at the others: the next keystroke may say so again.
+  if typing[id] then typing[id][room] = nil end
 end
 
 local function rename(id, new)
