@@ -1,4 +1,4 @@
--- bench/fanout.lua: the smallest script that speaks enough of docs/protocol.md for the fan-out
+-- bench/fanout.lua: the smallest script that speaks enough of the protocol in README.md for the fan-out
 -- benchmark. `hello` → `welcome` and join `lobby`; `say` → one cjson.encode of a `message`
 -- (id, ts, from, text, kind like scripts/chat.lua) and one confab.broadcast to the room,
 -- sender included. No validation, flood control, history or presence broadcasts: what it

@@ -11,7 +11,7 @@
  * spread over the source addresses 127.0.0.2 .. 127.0.0.(1+S) so N can exceed one address's
  * ephemeral ports, answers pings, and reports how much the server's VmRSS grew per connection.
  *
- * fanout speaks the chat protocol of docs/protocol.md: every connection sends `hello` (and so
+ * fanout speaks the chat protocol of the README (The chat protocol): every connection sends `hello` (and so
  * lands in `lobby`), the first K of them also send `say` messages whose text carries a sequence
  * number and the CLOCK_MONOTONIC send time, and every connection checks what it receives: loss,
  * duplicates, order, delivery latency. Server CPU comes from /proc/PID/stat.

@@ -1,4 +1,4 @@
--- The default chat of confab: implements docs/protocol.md on top of the hooks of docs/hooks.md.
+-- The default chat of confab: implements the protocol in README.md on top of the hooks of docs/hooks.md.
 --
 -- What must survive a reload lives in the core: a user's name is the connection attribute "name",
 -- message ids and history are the room history rings. The tables below are caches and rate-limit

@@ -1,4 +1,4 @@
--- Specs of scripts/chat.lua against docs/protocol.md, driven through the confab_fake kit.
+-- Specs of scripts/chat.lua against the protocol in README.md, driven through the confab_fake kit.
 local confab_fake = require "confab_fake"
 local cjson = require "cjson"
 

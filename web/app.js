@@ -1,4 +1,4 @@
-// confab chat page: speaks docs/protocol.md over one WebSocket.
+// confab chat page: speaks the protocol in README.md over one WebSocket.
 // Every piece of text that came from the network is put into the page with textContent or
 // createTextNode, never as markup.
 'use strict';

@@ -583,7 +583,7 @@ class Client:
                     self.inbox.append(raw)
         return self.closed
 
-    # Chat protocol conveniences (docs/protocol.md)
+    # Chat protocol conveniences (the protocol in README.md)
 
     def hello(self, name, **extra):
         """Sends hello and awaits welcome, and (without resume) our own join of lobby."""
