@@ -1,4 +1,4 @@
-"""The chat of scripts/chat.lua over the protocol of the protocol in README.md."""
+"""The chat of scripts/chat.lua over the protocol in README.md."""
 
 import json
 import time
