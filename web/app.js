@@ -312,6 +312,8 @@
     joined(m) {
       const r = ensureRoom(String(m.room));
       const who = String(m.name);
+      // The server may coalesce full member lists in a burst; joined/left/renamed keep it exact.
+      editMembers(r, (list) => { if (!list.includes(who)) list.push(who); });
       if (who === S.name) {
         r.confirmed = true;
         if (!S.view || S.pendingSwitch === r.name) switchTo('room', r.name);
@@ -339,6 +341,7 @@
         }
         save();
       } else {
+        editMembers(r, (list) => { const i = list.indexOf(who); if (i >= 0) list.splice(i, 1); });
         note(r, `${who} left`, 'presence');
         if (r.typers.delete(who) && isCurrent(r)) renderTyping();
       }
@@ -355,6 +358,7 @@
         save();
       }
       if (r) {
+        editMembers(r, (list) => { const i = list.indexOf(from); if (i >= 0) list[i] = to; });
         note(r, `${from} is now known as ${to}`, 'presence');
         r.typers.delete(from);
       }
@@ -396,6 +400,12 @@
 
     info(m) { noteHere(String(m.text), 'info'); },
   };
+
+  function editMembers(r, edit) {
+    if (!Array.isArray(r.members)) return;
+    edit(r.members);
+    if (isCurrent(r)) renderMembers();
+  }
 
   // On a new server run message ids start again: keep the old lines visible, but out of the
   // id bookkeeping, so the new run's lines neither replace nor duplicate them.
