@@ -273,6 +273,9 @@
       if (typeof m.room !== 'string' || !Array.isArray(m.messages)) return;
       const r = ensureRoom(m.room);
       r.confirmed = true;
+      // A gap only matters next to lines of this run the reader has seen; after a restart the
+      // "server restarted" note already says it, and an empty room has nothing to miss.
+      const hadLines = r.items.some((it) => it.kind === 'msg' && !it.archived);
       if (m.reset) {
         r.items = r.items.filter((it) => it.kind !== 'msg' || it.archived);
         r.byId.clear();
@@ -288,7 +291,7 @@
         if (!first) first = it;
         if (it.from !== S.name) unseen++;
       }
-      if (m.complete === false) {
+      if (m.complete === false && hadLines) {
         const gap = { kind: 'note', text: 'Some earlier messages are no longer available.', cls: 'gap', ts: Date.now() };
         const i = first ? r.items.indexOf(first) : r.items.length;
         r.items.splice(i, 0, gap);
@@ -502,6 +505,9 @@
     renderTyping();
   }
 
+  const narrow = window.matchMedia('(max-width: 700px)');
+  narrow.addEventListener('change', () => renderHeader());
+
   function renderHeader() {
     const v = currentModel();
     if (!v) {
@@ -516,7 +522,8 @@
       el.viewSub.textContent = `${v.members.length} ${v.members.length === 1 ? 'person' : 'people'}`;
       el.leaveButton.textContent = 'Leave';
       el.leaveButton.setAttribute('aria-label', `Leave room ${v.name}`);
-      el.input.placeholder = `Message #${v.name} — Enter to send, Shift+Enter for a new line, /help for commands`;
+      el.input.placeholder = narrow.matches
+        ? `Message #${v.name}` : `Message #${v.name} — Enter to send, Shift+Enter for a new line, /help for commands`;
     } else {
       el.viewTitle.textContent = `DM · ${v.name}`;
       el.viewSub.textContent = 'direct message';
@@ -683,6 +690,10 @@
     return li;
   }
 
+  // `stuck`: the reader was at the bottom when the log last scrolled. The log can shrink without
+  // a scroll event (offline banner, a growing input, a phone keyboard); a reader who was at the
+  // bottom stays there.
+  let stuck = true;
   function atBottom() {
     const l = el.log;
     return l.scrollHeight - l.scrollTop - l.clientHeight < 40;
@@ -690,10 +701,11 @@
   function scrollToBottom() {
     el.log.scrollTop = el.log.scrollHeight;
     el.newMessages.hidden = true;
+    stuck = true;
   }
 
   function appendToLog(it, force) {
-    const stick = force || atBottom();
+    const stick = force || stuck || atBottom();
     el.log.append(renderItem(it));
     if (stick) scrollToBottom();
     else el.newMessages.hidden = false;
@@ -701,7 +713,7 @@
 
   function renderView(jump) {
     const v = currentModel();
-    const stick = jump || atBottom();
+    const stick = jump || stuck || atBottom();
     const top = el.log.scrollTop;
     el.log.setAttribute('aria-busy', 'true');
     el.log.replaceChildren(...(v ? v.items.map(renderItem) : []));
@@ -710,7 +722,11 @@
     else el.log.scrollTop = top;
   }
 
-  el.log.addEventListener('scroll', () => { if (atBottom()) el.newMessages.hidden = true; });
+  el.log.addEventListener('scroll', () => {
+    stuck = atBottom();
+    if (stuck) el.newMessages.hidden = true;
+  });
+  if (window.ResizeObserver) new ResizeObserver(() => { if (stuck) scrollToBottom(); }).observe(el.log);
   el.newMessages.addEventListener('click', () => { scrollToBottom(); el.input.focus(); });
 
   // ---- composing ----

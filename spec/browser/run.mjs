@@ -145,9 +145,15 @@ async function say(page, text) {
   await page.locator('#input').press('Enter');
 }
 
+// Waits until fn(arg) is true in the page. Polls on a short timer: the default polls on
+// animation frames, which Chromium throttles in a page that is not in front.
+function until(page, fn, arg) {
+  return page.waitForFunction(fn, arg, { polling: 20 });
+}
+
 // Waits until the current view shows a message whose text is exactly `text`.
 function waitLine(page, text) {
-  return page.waitForFunction((t) => [...document.querySelectorAll('#log li.msg .text')].some((e) => e.textContent === t), text);
+  return until(page, (t) => [...document.querySelectorAll('#log li.msg .text')].some((e) => e.textContent === t), text);
 }
 
 // The message lines of the current view, in order.
@@ -162,7 +168,7 @@ function lines(page) {
 const texts = (ls) => ls.map((l) => l.text);
 
 async function waitCount(page, n) {
-  await page.waitForFunction((k) => document.querySelectorAll('#log li.msg').length === k, n)
+  await until(page, (k) => document.querySelectorAll('#log li.msg').length === k, n)
     .catch(async () => { throw new Error(`expected ${n} lines, have ${(await lines(page)).length}: ${JSON.stringify(texts(await lines(page)))}`); });
 }
 
@@ -244,7 +250,7 @@ async function main() {
     await say(bob, `hi alice, bob here ${tag}`);
     await waitLine(alice, `hi alice, bob here ${tag}`);
     for (const p of [alice, bob]) {
-      await p.waitForFunction(() => ['alice', 'bob'].every((n) => document.querySelector(`#member-list li[data-name="${n}"]`)));
+      await until(p, () => ['alice', 'bob'].every((n) => document.querySelector(`#member-list li[data-name="${n}"]`)));
       eq(await members(p), ['alice', 'bob'], `${p.__who}'s member list`);
     }
     const ls = await lines(bob);
@@ -282,7 +288,7 @@ async function main() {
     await say(bob, '/join dev');
     await bob.locator('#view-title', { hasText: 'dev' }).waitFor();
     await waitLine(bob, `only in dev ${tag}`);
-    await bob.waitForFunction(() => document.querySelectorAll('#member-list li').length === 2);
+    await until(bob, () => document.querySelectorAll('#member-list li').length === 2);
     // back to lobby clears the badge and shows the missed line
     await alice.locator('#room-list li[data-room="lobby"] button').click();
     await alice.locator('#view-title', { hasText: 'lobby' }).waitFor();
@@ -352,6 +358,8 @@ async function main() {
     await bob.locator('#menu-button').click();
     await bob.locator('#sidebar').waitFor({ state: 'visible' });
     await bob.locator('#room-list li[data-room="dev"] button').waitFor({ state: 'visible' });
+    // The drawer slides in: wait until it is fully on screen (also what the screenshot needs).
+    await until(bob, () => document.getElementById('sidebar').getBoundingClientRect().left === 0);
     await shot(bob, 'drawer-phone');
     await bob.keyboard.press('Escape');
     await bob.locator('#sidebar').waitFor({ state: 'hidden' });
@@ -367,8 +375,12 @@ async function main() {
     const filler = (i) => `filler ${i} ${tag}\nsecond line\nthird line\nfourth line\nfifth line`;
     for (let i = 0; i < 8; i++) await say(bob, filler(i));
     await waitLine(alice, filler(7));
-    await alice.evaluate(() => { document.getElementById('log').scrollTop = 0; });
-    await alice.waitForFunction(() => document.getElementById('log').scrollTop === 0);
+    // Scroll up like a reader, and let the page see its scroll event.
+    await alice.evaluate(() => new Promise((resolve) => {
+      const l = document.getElementById('log');
+      l.addEventListener('scroll', resolve, { once: true });
+      l.scrollTop = 0;
+    }));
     await say(bob, `while alice scrolls ${tag}`);
     await waitLine(alice, `while alice scrolls ${tag}`);
     eq(await alice.evaluate(() => document.getElementById('log').scrollTop), 0, 'scroll position kept');
@@ -376,7 +388,7 @@ async function main() {
     await shot(alice, 'new-messages-desktop');
     await alice.locator('#new-messages').click();
     await alice.locator('#new-messages').waitFor({ state: 'hidden' });
-    await alice.waitForFunction(() => { const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight < 40; });
+    await until(alice, () => { const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight < 40; });
   });
 
   await test('resume after a dropped link (same server run) brings exactly the missed lines', async () => {
