@@ -14,7 +14,7 @@ struct ws_conn {
     uint64_t fed;        /* bytes handed to wslay */
     uint64_t framed;     /* bytes of frames wslay finished */
     uint64_t frame_size; /* header + payload of the frame in progress */
-    uint16_t fail_code;  /* set when we fail the connection ourselves (checks wslay lacks) */
+    uint16_t fail_code;  /* 1002 when we answer a violation wslay answers badly (see ws_feed) */
     uint8_t fragmented;  /* a data message's final frame has not come yet */
     uint8_t fin;
     uint8_t opcode;
@@ -67,17 +67,9 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     struct ws_conn *w = user;
     if (w->fail_code)
         return (ssize_t)len; /* our own close replaces whatever wslay wanted to say */
-    if (stage_len + len > sizeof stage && stage_flush(w->conn) < 0)
+    /* Only control frames pass here (at most 2 + 125 bytes): data frames bypass wslay. */
+    if ((stage_len + len > sizeof stage && stage_flush(w->conn) < 0) || len > sizeof stage)
         goto fail;
-    if (len > sizeof stage) {
-        struct frame *f = frame_bytes(data, len);
-        if (!f)
-            goto fail;
-        if (!(w->conn->flags & CONN_CLOSE_SENT))
-            hub_send(w->conn, f);
-        frame_unref(f);
-        return (ssize_t)len;
-    }
     memcpy(stage + stage_len, data, len);
     stage_len += len;
     if (!(flags & WSLAY_MSG_MORE) && stage_flush(w->conn) < 0)
@@ -97,19 +89,6 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     w->frame_size = len + 2 + 4 + (len < 126 ? 0 : len <= 0xFFFF ? 2 : 8);
     w->fin = arg->fin;
     w->opcode = arg->opcode;
-    /* RFC 6455 5.5: control frames are short and never fragmented. A data frame announcing
-     * more than the limit is refused from its header, before any payload is buffered. */
-    if (wslay_is_ctrl_frame(arg->opcode) && (!arg->fin || len > 125))
-        w->fail_code = WSLAY_CODE_PROTOCOL_ERROR;
-    else if (!wslay_is_ctrl_frame(arg->opcode) && len > max_message)
-        w->fail_code = WSLAY_CODE_MESSAGE_TOO_BIG;
-}
-
-/* RFC 6455 7.4: the status codes a peer may send in a close frame. */
-static int close_code_valid(uint16_t code)
-{
-    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-           (code >= 3000 && code <= 4999);
 }
 
 static void on_frame_end(wslay_event_context_ptr ctx, void *user)
@@ -126,8 +105,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     struct ws_conn *w = user;
     if (w->fail_code)
         return;
-    if (arg->opcode == WSLAY_CONNECTION_CLOSE &&
-        (arg->msg_length == 1 || (arg->msg_length >= 2 && !close_code_valid(arg->status_code)))) {
+    /* A one-byte close payload has half a status code: wslay echoes an empty close. */
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
         w->fail_code = WSLAY_CODE_PROTOCOL_ERROR;
         return;
     }
@@ -185,9 +164,10 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
     w->in = data;
     w->in_len = len;
     int rc = wslay_event_recv(w->ctx);
-    /* wslay's frame layer reports RFC violations it finds in a header (a fragmented or long
-     * control frame, a one-byte close) as a callback failure and queues an empty close; we
-     * answer with the proper 1002 instead. */
+    /* wslay's frame layer reports the RFC violations it finds in a header (a fragmented or long
+     * control frame) as a callback failure and queues an empty close; we answer with the proper
+     * 1002 instead. Everything else (masking, opcodes, UTF-8, sizes, close codes) wslay answers
+     * itself, with the right code. */
     if (rc == WSLAY_ERR_CALLBACK_FAILURE && !w->fail_code)
         w->fail_code = WSLAY_CODE_PROTOCOL_ERROR;
     else if (rc != 0 && rc != WSLAY_ERR_CALLBACK_FAILURE)
@@ -197,8 +177,7 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
 
     if (w->fail_code) {
         uint16_t code = w->fail_code;
-        struct frame *f = frame_ws_close(code, code == WSLAY_CODE_MESSAGE_TOO_BIG
-                                                   ? "message too big" : "protocol error");
+        struct frame *f = frame_ws_close(code, "protocol error");
         if (!f)
             return -1;
         hub_send(c, f);

@@ -188,7 +188,7 @@ TEST(ws_peer_close_is_echoed)
     teardown(c);
 }
 
-TEST(ws_checks_beyond_wslay)
+TEST(ws_violations_wslay_answers_badly_get_1002)
 {
     static uint8_t buf[300], payload[200];
     memset(payload, 'p', sizeof payload);
