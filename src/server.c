@@ -68,6 +68,16 @@ static void conn_flush(struct conn *c);
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
+/* c has output: write it at the safe point, unless it already waits for the socket. */
+static void flush_list_add(struct conn *c)
+{
+    if (!(c->flags & (CONN_IN_FLUSH | CONN_WANT_WRITE))) {
+        c->flags |= CONN_IN_FLUSH;
+        c->next_flush = srv.flush_list;
+        srv.flush_list = c;
+    }
+}
+
 static void close_list_add(struct conn *c)
 {
     if (!(c->flags & CONN_IN_CLOSE_LIST)) {
@@ -109,14 +119,10 @@ static void conn_queue_raw(struct conn *c, struct frame *f)
         conn_kill(c, 1011);
         return;
     }
-    int was_empty = c->out.count == 0;
     if (outq_push(&c->out, f) < 0)
         conn_kill(c, 1011);
-    else if (was_empty && !(c->flags & CONN_IN_FLUSH)) {
-        c->flags |= CONN_IN_FLUSH;
-        c->next_flush = srv.flush_list;
-        srv.flush_list = c;
-    }
+    else
+        flush_list_add(c);
     frame_unref(f);
 }
 
@@ -161,6 +167,15 @@ static const char *close_reason(uint16_t code)
     }
 }
 
+/* Tells the script c is gone, once. */
+static void report_disconnect(struct conn *c)
+{
+    if (c->flags & CONN_OPENED) {
+        c->flags &= (uint8_t)~CONN_OPENED;
+        script_disconnect(c, c->close_code, close_reason(c->close_code));
+    }
+}
+
 /* The safe point: runs before the loop blocks. Reports disconnects to the script, writes what
  * every connection has queued (one writev each), then frees the connections that are done (only
  * after the flush list let go of them). Disconnect hooks may queue output and close others, so
@@ -172,10 +187,7 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
         while (srv.close_list) {
             struct conn *c = srv.close_list;
             srv.close_list = c->next_close;
-            if (c->flags & CONN_OPENED) {
-                c->flags &= (uint8_t)~CONN_OPENED;
-                script_disconnect(c, c->close_code, close_reason(c->close_code));
-            }
+            report_disconnect(c);
             if (c->state == CONN_DEAD) {
                 c->next_close = dead; /* stays flagged: never listed twice */
                 dead = c;
@@ -261,11 +273,7 @@ static void conn_flush(struct conn *c)
 
 static void on_hub_queued(struct conn *c)
 {
-    if (!(c->flags & CONN_IN_FLUSH) && !(c->flags & CONN_WANT_WRITE)) {
-        c->flags |= CONN_IN_FLUSH;
-        c->next_flush = srv.flush_list;
-        srv.flush_list = c;
-    }
+    flush_list_add(c);
 }
 
 /* A peer that cannot keep up: its pending frames are dropped (memory stays bounded), a close
@@ -423,14 +431,12 @@ static int upgrade(struct conn *c, const struct http_request *req)
         c->flags |= CONN_HTTP_CLOSE;
         return 0;
     }
+    /* Accepted: its disconnect will be reported, even if the hook already closed it. */
+    c->flags |= CONN_OPENED;
     if (c->state == CONN_WS) {
-        c->flags |= CONN_OPENED;
         dl_touch(&srv.silence, &c->timeout);
         dl_touch(&srv.pings, &c->ping);
         log_debug("conn %llu: WebSocket open from %s", (unsigned long long)c->id, remote);
-    } else {
-        /* The hook closed it already: report the disconnect like any other. */
-        c->flags |= CONN_OPENED;
     }
     return 1;
 }
@@ -465,17 +471,13 @@ static void http_input(struct conn *c, const uint8_t *data, size_t len)
             }
             if (is_ws_path(req.path)) {
                 if (upgrade(c, &req)) {
-                    /* Frames sent right behind the handshake are already here. */
-                    size_t rest = h->len - req.head_len;
                     c->http = NULL;
-                    if (c->state == CONN_WS && (rest || len)) {
-                        if (rest)
-                            ws_input(c, (const uint8_t *)h->buf + req.head_len, rest);
-                        if (len && c->state == CONN_WS)
-                            ws_input(c, data, len);
-                    }
+                    /* Frames sent right behind the handshake are already here. */
+                    if (c->state == CONN_WS && h->len > req.head_len)
+                        ws_input(c, (const uint8_t *)h->buf + req.head_len, h->len - req.head_len);
+                    if (c->state == CONN_WS && len)
+                        ws_input(c, data, len);
                     free(h);
-                    return;
                 }
                 return;
             }
@@ -733,10 +735,7 @@ void server_free(void)
     while (srv.close_list) {
         struct conn *c = srv.close_list;
         srv.close_list = c->next_close;
-        if (c->flags & CONN_OPENED) {
-            c->flags &= (uint8_t)~CONN_OPENED;
-            script_disconnect(c, c->close_code, close_reason(c->close_code));
-        }
+        report_disconnect(c);
         conn_free(c);
     }
     dl_stop(&srv.requests);
