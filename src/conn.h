@@ -28,6 +28,20 @@ enum {
     CONN_OPENED = 1 << 6,       /* the connect hook accepted it: disconnect will be reported */
 };
 
+/* What the upgrade request said, kept for the script's confab.info. One allocation: the
+ * strings follow the struct, each NUL-terminated. */
+struct conn_meta {
+    const char *remote;      /* "ip:port" of the peer */
+    const char *path, *query;
+    size_t path_len, query_len;
+    const char *subprotocol; /* "" when none was negotiated */
+    char buf[];
+};
+
+/* A new conn_meta (free it with free()), or NULL on no memory. */
+struct conn_meta *conn_meta_new(const char *remote, const char *path, size_t path_len,
+                                const char *query, size_t query_len, const char *subprotocol);
+
 struct member;
 struct attr;
 struct http_conn;
@@ -51,7 +65,7 @@ struct conn {
     struct member **rooms;     /* hub: memberships, rooms_len of rooms_cap used */
     uint16_t rooms_len, rooms_cap;
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
-    char *meta;                /* server: "remote\0path\0query\0subprotocol\0" of the upgrade */
+    struct conn_meta *meta;    /* server: what the upgrade said, NULL before it */
 };
 
 #endif

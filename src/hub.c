@@ -339,3 +339,34 @@ int hub_history_each(const char *name, size_t rlen, uint64_t after,
     }
     return complete;
 }
+
+const char *hub_room_name(const struct room *r)
+{
+    return r->name;
+}
+
+size_t hub_room_size(const struct room *r)
+{
+    return r->members_len;
+}
+
+uint64_t hub_room_member(const struct room *r, size_t i)
+{
+    return r->members[i]->conn->id;
+}
+
+size_t hub_conn_room_count(const struct conn *c)
+{
+    return c->rooms_len;
+}
+
+const char *hub_conn_room(const struct conn *c, size_t i)
+{
+    return c->rooms[i]->room->name;
+}
+
+const char *hub_attr_string(const struct attr *a, size_t *len)
+{
+    *len = a->v.len;
+    return a->key + strlen(a->key) + 1;
+}

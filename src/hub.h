@@ -124,4 +124,12 @@ uint64_t hub_history_last(const char *room, size_t rlen);
 int hub_history_each(const char *room, size_t rlen, uint64_t after,
                      void (*fn)(const struct hist_entry *e, void *arg), void *arg);
 
+/* Reading rooms, memberships and attributes without knowing their layout. */
+const char *hub_room_name(const struct room *r);
+size_t hub_room_size(const struct room *r);                  /* members */
+uint64_t hub_room_member(const struct room *r, size_t i);    /* id of member i, join order */
+size_t hub_conn_room_count(const struct conn *c);
+const char *hub_conn_room(const struct conn *c, size_t i);   /* name of c's room i (any order) */
+const char *hub_attr_string(const struct attr *a, size_t *len); /* ATTR_STRING's value */
+
 #endif

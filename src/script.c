@@ -1,3 +1,6 @@
+/* script: the Lua states (the running one, and a new one while a reload loads), loading and
+ * reload, the memory cap and the time limit, and protected dispatch of hook calls. The globals
+ * are built by sandbox.c, the confab module by confab_lib.c, timers by script_timer.c. */
 #include "script.h"
 
 #include <errno.h>
@@ -8,37 +11,18 @@
 #include <string.h>
 #include <time.h>
 
-#include "frame.h"
 #include "hub.h"
 #include "log.h"
-#include "utf8.h"
+#include "script_int.h"
 
-enum hook_event { H_CONNECT, H_MESSAGE, H_JOIN, H_LEAVE, H_DISCONNECT, H_RELOAD, H_COUNT };
-static const char *const hook_names[] = {"connect", "message", "join", "leave",
+const char *const script_hook_names[] = {"connect", "message", "join", "leave",
                                          "disconnect", "reload", NULL};
 
-struct lua_timer;
-
-/* One Lua state and what belongs to it. A reload builds a new one beside the running one. */
-struct state {
-    lua_State *L;
-    size_t mem_used, mem_limit;
-    int loading;              /* the main chunk is running: globals may be declared */
-    struct lua_timer *timers; /* active timers */
-    char *path;
-};
-
-struct lua_timer {
-    ev_timer w;
-    struct state *s;
-    struct lua_timer *prev, *next;
-    int ref;    /* registry reference to the timer's userdata while active, else LUA_NOREF */
-    int repeat;
-};
-
-static struct ev_loop *loop;
-static struct script_config limits;
+struct ev_loop *script_loop;
+struct script_config script_limits;
 static struct state *cur;
+
+char script_key_hooks, script_key_format;
 
 /* The running call into Lua: nested calls (a join hook fired by confab.join inside a message
  * hook) share the outermost call's deadline. */
@@ -50,9 +34,6 @@ static struct {
     int timed_out;
     char abort_msg[256]; /* "file:line: what exceeded its time limit ...", once timed out */
 } call;
-
-/* Registry keys (their addresses are unique). */
-static char key_hooks, key_modules, key_format;
 
 /* ---- memory cap ---------------------------------------------------------------------- */
 
@@ -71,6 +52,13 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (p)
         s->mem_used = s->mem_used - old + nsize;
     return p;
+}
+
+struct state *script_state(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
 }
 
 /* ---- time limit ---------------------------------------------------------------------- */
@@ -117,6 +105,12 @@ static void call_start(const char *what, unsigned ms)
     call.timed_out = 0;
 }
 
+const char *script_abort_msg(void)
+{
+    return call.timed_out ? call.abort_msg : NULL;
+}
+
+/* Message handler: the error with a traceback. */
 static int msgh(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
@@ -126,12 +120,10 @@ static int msgh(lua_State *L)
     return 1;
 }
 
-/* Calls the function below nargs arguments on the stack, protected and time-bounded, leaving
- * nres results. Returns 0, or -1 after logging the error with its traceback. */
-static int pcall_guarded(lua_State *L, const char *what, int nargs, int nres)
+int script_pcall(lua_State *L, const char *what, int nargs, int nres)
 {
     if (call.depth == 0)
-        call_start(what, limits.hook_timeout_ms);
+        call_start(what, script_limits.hook_timeout_ms);
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, msgh);
     lua_insert(L, base);
@@ -150,15 +142,12 @@ static int pcall_guarded(lua_State *L, const char *what, int nargs, int nres)
     return -1;
 }
 
-/* ---- hooks --------------------------------------------------------------------------- */
+/* ---- hooks ---------------------------------------------------------------------------- */
 
-/* Runs event's handlers with the table on top of the stack (popped). Returns 1 leaving two
- * values (a handler's first non-nil result and the one after it), 0 when no handler returned
- * a value, -1 when one failed (the event is dropped there). */
-static int dispatch(lua_State *L, enum hook_event e)
+int script_dispatch(lua_State *L, enum hook_event e)
 {
     int ev = lua_gettop(L);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_hooks);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &script_key_hooks);
     lua_rawgeti(L, -1, e + 1);
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
@@ -166,7 +155,7 @@ static int dispatch(lua_State *L, enum hook_event e)
         lua_getfield(L, -1, "fn");
         lua_remove(L, -2);
         lua_pushvalue(L, ev);
-        if (pcall_guarded(L, hook_names[e], 1, 2) < 0) {
+        if (script_pcall(L, script_hook_names[e], 1, 2) < 0) {
             lua_settop(L, ev - 1);
             return -1;
         }
@@ -182,150 +171,7 @@ static int dispatch(lua_State *L, enum hook_event e)
     return 0;
 }
 
-/* confab.on(name, fn [, priority]) */
-static int l_on(lua_State *L)
-{
-    int e = luaL_checkoption(L, 1, NULL, hook_names);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    lua_Integer prio = luaL_optinteger(L, 3, 0);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_hooks);
-    lua_rawgeti(L, -1, e + 1);
-    int list = lua_gettop(L);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
-    /* Keep the list sorted by descending priority, ties in registration order. */
-    lua_Integer at = n + 1;
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, i);
-        lua_getfield(L, -1, "prio");
-        lua_Integer p = lua_tointeger(L, -1);
-        lua_pop(L, 2);
-        if (prio > p) {
-            at = i;
-            break;
-        }
-    }
-    for (lua_Integer i = n; i >= at; i--) {
-        lua_rawgeti(L, list, i);
-        lua_rawseti(L, list, i + 1);
-    }
-    lua_createtable(L, 0, 2);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "fn");
-    lua_pushinteger(L, prio);
-    lua_setfield(L, -2, "prio");
-    lua_rawseti(L, list, at);
-    return 0;
-}
-
-/* ---- arguments ----------------------------------------------------------------------- */
-
-/* The connection with the id in argument arg, or NULL when it is gone. Sending and joining need
- * an open WebSocket; reading and setting attributes also work while it closes (in the
- * disconnect hook). */
-static struct conn *check_conn_state(lua_State *L, int arg, int need_open)
-{
-    lua_Integer id = luaL_checkinteger(L, arg);
-    struct conn *c = id > 0 ? hub_find((uint64_t)id) : NULL;
-    if (!c)
-        return NULL;
-    if (need_open)
-        return c->state == CONN_WS && !(c->flags & CONN_CLOSE_SENT) ? c : NULL;
-    /* A dead connection is still readable until its disconnect has been reported. */
-    return c->state != CONN_HTTP ? c : NULL;
-}
-
-#define check_conn(L, arg) check_conn_state(L, arg, 1)
-#define check_known(L, arg) check_conn_state(L, arg, 0)
-
-static int stale(lua_State *L)
-{
-    luaL_pushfail(L);
-    lua_pushliteral(L, "no such connection");
-    return 2;
-}
-
-static const char *check_room(lua_State *L, int arg, size_t *len)
-{
-    const char *name = luaL_checklstring(L, arg, len);
-    luaL_argcheck(L, *len > 0 && *len <= HUB_ROOM_NAME_MAX, arg,
-                  "room name must be 1 to 64 bytes");
-    return name;
-}
-
-/* ---- sending ------------------------------------------------------------------------- */
-
-static struct frame *check_frame(lua_State *L, int data_arg, int binary)
-{
-    size_t len;
-    const char *data = luaL_checklstring(L, data_arg, &len);
-    if (!binary && !utf8_valid(data, len))
-        luaL_argerror(L, data_arg, "text must be valid UTF-8 (send binary instead)");
-    struct frame *f = frame_ws(binary ? FRAME_BINARY : FRAME_TEXT, data, len);
-    if (!f)
-        luaL_error(L, "not enough memory");
-    return f;
-}
-
-/* confab.send(id, data [, binary]) */
-static int l_send(lua_State *L)
-{
-    struct conn *c = check_conn(L, 1);
-    int binary = lua_toboolean(L, 3);
-    struct frame *f = check_frame(L, 2, binary);
-    if (!c) {
-        frame_unref(f);
-        return stale(L);
-    }
-    int rc = hub_send(c, f);
-    frame_unref(f);
-    if (rc < 0) {
-        luaL_pushfail(L);
-        lua_pushliteral(L, "connection is closing");
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* confab.broadcast(room, data [, except_id [, binary]]) */
-static int l_broadcast(lua_State *L)
-{
-    size_t len;
-    const char *name = check_room(L, 1, &len);
-    luaL_checkstring(L, 2);
-    lua_Integer except_id = luaL_optinteger(L, 3, 0);
-    int binary = lua_toboolean(L, 4);
-    struct room *r = hub_room(name, len);
-    if (!r || r->members_len == 0) {
-        lua_pushinteger(L, 0);
-        return 1;
-    }
-    struct frame *f = check_frame(L, 2, binary);
-    struct conn *except = except_id > 0 ? hub_find((uint64_t)except_id) : NULL;
-    size_t n = hub_broadcast(r, f, except);
-    frame_unref(f);
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
-}
-
-/* confab.close(id [, code [, reason]]) */
-static int l_close(lua_State *L)
-{
-    struct conn *c = check_conn(L, 1);
-    lua_Integer code = luaL_optinteger(L, 2, 1000);
-    const char *reason = luaL_optstring(L, 3, "");
-    luaL_argcheck(L, (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-                     (code >= 3000 && code <= 4999), 2, "not a close code a server may send");
-    if (!c)
-        return stale(L);
-    hub_close(c, (uint16_t)code, reason);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* ---- rooms --------------------------------------------------------------------------- */
-
-static void fire_membership(lua_State *L, enum hook_event e, struct conn *c, const char *room,
+void script_fire_membership(lua_State *L, enum hook_event e, struct conn *c, const char *room,
                             const char *reason)
 {
     lua_createtable(L, 0, 3);
@@ -337,567 +183,17 @@ static void fire_membership(lua_State *L, enum hook_event e, struct conn *c, con
         lua_pushstring(L, reason);
         lua_setfield(L, -2, "reason");
     }
-    if (dispatch(L, e) > 0)
+    if (script_dispatch(L, e) > 0)
         lua_pop(L, 2);
 }
 
-/* confab.join(id, room) */
-static int l_join(lua_State *L)
-{
-    struct conn *c = check_conn(L, 1);
-    size_t len;
-    const char *room = check_room(L, 2, &len);
-    if (!c)
-        return stale(L);
-    int rc = hub_join(c, room, len);
-    if (rc < 0)
-        return luaL_error(L, "not enough memory");
-    if (rc == 1)
-        fire_membership(L, H_JOIN, c, room, NULL);
-    lua_pushboolean(L, rc == 1);
-    return 1;
-}
-
-/* confab.leave(id, room) */
-static int l_leave(lua_State *L)
-{
-    struct conn *c = check_conn(L, 1);
-    size_t len;
-    const char *room = check_room(L, 2, &len);
-    if (!c)
-        return stale(L);
-    int rc = hub_leave(c, room, len);
-    if (rc == 1)
-        fire_membership(L, H_LEAVE, c, room, "leave");
-    lua_pushboolean(L, rc == 1);
-    return 1;
-}
-
-/* confab.members(room) */
-static int l_members(lua_State *L)
-{
-    size_t len;
-    const char *name = check_room(L, 1, &len);
-    struct room *r = hub_room(name, len);
-    uint32_t n = r ? r->members_len : 0;
-    lua_createtable(L, (int)n, 0);
-    for (uint32_t i = 0; i < n; i++) {
-        lua_pushinteger(L, (lua_Integer)r->members[i]->conn->id);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    return 1;
-}
-
-static void push_room_count(struct room *r, void *arg)
-{
-    lua_State *L = arg;
-    lua_pushinteger(L, r->members_len);
-    lua_setfield(L, -2, r->name);
-}
-
-/* confab.rooms() */
-static int l_rooms(lua_State *L)
-{
-    lua_newtable(L);
-    hub_each_room(push_room_count, L);
-    return 1;
-}
-
-/* confab.rooms_of(id) */
-static int l_rooms_of(lua_State *L)
-{
-    struct conn *c = check_known(L, 1);
-    if (!c)
-        return stale(L);
-    lua_createtable(L, c->rooms_len, 0);
-    for (uint16_t i = 0; i < c->rooms_len; i++) {
-        lua_pushstring(L, c->rooms[i]->room->name);
-        lua_rawseti(L, -2, i + 1);
-    }
-    return 1;
-}
-
-/* ---- attributes and connections -------------------------------------------------------- */
-
-/* confab.set(id, key, value) */
-static int l_set(lua_State *L)
-{
-    struct conn *c = check_known(L, 1);
-    const char *key = luaL_checkstring(L, 2);
-    int t = lua_type(L, 3);
-    luaL_argcheck(L, t == LUA_TNIL || t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN,
-                  3, "value must be a string, number, boolean or nil");
-    if (!c)
-        return stale(L);
-    int rc = 0;
-    size_t len;
-    const char *s;
-    switch (t) {
-    case LUA_TNIL:
-        hub_attr_del(c, key);
-        break;
-    case LUA_TSTRING:
-        s = lua_tolstring(L, 3, &len);
-        rc = hub_attr_set(c, key, ATTR_STRING, 0, 0, s, len);
-        break;
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, 3))
-            rc = hub_attr_set(c, key, ATTR_INTEGER, lua_tointeger(L, 3), 0, NULL, 0);
-        else
-            rc = hub_attr_set(c, key, ATTR_NUMBER, 0, lua_tonumber(L, 3), NULL, 0);
-        break;
-    case LUA_TBOOLEAN:
-        rc = hub_attr_set(c, key, ATTR_BOOLEAN, lua_toboolean(L, 3), 0, NULL, 0);
-        break;
-    }
-    if (rc < 0)
-        return luaL_error(L, "not enough memory");
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* confab.get(id, key) */
-static int l_get(lua_State *L)
-{
-    struct conn *c = check_known(L, 1);
-    const char *key = luaL_checkstring(L, 2);
-    if (!c)
-        return stale(L);
-    const struct attr *a = hub_attr_get(c, key);
-    if (!a) {
-        lua_pushnil(L);
-        return 1;
-    }
-    switch (a->type) {
-    case ATTR_STRING: lua_pushlstring(L, a->key + strlen(a->key) + 1, a->v.len); break;
-    case ATTR_INTEGER: lua_pushinteger(L, a->v.i); break;
-    case ATTR_NUMBER: lua_pushnumber(L, a->v.n); break;
-    default: lua_pushboolean(L, a->v.b); break;
-    }
-    return 1;
-}
-
-static void push_open_id(struct conn *c, void *arg)
-{
-    lua_State *L = arg;
-    if (c->state == CONN_WS && (c->flags & CONN_OPENED)) {
-        lua_pushinteger(L, (lua_Integer)c->id);
-        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    }
-}
-
-/* confab.connections() */
-static int l_connections(lua_State *L)
-{
-    lua_createtable(L, (int)hub_count(), 0);
-    hub_each(push_open_id, L);
-    /* uthash iterates in insertion order, which is id order. */
-    return 1;
-}
-
-/* confab.info(id) */
-static int l_info(lua_State *L)
-{
-    struct conn *c = check_known(L, 1);
-    if (!c)
-        return stale(L);
-    static const char *const fields[] = {"remote", "path", "query", "subprotocol"};
-    lua_createtable(L, 0, 4);
-    const char *p = c->meta;
-    for (int i = 0; i < 4 && p; i++) {
-        if (*p || i < 3) {
-            lua_pushstring(L, p);
-            lua_setfield(L, -2, fields[i]);
-        }
-        p += strlen(p) + 1;
-    }
-    return 1;
-}
-
-/* ---- history ------------------------------------------------------------------------- */
-
-/* confab.history_add(room, id, data) */
-static int l_history_add(lua_State *L)
-{
-    size_t rlen, len;
-    const char *room = check_room(L, 1, &rlen);
-    lua_Integer id = luaL_checkinteger(L, 2);
-    const char *data = luaL_checklstring(L, 3, &len);
-    luaL_argcheck(L, id > 0, 2, "id must be positive");
-    int rc = hub_history_add(room, rlen, (uint64_t)id, data, len);
-    if (rc == -1)
-        return luaL_error(L, "history id %I is not above the room's last id %I", id,
-                          (lua_Integer)hub_history_last(room, rlen));
-    if (rc < 0)
-        return luaL_error(L, "not enough memory");
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* confab.history_last(room) */
-static int l_history_last(lua_State *L)
-{
-    size_t rlen;
-    const char *room = check_room(L, 1, &rlen);
-    lua_pushinteger(L, (lua_Integer)hub_history_last(room, rlen));
-    return 1;
-}
-
-static void push_entry(const struct hist_entry *e, void *arg)
-{
-    lua_State *L = arg;
-    lua_pushlstring(L, e->data, e->len);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-}
-
-/* confab.history(room [, after_id]) → list, complete */
-static int l_history(lua_State *L)
-{
-    size_t rlen;
-    const char *room = check_room(L, 1, &rlen);
-    lua_Integer after = luaL_optinteger(L, 2, 0);
-    lua_newtable(L);
-    int complete = hub_history_each(room, rlen, after > 0 ? (uint64_t)after : 0, push_entry, L);
-    lua_pushboolean(L, complete);
-    return 2;
-}
-
-/* ---- time and logging ---------------------------------------------------------------- */
-
-static int l_now(lua_State *L)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    return 1;
-}
-
-/* confab.log(level, fmt, ...) */
-static int l_log(lua_State *L)
-{
-    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
-    int level = luaL_checkoption(L, 1, NULL, levels);
-    int n = lua_gettop(L);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_format);
-    lua_rotate(L, 2, 1);
-    lua_call(L, n - 1, 1);
-    log_msg((enum log_level)level, "script: %s", lua_tostring(L, -1));
-    return 0;
-}
-
-/* print(...) logs at info, so a script's debugging output lands with the server's. */
-static int l_print(lua_State *L)
-{
-    luaL_Buffer b;
-    int n = lua_gettop(L);
-    luaL_buffinit(L, &b);
-    for (int i = 1; i <= n; i++) {
-        if (i > 1)
-            luaL_addchar(&b, '\t');
-        luaL_tolstring(L, i, NULL);
-        luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
-    log_info("script: %s", lua_tostring(L, -1));
-    return 0;
-}
-
-/* ---- timers -------------------------------------------------------------------------- */
-
-static void timer_stop(struct lua_timer *t)
-{
-    if (t->ref == LUA_NOREF)
-        return;
-    ev_timer_stop(loop, &t->w);
-    luaL_unref(t->s->L, LUA_REGISTRYINDEX, t->ref);
-    t->ref = LUA_NOREF;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        t->s->timers = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->prev = t->next = NULL;
-}
-
-static void on_timer(EV_P_ ev_timer *w, int revents)
-{
-    struct lua_timer *t = (struct lua_timer *)w;
-    lua_State *L = t->s->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-    lua_getiuservalue(L, -1, 1);
-    lua_remove(L, -2);
-    if (!t->repeat)
-        timer_stop(t);
-    pcall_guarded(L, "timer", 0, 0);
-}
-
-static int new_timer(lua_State *L, int repeat)
-{
-    lua_Number secs = luaL_checknumber(L, 1);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    luaL_argcheck(L, secs >= 0 && secs < 1e8, 1, "seconds out of range");
-    luaL_argcheck(L, !repeat || secs >= 0.001, 1, "interval must be at least 0.001");
-    struct lua_timer *t = lua_newuserdatauv(L, sizeof *t, 1);
-    memset(t, 0, sizeof *t);
-    lua_pushvalue(L, 2);
-    lua_setiuservalue(L, -2, 1);
-    luaL_setmetatable(L, "confab.timer");
-    lua_getallocf(L, (void **)&t->s);
-    ev_timer_init(&t->w, on_timer, secs, repeat ? secs : 0);
-    t->repeat = repeat;
-    lua_pushvalue(L, -1);
-    t->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* anchored while active */
-    t->next = t->s->timers;
-    if (t->next)
-        t->next->prev = t;
-    t->s->timers = t;
-    ev_timer_start(loop, &t->w);
-    return 1;
-}
-
-static int l_after(lua_State *L) { return new_timer(L, 0); }
-static int l_every(lua_State *L) { return new_timer(L, 1); }
-
-static int l_timer_cancel(lua_State *L)
-{
-    struct lua_timer *t = luaL_checkudata(L, 1, "confab.timer");
-    int was_active = t->ref != LUA_NOREF;
-    timer_stop(t);
-    lua_pushboolean(L, was_active);
-    return 1;
-}
-
-/* ---- the sandbox --------------------------------------------------------------------- */
-
-/* require: only the modules the sandbox lists. */
-static int l_require(lua_State *L)
-{
-    const char *name = luaL_checkstring(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_modules);
-    if (lua_getfield(L, -1, name) == LUA_TNIL)
-        return luaL_error(L, "module '%s' is not available (allowed: confab, cjson, cjson.safe)",
-                          name);
-    return 1;
-}
-
-/* load: text chunks only; the environment defaults to the script's globals. */
-static int l_load(lua_State *L)
-{
-    int n = lua_gettop(L);
-    int t = lua_type(L, 1);
-    luaL_argcheck(L, t == LUA_TSTRING || t == LUA_TFUNCTION, 1, "string or function expected");
-    const char *mode = luaL_optstring(L, 3, "t");
-    if (strcmp(mode, "t") != 0)
-        return luaL_error(L, "load: only text chunks are allowed (mode 't')");
-    lua_settop(L, n < 4 ? 3 : 4); /* keep an explicit env argument, even nil */
-    lua_pushliteral(L, "t");
-    lua_replace(L, 3);
-    lua_pushvalue(L, lua_upvalueindex(1)); /* the original load */
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
-}
-
-/* pcall, xpcall and coroutine.resume catch errors, and so would catch the time limit's abort
- * and let a loop go on: once the limit passed, the abort goes through them. */
-static int l_abort_through(lua_State *L)
-{
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    if (call.timed_out) {
-        lua_pushstring(L, call.abort_msg);
-        return lua_error(L);
-    }
-    return lua_gettop(L);
-}
-
-static void wrap_abort_through(lua_State *L, const char *lib, const char *name)
-{
-    if (lib) {
-        lua_getglobal(L, lib);
-        lua_getfield(L, -1, name);
-    } else {
-        lua_getglobal(L, name);
-    }
-    lua_pushcclosure(L, l_abort_through, 1);
-    if (lib) {
-        lua_setfield(L, -2, name);
-        lua_pop(L, 1);
-    } else {
-        lua_setglobal(L, name);
-    }
-}
-
-/* collectgarbage: measuring and collecting are fine; stopping or retuning the collector is not. */
-static int l_collectgarbage(lua_State *L)
-{
-    static const char *const allowed[] = {"collect", "count", "step", "isrunning", NULL};
-    luaL_checkoption(L, 1, "collect", allowed);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
-}
-
-/* A new global may be declared while the script loads; afterwards assigning one is a typo. */
-static int l_strict_newindex(lua_State *L)
-{
-    struct state *s;
-    lua_getallocf(L, (void **)&s);
-    if (!s->loading) {
-        const char *name = lua_tostring(L, 2);
-        return luaL_error(L, "assignment to undeclared global '%s' (declare it at load time or "
-                             "use a local)", name ? name : "?");
-    }
-    lua_rawset(L, 1);
-    return 0;
-}
-
-static const luaL_Reg confab_funcs[] = {
-    {"on", l_on},
-    {"send", l_send},
-    {"broadcast", l_broadcast},
-    {"close", l_close},
-    {"join", l_join},
-    {"leave", l_leave},
-    {"members", l_members},
-    {"rooms", l_rooms},
-    {"rooms_of", l_rooms_of},
-    {"set", l_set},
-    {"get", l_get},
-    {"connections", l_connections},
-    {"info", l_info},
-    {"history_add", l_history_add},
-    {"history_last", l_history_last},
-    {"history", l_history},
-    {"now", l_now},
-    {"log", l_log},
-    {"after", l_after},
-    {"every", l_every},
-    {NULL, NULL},
-};
-
-static void remove_global(lua_State *L, const char *name)
-{
-    lua_pushnil(L);
-    lua_setglobal(L, name);
-}
-
-/* Builds the sandboxed globals. Runs protected (lua_pcall of this function). */
-static int setup_state(lua_State *L)
-{
-    /* The chosen libraries (linit.c: "copy this file to choose your own set"). */
-    static const luaL_Reg libs[] = {
-        {LUA_GNAME, luaopen_base},       {LUA_STRLIBNAME, luaopen_string},
-        {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
-        {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_COLIBNAME, luaopen_coroutine},
-        {NULL, NULL},
-    };
-    for (const luaL_Reg *lib = libs; lib->func; lib++) {
-        luaL_requiref(L, lib->name, lib->func, 1);
-        lua_pop(L, 1);
-    }
-
-    /* Modules from the system: load them with the real package library, then drop it. */
-    lua_newtable(L);
-    luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
-    lua_pop(L, 1);
-    static const char *const system_modules[] = {"cjson", "cjson.safe"};
-    for (size_t i = 0; i < 2; i++) {
-        lua_getglobal(L, "require");
-        lua_pushstring(L, system_modules[i]);
-        lua_call(L, 1, 1);
-        lua_setfield(L, -2, system_modules[i]);
-    }
-    remove_global(L, LUA_LOADLIBNAME);
-
-    /* os: only the clock and the calendar. */
-    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
-    lua_createtable(L, 0, 3);
-    static const char *const os_keep[] = {"time", "clock", "date", "difftime"};
-    for (size_t i = 0; i < sizeof os_keep / sizeof *os_keep; i++) {
-        lua_getfield(L, -2, os_keep[i]);
-        lua_setfield(L, -2, os_keep[i]);
-    }
-    lua_setglobal(L, LUA_OSLIBNAME);
-    lua_pop(L, 1);
-
-    /* confab itself. */
-    luaL_newlib(L, confab_funcs);
-    lua_pushinteger(L, limits.epoch);
-    lua_setfield(L, -2, "epoch");
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, "confab");
-    lua_setfield(L, -2, "confab");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_modules);
-
-    luaL_newmetatable(L, "confab.timer");
-    lua_newtable(L);
-    lua_pushcfunction(L, l_timer_cancel);
-    lua_setfield(L, -2, "cancel");
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, "confab.timer");
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 1);
-
-    /* Hook lists, one per event. */
-    lua_createtable(L, H_COUNT, 0);
-    for (int i = 0; i < H_COUNT; i++) {
-        lua_newtable(L);
-        lua_rawseti(L, -2, i + 1);
-    }
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_hooks);
-
-    lua_getglobal(L, "string");
-    lua_getfield(L, -1, "format");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_format);
-    lua_pop(L, 1);
-
-    /* Base library: no file access, text-only load, a tame collectgarbage, print to the log. */
-    static const char *const base_drop[] = {"dofile", "loadfile", "require"};
-    for (size_t i = 0; i < sizeof base_drop / sizeof *base_drop; i++)
-        remove_global(L, base_drop[i]);
-    lua_pushcfunction(L, l_require);
-    lua_setglobal(L, "require");
-    lua_getglobal(L, "load");
-    lua_pushcclosure(L, l_load, 1);
-    lua_setglobal(L, "load");
-    lua_getglobal(L, "collectgarbage");
-    lua_pushcclosure(L, l_collectgarbage, 1);
-    lua_setglobal(L, "collectgarbage");
-    lua_pushcfunction(L, l_print);
-    lua_setglobal(L, "print");
-    wrap_abort_through(L, NULL, "pcall");
-    wrap_abort_through(L, NULL, "xpcall");
-    wrap_abort_through(L, "coroutine", "resume");
-
-    /* Strings share one metatable; the script may use it but not change it. */
-    lua_pushliteral(L, "");
-    lua_getmetatable(L, -1);
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 2);
-
-    /* Globals: strict after load, and the metatable is locked. */
-    lua_pushglobaltable(L);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_strict_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushliteral(L, "the global table is protected");
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
-    lua_pop(L, 1);
-    return 0;
-}
+/* ---- states ---------------------------------------------------------------------------- */
 
 static void state_free(struct state *s)
 {
     if (!s)
         return;
-    while (s->timers)
-        timer_stop(s->timers);
+    script_timer_stop_all(s);
     if (s->L)
         lua_close(s->L);
     free(s->path);
@@ -913,7 +209,7 @@ static struct state *state_new(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: not enough memory", path);
         return NULL;
     }
-    s->mem_limit = limits.memory;
+    s->mem_limit = script_limits.memory;
     s->L = lua_newstate(l_alloc, s);
     if (!s->L) {
         snprintf(err, errlen, "%s: not enough memory", path);
@@ -924,7 +220,7 @@ static struct state *state_new(const char *path, char *err, size_t errlen)
     lua_gc(L, LUA_GCGEN, 0, 0);
     lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000);
 
-    lua_pushcfunction(L, setup_state);
+    lua_pushcfunction(L, sandbox_open);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
         snprintf(err, errlen, "%s: cannot set up Lua: %s", path, lua_tostring(L, -1));
         state_free(s);
@@ -946,7 +242,7 @@ static struct state *state_new(const char *path, char *err, size_t errlen)
     lua_pushcfunction(L, msgh);
     lua_insert(L, -2);
     /* Loading may do more work than one hook: ten times the limit, at least a second. */
-    unsigned load_ms = limits.hook_timeout_ms * 10 > 1000 ? limits.hook_timeout_ms * 10 : 1000;
+    unsigned load_ms = script_limits.hook_timeout_ms * 10 > 1000 ? script_limits.hook_timeout_ms * 10 : 1000;
     call_start("script load", load_ms);
     call.depth++;
     rc = lua_pcall(L, 0, 0, -2);
@@ -969,8 +265,8 @@ static struct state *state_new(const char *path, char *err, size_t errlen)
 
 void script_init(struct ev_loop *l, const struct script_config *cfg)
 {
-    loop = l;
-    limits = *cfg;
+    script_loop = l;
+    script_limits = *cfg;
 }
 
 const char *script_path(void)
@@ -997,7 +293,7 @@ int script_load(const char *path, char *err, size_t errlen)
     state_free(old);
     if (old) {
         lua_newtable(s->L);
-        if (dispatch(s->L, H_RELOAD) > 0)
+        if (script_dispatch(s->L, H_RELOAD) > 0)
             lua_pop(s->L, 2);
     }
     return 0;
@@ -1048,7 +344,7 @@ int script_connect(struct conn *c, const struct http_request *req, const char *r
     }
     lua_setfield(L, -2, "headers");
 
-    int rc = dispatch(L, H_CONNECT);
+    int rc = script_dispatch(L, H_CONNECT);
     if (rc < 0) {
         snprintf(reason, reason_len, "the server's connect hook failed");
         return -2;
@@ -1074,19 +370,21 @@ void script_message(struct conn *c, int binary, const uint8_t *data, size_t len)
     lua_setfield(L, -2, "data");
     lua_pushboolean(L, binary);
     lua_setfield(L, -2, "binary");
-    if (dispatch(L, H_MESSAGE) > 0)
+    if (script_dispatch(L, H_MESSAGE) > 0)
         lua_pop(L, 2);
 }
 
 void script_disconnect(struct conn *c, uint16_t code, const char *reason)
 {
     lua_State *L = cur->L;
-    while (c->rooms_len) {
-        struct room *r = c->rooms[c->rooms_len - 1]->room;
+    size_t n;
+    while ((n = hub_conn_room_count(c)) > 0) {
         /* The room may go away with its last member: keep the name on the Lua stack. */
-        lua_pushstring(L, r->name);
-        hub_leave(c, r->name, strlen(r->name));
-        fire_membership(L, H_LEAVE, c, lua_tostring(L, -1), "disconnect");
+        lua_pushstring(L, hub_conn_room(c, n - 1));
+        size_t len;
+        const char *name = lua_tolstring(L, -1, &len);
+        hub_leave(c, name, len);
+        script_fire_membership(L, H_LEAVE, c, lua_tostring(L, -1), "disconnect");
         lua_pop(L, 1);
     }
     lua_createtable(L, 0, 3);
@@ -1096,6 +394,6 @@ void script_disconnect(struct conn *c, uint16_t code, const char *reason)
     lua_setfield(L, -2, "code");
     lua_pushstring(L, reason ? reason : "");
     lua_setfield(L, -2, "reason");
-    if (dispatch(L, H_DISCONNECT) > 0)
+    if (script_dispatch(L, H_DISCONNECT) > 0)
         lua_pop(L, 2);
 }

@@ -398,22 +398,12 @@ static int upgrade(struct conn *c, const struct http_request *req)
     }
     char remote[INET6_ADDRSTRLEN + 16];
     peer_name(c->fd, remote, sizeof remote);
-    size_t rl = strlen(remote), pl = strlen(hs.protocol);
-    c->meta = malloc(rl + req->path.len + req->query.len + pl + 4);
+    c->meta = conn_meta_new(remote, req->path.p, req->path.len, req->query.p, req->query.len,
+                            hs.protocol);
     if (!c->meta) {
         http_fail(c, 503, "out of memory", NULL);
         return 0;
     }
-    char *m = c->meta;
-    memcpy(m, remote, rl + 1);
-    m += rl + 1;
-    memcpy(m, req->path.p, req->path.len);
-    m[req->path.len] = '\0';
-    m += req->path.len + 1;
-    memcpy(m, req->query.p, req->query.len);
-    m[req->query.len] = '\0';
-    m += req->query.len + 1;
-    memcpy(m, hs.protocol, pl + 1);
 
     /* The 101 goes first; whatever the connect hook sends follows it. */
     hub_add(c);

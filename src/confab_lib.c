@@ -1,0 +1,459 @@
+/* confab_lib: the `confab` module a script gets (docs/hooks.md): hook registration, sending,
+ * rooms, attributes, history, time, logging and timers, as one luaL_Reg opened by
+ * luaopen_confab. Connections are integer ids; the hub is reached through its functions. */
+#include <lauxlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "frame.h"
+#include "hub.h"
+#include "log.h"
+#include "script_int.h"
+#include "utf8.h"
+
+/* confab.on(name, fn [, priority]) */
+static int l_on(lua_State *L)
+{
+    int e = luaL_checkoption(L, 1, NULL, script_hook_names);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_Integer prio = luaL_optinteger(L, 3, 0);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &script_key_hooks);
+    lua_rawgeti(L, -1, e + 1);
+    int list = lua_gettop(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+    /* Keep the list sorted by descending priority, ties in registration order. */
+    lua_Integer at = n + 1;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        lua_getfield(L, -1, "prio");
+        lua_Integer p = lua_tointeger(L, -1);
+        lua_pop(L, 2);
+        if (prio > p) {
+            at = i;
+            break;
+        }
+    }
+    for (lua_Integer i = n; i >= at; i--) {
+        lua_rawgeti(L, list, i);
+        lua_rawseti(L, list, i + 1);
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "fn");
+    lua_pushinteger(L, prio);
+    lua_setfield(L, -2, "prio");
+    lua_rawseti(L, list, at);
+    return 0;
+}
+
+/* ---- arguments ----------------------------------------------------------------------- */
+
+/* The connection with the id in argument arg, or NULL when it is gone. Sending and joining need
+ * an open WebSocket; reading and setting attributes also work while it closes (in the
+ * disconnect hook). */
+static struct conn *check_conn_state(lua_State *L, int arg, int need_open)
+{
+    lua_Integer id = luaL_checkinteger(L, arg);
+    struct conn *c = id > 0 ? hub_find((uint64_t)id) : NULL;
+    if (!c)
+        return NULL;
+    if (need_open)
+        return c->state == CONN_WS && !(c->flags & CONN_CLOSE_SENT) ? c : NULL;
+    /* A dead connection is still readable until its disconnect has been reported. */
+    return c->state != CONN_HTTP ? c : NULL;
+}
+
+#define check_conn(L, arg) check_conn_state(L, arg, 1)
+#define check_known(L, arg) check_conn_state(L, arg, 0)
+
+static int stale(lua_State *L)
+{
+    luaL_pushfail(L);
+    lua_pushliteral(L, "no such connection");
+    return 2;
+}
+
+static const char *check_room(lua_State *L, int arg, size_t *len)
+{
+    const char *name = luaL_checklstring(L, arg, len);
+    luaL_argcheck(L, *len > 0 && *len <= HUB_ROOM_NAME_MAX, arg,
+                  "room name must be 1 to 64 bytes");
+    return name;
+}
+
+/* ---- sending ------------------------------------------------------------------------- */
+
+static struct frame *check_frame(lua_State *L, int data_arg, int binary)
+{
+    size_t len;
+    const char *data = luaL_checklstring(L, data_arg, &len);
+    if (!binary && !utf8_valid(data, len))
+        luaL_argerror(L, data_arg, "text must be valid UTF-8 (send binary instead)");
+    struct frame *f = frame_ws(binary ? FRAME_BINARY : FRAME_TEXT, data, len);
+    if (!f)
+        luaL_error(L, "not enough memory");
+    return f;
+}
+
+/* confab.send(id, data [, binary]) */
+static int l_send(lua_State *L)
+{
+    struct conn *c = check_conn(L, 1);
+    int binary = lua_toboolean(L, 3);
+    struct frame *f = check_frame(L, 2, binary);
+    if (!c) {
+        frame_unref(f);
+        return stale(L);
+    }
+    int rc = hub_send(c, f);
+    frame_unref(f);
+    if (rc < 0) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "connection is closing");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* confab.broadcast(room, data [, except_id [, binary]]) */
+static int l_broadcast(lua_State *L)
+{
+    size_t len;
+    const char *name = check_room(L, 1, &len);
+    luaL_checkstring(L, 2);
+    lua_Integer except_id = luaL_optinteger(L, 3, 0);
+    int binary = lua_toboolean(L, 4);
+    struct room *r = hub_room(name, len);
+    if (!r || hub_room_size(r) == 0) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    struct frame *f = check_frame(L, 2, binary);
+    struct conn *except = except_id > 0 ? hub_find((uint64_t)except_id) : NULL;
+    size_t n = hub_broadcast(r, f, except);
+    frame_unref(f);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+/* confab.close(id [, code [, reason]]) */
+static int l_close(lua_State *L)
+{
+    struct conn *c = check_conn(L, 1);
+    lua_Integer code = luaL_optinteger(L, 2, 1000);
+    const char *reason = luaL_optstring(L, 3, "");
+    luaL_argcheck(L, (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+                     (code >= 3000 && code <= 4999), 2, "not a close code a server may send");
+    if (!c)
+        return stale(L);
+    hub_close(c, (uint16_t)code, reason);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- rooms --------------------------------------------------------------------------- */
+
+/* confab.join(id, room) */
+static int l_join(lua_State *L)
+{
+    struct conn *c = check_conn(L, 1);
+    size_t len;
+    const char *room = check_room(L, 2, &len);
+    if (!c)
+        return stale(L);
+    int rc = hub_join(c, room, len);
+    if (rc < 0)
+        return luaL_error(L, "not enough memory");
+    if (rc == 1)
+        script_fire_membership(L, H_JOIN, c, room, NULL);
+    lua_pushboolean(L, rc == 1);
+    return 1;
+}
+
+/* confab.leave(id, room) */
+static int l_leave(lua_State *L)
+{
+    struct conn *c = check_conn(L, 1);
+    size_t len;
+    const char *room = check_room(L, 2, &len);
+    if (!c)
+        return stale(L);
+    int rc = hub_leave(c, room, len);
+    if (rc == 1)
+        script_fire_membership(L, H_LEAVE, c, room, "leave");
+    lua_pushboolean(L, rc == 1);
+    return 1;
+}
+
+/* confab.members(room) */
+static int l_members(lua_State *L)
+{
+    size_t len;
+    const char *name = check_room(L, 1, &len);
+    struct room *r = hub_room(name, len);
+    size_t n = r ? hub_room_size(r) : 0;
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushinteger(L, (lua_Integer)hub_room_member(r, i));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static void push_room_count(struct room *r, void *arg)
+{
+    lua_State *L = arg;
+    lua_pushinteger(L, (lua_Integer)hub_room_size(r));
+    lua_setfield(L, -2, hub_room_name(r));
+}
+
+/* confab.rooms() */
+static int l_rooms(lua_State *L)
+{
+    lua_newtable(L);
+    hub_each_room(push_room_count, L);
+    return 1;
+}
+
+/* confab.rooms_of(id) */
+static int l_rooms_of(lua_State *L)
+{
+    struct conn *c = check_known(L, 1);
+    if (!c)
+        return stale(L);
+    size_t n = hub_conn_room_count(c);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, hub_conn_room(c, i));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* ---- attributes and connections -------------------------------------------------------- */
+
+/* confab.set(id, key, value) */
+static int l_set(lua_State *L)
+{
+    struct conn *c = check_known(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    int t = lua_type(L, 3);
+    luaL_argcheck(L, t == LUA_TNIL || t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN,
+                  3, "value must be a string, number, boolean or nil");
+    if (!c)
+        return stale(L);
+    int rc = 0;
+    size_t len;
+    const char *s;
+    switch (t) {
+    case LUA_TNIL:
+        hub_attr_del(c, key);
+        break;
+    case LUA_TSTRING:
+        s = lua_tolstring(L, 3, &len);
+        rc = hub_attr_set(c, key, ATTR_STRING, 0, 0, s, len);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, 3))
+            rc = hub_attr_set(c, key, ATTR_INTEGER, lua_tointeger(L, 3), 0, NULL, 0);
+        else
+            rc = hub_attr_set(c, key, ATTR_NUMBER, 0, lua_tonumber(L, 3), NULL, 0);
+        break;
+    case LUA_TBOOLEAN:
+        rc = hub_attr_set(c, key, ATTR_BOOLEAN, lua_toboolean(L, 3), 0, NULL, 0);
+        break;
+    }
+    if (rc < 0)
+        return luaL_error(L, "not enough memory");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* confab.get(id, key) */
+static int l_get(lua_State *L)
+{
+    struct conn *c = check_known(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    if (!c)
+        return stale(L);
+    const struct attr *a = hub_attr_get(c, key);
+    if (!a) {
+        lua_pushnil(L);
+        return 1;
+    }
+    switch (a->type) {
+    case ATTR_STRING: {
+        size_t len;
+        const char *s = hub_attr_string(a, &len);
+        lua_pushlstring(L, s, len);
+        break;
+    }
+    case ATTR_INTEGER: lua_pushinteger(L, a->v.i); break;
+    case ATTR_NUMBER: lua_pushnumber(L, a->v.n); break;
+    default: lua_pushboolean(L, a->v.b); break;
+    }
+    return 1;
+}
+
+static void push_open_id(struct conn *c, void *arg)
+{
+    lua_State *L = arg;
+    if (c->state == CONN_WS && (c->flags & CONN_OPENED)) {
+        lua_pushinteger(L, (lua_Integer)c->id);
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+}
+
+/* confab.connections() */
+static int l_connections(lua_State *L)
+{
+    lua_createtable(L, (int)hub_count(), 0);
+    hub_each(push_open_id, L);
+    /* uthash iterates in insertion order, which is id order. */
+    return 1;
+}
+
+/* confab.info(id) */
+static int l_info(lua_State *L)
+{
+    struct conn *c = check_known(L, 1);
+    if (!c)
+        return stale(L);
+    const struct conn_meta *m = c->meta;
+    lua_createtable(L, 0, 4);
+    if (m) {
+        lua_pushstring(L, m->remote);
+        lua_setfield(L, -2, "remote");
+        lua_pushlstring(L, m->path, m->path_len);
+        lua_setfield(L, -2, "path");
+        lua_pushlstring(L, m->query, m->query_len);
+        lua_setfield(L, -2, "query");
+        if (*m->subprotocol) {
+            lua_pushstring(L, m->subprotocol);
+            lua_setfield(L, -2, "subprotocol");
+        }
+    }
+    return 1;
+}
+
+/* ---- history ------------------------------------------------------------------------- */
+
+/* confab.history_add(room, id, data) */
+static int l_history_add(lua_State *L)
+{
+    size_t rlen, len;
+    const char *room = check_room(L, 1, &rlen);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    const char *data = luaL_checklstring(L, 3, &len);
+    luaL_argcheck(L, id > 0, 2, "id must be positive");
+    int rc = hub_history_add(room, rlen, (uint64_t)id, data, len);
+    if (rc == -1)
+        return luaL_error(L, "history id %I is not above the room's last id %I", id,
+                          (lua_Integer)hub_history_last(room, rlen));
+    if (rc < 0)
+        return luaL_error(L, "not enough memory");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* confab.history_last(room) */
+static int l_history_last(lua_State *L)
+{
+    size_t rlen;
+    const char *room = check_room(L, 1, &rlen);
+    lua_pushinteger(L, (lua_Integer)hub_history_last(room, rlen));
+    return 1;
+}
+
+static void push_entry(const struct hist_entry *e, void *arg)
+{
+    lua_State *L = arg;
+    lua_pushlstring(L, e->data, e->len);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* confab.history(room [, after_id]) → list, complete */
+static int l_history(lua_State *L)
+{
+    size_t rlen;
+    const char *room = check_room(L, 1, &rlen);
+    lua_Integer after = luaL_optinteger(L, 2, 0);
+    lua_newtable(L);
+    int complete = hub_history_each(room, rlen, after > 0 ? (uint64_t)after : 0, push_entry, L);
+    lua_pushboolean(L, complete);
+    return 2;
+}
+
+/* ---- time and logging ---------------------------------------------------------------- */
+
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    return 1;
+}
+
+/* confab.log(level, fmt, ...) */
+static int l_log(lua_State *L)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    int level = luaL_checkoption(L, 1, NULL, levels);
+    int n = lua_gettop(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &script_key_format);
+    lua_rotate(L, 2, 1);
+    lua_call(L, n - 1, 1);
+    log_msg((enum log_level)level, "script: %s", lua_tostring(L, -1));
+    return 0;
+}
+
+static const luaL_Reg confab_funcs[] = {
+    {"on", l_on},
+    {"send", l_send},
+    {"broadcast", l_broadcast},
+    {"close", l_close},
+    {"join", l_join},
+    {"leave", l_leave},
+    {"members", l_members},
+    {"rooms", l_rooms},
+    {"rooms_of", l_rooms_of},
+    {"set", l_set},
+    {"get", l_get},
+    {"connections", l_connections},
+    {"info", l_info},
+    {"history_add", l_history_add},
+    {"history_last", l_history_last},
+    {"history", l_history},
+    {"now", l_now},
+    {"log", l_log},
+    {"after", script_timer_after},
+    {"every", script_timer_every},
+    {NULL, NULL},
+};
+
+/* The module table, with confab.epoch; also sets up what its functions keep in the registry
+ * (hook lists, the timer metatable, string.format for confab.log: the string library must be
+ * open). */
+int luaopen_confab(lua_State *L)
+{
+    /* Hook lists, one per event. */
+    lua_createtable(L, H_COUNT, 0);
+    for (int i = 0; i < H_COUNT; i++) {
+        lua_newtable(L);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &script_key_hooks);
+
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "format");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &script_key_format);
+    lua_pop(L, 1);
+
+    script_timer_open(L);
+
+    luaL_newlib(L, confab_funcs);
+    lua_pushinteger(L, script_limits.epoch);
+    lua_setfield(L, -2, "epoch");
+    return 1;
+}

@@ -1,0 +1,72 @@
+/* script_int: what the parts of the script runtime share, private to them. script.c owns the
+ * states, loading, reload, the time limit and protected dispatch; sandbox.c builds the globals a
+ * script sees; confab_lib.c is the `confab` module; script_timer.c its timers. */
+#ifndef CONFAB_SCRIPT_INT_H
+#define CONFAB_SCRIPT_INT_H
+
+#include <ev.h>
+#include <lua.h>
+#include <stddef.h>
+
+#include "script.h"
+
+enum hook_event { H_CONNECT, H_MESSAGE, H_JOIN, H_LEAVE, H_DISCONNECT, H_RELOAD, H_COUNT };
+
+/* "connect", "message", ... in enum order, NULL-terminated (for luaL_checkoption). */
+extern const char *const script_hook_names[];
+
+struct lua_timer;
+
+/* One Lua state and what belongs to it. A reload builds a new one beside the running one. The
+ * state is the allocator's userdata: script_state(L) finds it from any coroutine. */
+struct state {
+    lua_State *L;
+    size_t mem_used, mem_limit;
+    int loading;              /* the main chunk is running: globals may be declared */
+    struct lua_timer *timers; /* active timers */
+    char *path;
+};
+
+/* The loop (for timers) and the limits given to script_init. */
+extern struct ev_loop *script_loop;
+extern struct script_config script_limits;
+
+/* Registry keys (their addresses are unique): the hook lists (a table of H_COUNT lists of
+ * {fn=, prio=}), and the original string.format (for confab.log). */
+extern char script_key_hooks, script_key_format;
+
+/* The state L belongs to. */
+struct state *script_state(lua_State *L);
+
+/* The running call passed its time limit: the message to raise again (see sandbox.c's
+ * abort-through wrappers), else NULL. */
+const char *script_abort_msg(void);
+
+/* Calls the function below nargs arguments on the stack, protected and time-bounded, leaving
+ * nres results. Returns 0, or -1 after logging the error with its traceback. */
+int script_pcall(lua_State *L, const char *what, int nargs, int nres);
+
+/* Runs event's handlers with the event table on top of the stack (popped). Returns 1 leaving
+ * two values (a handler's first non-nil result and the one after it), 0 when no handler
+ * returned a value, -1 when one failed (the event is dropped there). */
+int script_dispatch(lua_State *L, enum hook_event e);
+
+/* Fires join or leave for c and room (reason may be NULL), results dropped. */
+void script_fire_membership(lua_State *L, enum hook_event e, struct conn *c, const char *room,
+                            const char *reason);
+
+/* sandbox.c: builds the sandboxed globals (libraries, require, load, print, strict globals).
+ * A lua_CFunction: run it with lua_pcall. */
+int sandbox_open(lua_State *L);
+
+/* confab_lib.c: the `confab` module table (luaL_requiref-style opener). */
+int luaopen_confab(lua_State *L);
+
+/* script_timer.c: confab.after and confab.every; the timer metatable; stopping a state's timers
+ * before it closes. */
+int script_timer_after(lua_State *L);
+int script_timer_every(lua_State *L);
+void script_timer_open(lua_State *L);
+void script_timer_stop_all(struct state *s);
+
+#endif
