@@ -25,7 +25,7 @@ endif
 
 BUILD   ?= build
 # Everything but main.c goes into a library the unit tests link against.
-CORE    := log config frame utf8 outq conn hub deadline http handshake webroot ws script sandbox \
+CORE    := log config frame utf8 outq conn hub deadline http handshake webroot static ws script sandbox \
 	confab_lib script_timer server watch
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)

@@ -26,6 +26,7 @@ enum {
     CONN_SHUT_WR = 1 << 4,      /* shutdown(SHUT_WR) done: only reading until EOF remains */
     CONN_IN_CLOSE_LIST = 1 << 5,/* on the server's list of connections to tear down */
     CONN_OPENED = 1 << 6,       /* the connect hook accepted it: disconnect will be reported */
+    CONN_READ_PAUSED = 1 << 7,  /* HTTP: not reading requests until the output drains */
 };
 
 /* What the upgrade request said, kept for the script's confab.info. One allocation: the
@@ -51,8 +52,8 @@ struct conn {
     uint64_t id;               /* hub: Lua's handle for it, never reused */
     UT_hash_handle hh;         /* hub: id → conn */
     int fd;                    /* server */
-    uint8_t state;             /* server: enum conn_state */
-    uint8_t flags;             /* server */
+    uint8_t state;             /* server: enum conn_state, changed only by its setter */
+    uint16_t flags;            /* server */
     uint16_t close_code;       /* server: the code reported to the disconnect hook */
     ev_io io;                  /* server */
     struct dl_node timeout;    /* server: request, silence or closing deadline */
@@ -60,6 +61,7 @@ struct conn {
     struct outq out;           /* hub: frames waiting to be written */
     struct conn *next_flush;   /* server: list of connections with output */
     struct conn *next_close;   /* server: list of connections to tear down */
+    struct conn *all_prev, *all_next; /* server: the list of every connection */
     struct http_conn *http;    /* server: request buffer, only while reading a request */
     struct ws_conn *ws;        /* ws: wslay state, only while a message is in progress */
     struct member **rooms;     /* hub: memberships, rooms_len of rooms_cap used */
@@ -67,5 +69,12 @@ struct conn {
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
     struct conn_meta *meta;    /* server: what the upgrade said, NULL before it */
 };
+
+/* The one definition of "open": a WebSocket whose close has not started. Only an open connection
+ * gets messages delivered or new frames queued. */
+static inline int conn_is_open(const struct conn *c)
+{
+    return c->state == CONN_WS && !(c->flags & CONN_CLOSE_SENT);
+}
 
 #endif

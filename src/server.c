@@ -23,21 +23,23 @@
 #include "hub.h"
 #include "log.h"
 #include "script.h"
-#include "webroot.h"
+#include "static.h"
 #include "ws.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 /* How long a closing connection may take to say goodbye before its socket is closed. */
 #define CLOSE_WAIT_SECONDS 3.0
-/* Largest file served from --web. */
-#define MAX_FILE_SIZE (16 * 1024 * 1024)
 /* Reads per readiness event, so one busy peer cannot starve the others. */
 #define READS_PER_EVENT 4
 
-/* The request buffer, only while a connection is reading an HTTP request. */
+/* Smallest request buffer; it grows by doubling up to --max-request. */
+#define HTTP_BUF_MIN 1024
+
+/* A connection's HTTP side, only while it has a request in its buffer or a body to send. */
 struct http_conn {
-    size_t len;
+    struct static_body body; /* the rest of the response being sent */
+    size_t len, cap;         /* request bytes in buf, size of buf */
     char buf[];
 };
 
@@ -48,10 +50,15 @@ static struct {
     int listen_fd;
     ev_io accept_io;
     ev_timer accept_retry;
+    int accept_paused;         /* out of descriptors: accept is retried by a timer */
+    unsigned accept_refusals;  /* retries that failed since the last log line */
+    ev_tstamp accept_logged;   /* when the last "out of descriptors" line was written */
     ev_prepare prepare;
+    ev_idle idle;              /* active while the safe point has work left: the loop won't block */
     ev_timer grace;
     struct conn *flush_list;  /* connections with output to write this loop pass */
     struct conn *close_list;  /* connections to report gone and/or free */
+    struct conn *all;         /* every connection, whatever its state */
     struct dl_list requests;  /* HTTP: time allowed for a request */
     struct dl_list silence;   /* WebSocket: time since the peer last sent anything */
     struct dl_list pings;     /* WebSocket: time since the last ping or traffic */
@@ -68,6 +75,13 @@ static void conn_flush(struct conn *c);
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
+/* The safe point has work: keep the loop from blocking until it is done. */
+static void safe_point_arm(void)
+{
+    if (!ev_is_active(&srv.idle))
+        ev_idle_start(srv.loop, &srv.idle);
+}
+
 /* c has output: write it at the safe point, unless it already waits for the socket. */
 static void flush_list_add(struct conn *c)
 {
@@ -75,6 +89,7 @@ static void flush_list_add(struct conn *c)
         c->flags |= CONN_IN_FLUSH;
         c->next_flush = srv.flush_list;
         srv.flush_list = c;
+        safe_point_arm();
     }
 }
 
@@ -84,7 +99,34 @@ static void close_list_add(struct conn *c)
         c->flags |= CONN_IN_CLOSE_LIST;
         c->next_close = srv.close_list;
         srv.close_list = c;
+        safe_point_arm();
     }
+}
+
+static const char *state_name(int s)
+{
+    static const char *const names[] = {"http", "ws", "closing", "dead"};
+    return s >= 0 && s <= CONN_DEAD ? names[s] : "?";
+}
+
+/* The one place a connection's state changes. Allowed: HTTP → WS (upgrade), WS → HTTP (the
+ * connect hook refused it: the error response follows), HTTP or WS → CLOSING, anything alive →
+ * DEAD. Returns 0, or -1 (logged, nothing changed) for any other transition: a bug. */
+static int conn_set_state(struct conn *c, enum conn_state to)
+{
+    static const uint8_t allowed[4] = {
+        [CONN_HTTP] = 1 << CONN_WS | 1 << CONN_CLOSING | 1 << CONN_DEAD,
+        [CONN_WS] = 1 << CONN_HTTP | 1 << CONN_CLOSING | 1 << CONN_DEAD,
+        [CONN_CLOSING] = 1 << CONN_DEAD,
+        [CONN_DEAD] = 0,
+    };
+    if (!(allowed[c->state] & (1 << to))) {
+        log_error("conn %d: bug: state %s -> %s refused", c->fd, state_name(c->state),
+                  state_name(to));
+        return -1;
+    }
+    c->state = to;
+    return 0;
 }
 
 /* The socket is finished: the connection is freed at the next safe point. */
@@ -94,7 +136,7 @@ static void conn_kill(struct conn *c, uint16_t code)
         return;
     if (c->state == CONN_WS)
         c->close_code = code;
-    c->state = CONN_DEAD;
+    conn_set_state(c, CONN_DEAD);
     c->flags |= CONN_CLOSE_SENT; /* nothing more is queued for it */
     ev_io_stop(srv.loop, &c->io);
     dl_remove(&c->timeout);
@@ -105,9 +147,10 @@ static void conn_kill(struct conn *c, uint16_t code)
 /* Enters the closing state; the close frame (if any) was queued by the caller. */
 static void conn_closing(struct conn *c, uint16_t code)
 {
+    if (conn_set_state(c, CONN_CLOSING) < 0)
+        return;
     c->flags |= CONN_CLOSE_SENT;
     c->close_code = code;
-    c->state = CONN_CLOSING;
     dl_remove(&c->ping);
     dl_touch(&srv.closing, &c->timeout);
     close_list_add(c); /* to report the disconnect at the safe point */
@@ -129,11 +172,38 @@ static void conn_queue_raw(struct conn *c, struct frame *f)
 /* Server-initiated close of an open WebSocket: queue the close frame, stop sending. */
 static void conn_close_ws(struct conn *c, uint16_t code, const char *reason)
 {
-    if (c->state != CONN_WS || (c->flags & CONN_CLOSE_SENT))
+    if (!conn_is_open(c))
         return;
     conn_queue_raw(c, frame_ws_close(code, reason));
     if (c->state == CONN_WS)
         conn_closing(c, code);
+}
+
+/* A new connection on fd, on the list of all connections, reading an HTTP request. */
+static struct conn *conn_new(int fd)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = fd;
+    c->state = CONN_HTTP;
+    c->all_next = srv.all;
+    if (srv.all)
+        srv.all->all_prev = c;
+    srv.all = c;
+    srv.nconns++;
+    ev_io_init(&c->io, on_conn_io, fd, EV_READ);
+    ev_io_start(srv.loop, &c->io);
+    return c;
+}
+
+static void http_free(struct conn *c)
+{
+    if (c->http) {
+        static_close(&c->http->body);
+        free(c->http);
+        c->http = NULL;
+    }
 }
 
 static void conn_free(struct conn *c)
@@ -145,8 +215,14 @@ static void conn_free(struct conn *c)
     dl_remove(&c->ping);
     hub_remove(c);
     ws_free(c);
-    free(c->http);
+    http_free(c);
     free(c->meta);
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        srv.all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
     free(c);
     srv.nconns--;
 }
@@ -171,7 +247,7 @@ static const char *close_reason(uint16_t code)
 static void report_disconnect(struct conn *c)
 {
     if (c->flags & CONN_OPENED) {
-        c->flags &= (uint8_t)~CONN_OPENED;
+        c->flags &= (uint16_t)~CONN_OPENED;
         script_disconnect(c, c->close_code, close_reason(c->close_code));
     }
 }
@@ -179,7 +255,8 @@ static void report_disconnect(struct conn *c)
 /* The safe point: runs before the loop blocks. Reports disconnects to the script, writes what
  * every connection has queued (one writev each), then frees the connections that are done (only
  * after the flush list let go of them). Disconnect hooks may queue output and close others, so
- * it goes round until nothing is left, a bounded number of times. */
+ * it goes round until nothing is left, a bounded number of times; what is left then keeps the
+ * idle watcher active, so the loop polls without blocking and comes back here at once. */
 static void on_prepare(EV_P_ ev_prepare *w, int revents)
 {
     for (int round = 0; round < 8 && (srv.close_list || srv.flush_list); round++) {
@@ -192,13 +269,13 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
                 c->next_close = dead; /* stays flagged: never listed twice */
                 dead = c;
             } else {
-                c->flags &= (uint8_t)~CONN_IN_CLOSE_LIST;
+                c->flags &= (uint16_t)~CONN_IN_CLOSE_LIST;
             }
         }
         while (srv.flush_list) {
             struct conn *c = srv.flush_list;
             srv.flush_list = c->next_flush;
-            c->flags &= (uint8_t)~CONN_IN_FLUSH;
+            c->flags &= (uint16_t)~CONN_IN_FLUSH;
             if (c->state != CONN_DEAD)
                 conn_flush(c);
         }
@@ -208,20 +285,77 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
             conn_free(c);
         }
     }
+    if (!srv.close_list && !srv.flush_list)
+        ev_idle_stop(EV_A_ & srv.idle);
     if (srv.shutting_down && srv.nconns == 0)
         ev_break(EV_A_ EVBREAK_ALL);
 }
 
+/* Nothing to do: being active is its job (see on_prepare). */
+static void on_idle(EV_P_ ev_idle *w, int revents)
+{
+}
+
 /* ---- output -------------------------------------------------------------------------- */
+
+/* Sets what c's io watcher waits for from its flags: reading unless paused, writing when
+ * output is waiting for the socket. */
+static void io_update(struct conn *c)
+{
+    int events = (c->flags & CONN_READ_PAUSED ? 0 : EV_READ) |
+                 (c->flags & CONN_WANT_WRITE ? EV_WRITE : 0);
+    if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == events)
+        return;
+    ev_io_stop(srv.loop, &c->io);
+    if (events) {
+        ev_io_set(&c->io, c->fd, events);
+        ev_io_start(srv.loop, &c->io);
+    }
+}
 
 static void want_write(struct conn *c, int on)
 {
     if (!!(c->flags & CONN_WANT_WRITE) == on)
         return;
     c->flags ^= CONN_WANT_WRITE;
-    ev_io_stop(srv.loop, &c->io);
-    ev_io_set(&c->io, c->fd, EV_READ | (on ? EV_WRITE : 0));
-    ev_io_start(srv.loop, &c->io);
+    io_update(c);
+}
+
+/* May c take another HTTP request? Not while a response body is still being sent (the next
+ * response would overtake it) nor while its output holds --send-queue bytes or more. */
+static int http_has_room(const struct conn *c)
+{
+    return c->out.bytes < srv.cfg->send_queue && !(c->http && c->http->body.fd >= 0);
+}
+
+/* Stops or resumes reading c's requests. Resuming also replays a read event, for the requests
+ * already in the buffer (the peer may have sent everything and be waiting). */
+static void read_pause(struct conn *c, int on)
+{
+    if (!!(c->flags & CONN_READ_PAUSED) == on)
+        return;
+    c->flags ^= CONN_READ_PAUSED;
+    io_update(c);
+    if (!on)
+        ev_feed_event(srv.loop, &c->io, EV_READ);
+}
+
+/* Keeps a response body flowing: its next chunk joins the queue once the queue is almost empty,
+ * so a body costs one chunk of memory whatever the file's size. */
+static void body_fill(struct conn *c)
+{
+    struct static_body *b = c->http ? &c->http->body : NULL;
+    while (b && b->fd >= 0 && c->out.bytes < STATIC_CHUNK && c->state != CONN_DEAD) {
+        struct frame *f = static_next(b);
+        if (!f) {
+            log_warn("conn %d: file shrank or could not be read while sent; closed", c->fd);
+            conn_kill(c, 1006);
+            return;
+        }
+        if (outq_push(&c->out, f) < 0)
+            conn_kill(c, 1011);
+        frame_unref(f);
+    }
 }
 
 /* Everything queued went out. What comes next depends on why the connection is closing. */
@@ -234,8 +368,9 @@ static void conn_drained(struct conn *c)
         shutdown(c->fd, SHUT_WR);
         c->flags |= CONN_SHUT_WR;
         if (c->state == CONN_HTTP) {
-            c->state = CONN_CLOSING;
-            dl_touch(&srv.closing, &c->timeout);
+            conn_closing(c, 1006);
+            c->flags &= (uint16_t)~CONN_READ_PAUSED; /* reads until the peer's EOF */
+            io_update(c);
         }
     }
 }
@@ -243,7 +378,12 @@ static void conn_drained(struct conn *c)
 static void conn_flush(struct conn *c)
 {
     struct iovec iov[IOV_MAX];
-    while (c->out.count) {
+    for (;;) {
+        body_fill(c);
+        if (c->state == CONN_DEAD)
+            return;
+        if (!c->out.count)
+            break;
         int n = outq_iov(&c->out, iov, IOV_MAX);
         size_t offered = 0;
         for (int i = 0; i < n; i++)
@@ -261,6 +401,11 @@ static void conn_flush(struct conn *c)
             return;
         }
         outq_consume(&c->out, (size_t)w);
+        /* A closing peer that still reads gets its time renewed by the progress. */
+        if (w > 0 && c->state == CONN_CLOSING)
+            dl_touch(&srv.closing, &c->timeout);
+        if ((c->flags & CONN_READ_PAUSED) && c->state == CONN_HTTP && http_has_room(c))
+            read_pause(c, 0);
         if ((size_t)w < offered) {
             want_write(c, 1);
             return;
@@ -300,7 +445,7 @@ static void on_hub_close(struct conn *c, uint16_t code, const char *reason)
 static void on_ws_message(struct conn *c, int binary, const uint8_t *data, size_t len)
 {
     /* After a close, incoming data is no longer delivered (RFC 6455 1.4). */
-    if (c->state == CONN_WS && !(c->flags & CONN_CLOSE_SENT))
+    if (conn_is_open(c))
         script_message(c, binary, data, len);
 }
 
@@ -336,43 +481,17 @@ static int is_ws_path(struct http_str path)
            (path.len == n || path.p[n] == '/');
 }
 
+/* Answers a request for a file: the head now, the body as the output drains (body_fill). */
 static void serve_file(struct conn *c, const struct http_request *req)
 {
-    int head = req->method == HTTP_HEAD;
-    if (req->method != HTTP_GET && !head) {
-        http_fail(c, 405, "only GET and HEAD are served here", "Allow: GET, HEAD\r\n");
+    struct static_error err;
+    struct frame *head = static_open(req, &c->http->body, &err);
+    if (!head) {
+        http_fail(c, err.status, err.reason, err.extra);
         return;
     }
-    const char *ctype;
-    int fd = webroot_open(req->path.p, req->path.len, &ctype);
-    if (fd < 0) {
-        http_fail(c, -fd, fd == -400 ? "malformed path" : "no such file", NULL);
-        return;
-    }
-    struct stat st;
-    char *body = NULL;
-    ssize_t got = -1;
-    if (fstat(fd, &st) == 0 && st.st_size <= MAX_FILE_SIZE &&
-        (body = malloc((size_t)st.st_size + 1)) != NULL) {
-        got = 0;
-        while (got < st.st_size) {
-            ssize_t r = read(fd, body + got, (size_t)(st.st_size - got));
-            if (r <= 0)
-                break;
-            got += r;
-        }
-    }
-    close(fd);
-    if (got != st.st_size) {
-        free(body);
-        http_fail(c, 500, "cannot read file", NULL);
-        return;
-    }
-    int close_after = !req->keep_alive;
-    conn_queue_raw(c, http_response(200, "Cache-Control: no-cache\r\n", ctype, body, (size_t)got,
-                                    head, close_after));
-    free(body);
-    if (close_after)
+    conn_queue_raw(c, head);
+    if (!req->keep_alive)
         c->flags |= CONN_HTTP_CLOSE;
 }
 
@@ -407,7 +526,7 @@ static int upgrade(struct conn *c, const struct http_request *req)
 
     /* The 101 goes first; whatever the connect hook sends follows it. */
     hub_add(c);
-    c->state = CONN_WS;
+    conn_set_state(c, CONN_WS);
     conn_queue_raw(c, handshake_response(&hs));
     char reason[256];
     int rc = script_connect(c, req, remote, hs.protocol, reason, sizeof reason);
@@ -415,7 +534,7 @@ static int upgrade(struct conn *c, const struct http_request *req)
         hub_remove(c); /* drops the 101 and anything the hook queued */
         free(c->meta);
         c->meta = NULL;
-        c->state = CONN_HTTP;
+        conn_set_state(c, CONN_HTTP);
         log_info("conn from %s refused by the connect hook: %s", remote, reason);
         conn_queue_raw(c, http_error(rc == -1 ? 403 : 500, reason, NULL));
         c->flags |= CONN_HTTP_CLOSE;
@@ -431,98 +550,114 @@ static int upgrade(struct conn *c, const struct http_request *req)
     return 1;
 }
 
-/* Handles the requests complete in c's buffer. */
-static void http_input(struct conn *c, const uint8_t *data, size_t len)
+/* Handles the complete requests in c's buffer while its output has room for more. */
+static void http_process(struct conn *c)
 {
-    size_t cap = srv.cfg->max_request;
-    if (!c->http) {
-        c->http = malloc(sizeof *c->http + cap);
-        if (!c->http) {
-            conn_kill(c, 1006);
+    struct http_conn *h = c->http;
+    while (h && h->len && c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
+        if (!http_has_room(c)) {
+            read_pause(c, 1); /* resumed by conn_flush once the output drains */
             return;
         }
-        c->http->len = 0;
-    }
-    struct http_conn *h = c->http;
-    while (len > 0 && c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
-        size_t take = cap - h->len < len ? cap - h->len : len;
-        memcpy(h->buf + h->len, data, take);
-        h->len += take;
-        data += take;
-        len -= take;
-
         struct http_request req;
         const char *reason = NULL;
-        int rc;
-        while ((rc = http_parse_head(h->buf, h->len, cap, &req, &reason)) == 1) {
-            if (req.content_length > srv.cfg->max_body) {
-                http_fail(c, 413, "request body too large", NULL);
-                return;
-            }
-            if (is_ws_path(req.path)) {
-                if (upgrade(c, &req)) {
-                    c->http = NULL;
-                    /* Frames sent right behind the handshake are already here. */
-                    if (c->state == CONN_WS && h->len > req.head_len)
-                        ws_input(c, (const uint8_t *)h->buf + req.head_len, h->len - req.head_len);
-                    if (c->state == CONN_WS && len)
-                        ws_input(c, data, len);
-                    free(h);
-                }
-                return;
-            }
-            serve_file(c, &req);
-            /* A request with a body is answered and the connection closed: bodies are never
-             * read, so the next request could not be found. */
-            if (req.content_length || req.chunked)
-                c->flags |= CONN_HTTP_CLOSE;
-            if (c->flags & CONN_HTTP_CLOSE)
-                return;
-            memmove(h->buf, h->buf + req.head_len, h->len - req.head_len);
-            h->len -= req.head_len;
-            dl_touch(&srv.requests, &c->timeout);
-        }
+        int rc = http_parse_head(h->buf, h->len, srv.cfg->max_request, &req, &reason);
+        if (rc == 0)
+            return;
         if (rc > 1) {
             http_fail(c, rc, reason, NULL);
             return;
         }
-    }
-    if (c->http && c->http->len == 0) {
-        free(c->http);
-        c->http = NULL;
+        if (req.content_length > srv.cfg->max_body) {
+            http_fail(c, 413, "request body too large", NULL);
+            return;
+        }
+        if (is_ws_path(req.path)) {
+            if (upgrade(c, &req)) {
+                c->http = NULL;
+                /* Frames sent right behind the handshake are already here. */
+                if (c->state == CONN_WS && h->len > req.head_len)
+                    ws_input(c, (const uint8_t *)h->buf + req.head_len, h->len - req.head_len);
+                free(h);
+            }
+            return;
+        }
+        serve_file(c, &req);
+        /* A request with a body is answered and the connection closed: bodies are never read,
+         * so the next request could not be found. */
+        if (req.content_length || req.chunked)
+            c->flags |= CONN_HTTP_CLOSE;
+        memmove(h->buf, h->buf + req.head_len, h->len - req.head_len);
+        h->len -= req.head_len;
     }
 }
 
-/* ---- the socket ---------------------------------------------------------------------- */
+/* Reads from c's socket into buf. Returns the bytes read, 0 when there is nothing to read now,
+ * or -1 when the connection ended (it is killed). */
+static ssize_t sock_read(struct conn *c, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(c->fd, buf, len);
+        if (n > 0)
+            return n;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        conn_kill(c, 1006);
+        return -1;
+    }
+}
+
+/* One read of request bytes straight into c's request buffer (grown by doubling up to
+ * --max-request), then the requests they complete. Returns 1 when more may be waiting. */
+static int http_read(struct conn *c)
+{
+    http_process(c); /* what is buffered first: reading resumes after a drain */
+    if (c->state != CONN_HTTP || (c->flags & (CONN_HTTP_CLOSE | CONN_READ_PAUSED)))
+        return 0;
+    struct http_conn *h = c->http;
+    if (!h || h->len == h->cap) {
+        size_t cap = h ? h->cap * 2 : HTTP_BUF_MIN;
+        if (cap > srv.cfg->max_request)
+            cap = srv.cfg->max_request;
+        struct http_conn *n = realloc(h, sizeof *h + cap);
+        if (!n) {
+            conn_kill(c, 1006);
+            return 0;
+        }
+        if (!h)
+            *n = (struct http_conn){.body = {-1, 0}};
+        n->cap = cap;
+        c->http = h = n;
+    }
+    ssize_t n = sock_read(c, h->buf + h->len, h->cap - h->len);
+    if (n <= 0)
+        return 0;
+    int full = (size_t)n == h->cap - h->len;
+    h->len += (size_t)n;
+    http_process(c);
+    return full;
+}
 
 static void conn_read(struct conn *c)
 {
-    for (int i = 0; i < READS_PER_EVENT && c->state != CONN_DEAD; i++) {
-        ssize_t n = read(c->fd, readbuf, sizeof readbuf);
-        if (n > 0) {
-            switch (c->state) {
-            case CONN_HTTP:
-                if (!(c->flags & CONN_HTTP_CLOSE))
-                    http_input(c, readbuf, (size_t)n);
-                break;
-            case CONN_WS:
-                ws_input(c, readbuf, (size_t)n);
-                break;
-            default:
-                break; /* closing: the peer's last words are not needed */
-            }
-            if ((size_t)n < sizeof readbuf)
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        if (c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
+            if (!http_read(c))
                 return;
-        } else if (n == 0) {
-            conn_kill(c, 1006);
-            return;
-        } else {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn_kill(c, 1006);
-            return;
+            continue;
         }
+        if (c->state == CONN_DEAD)
+            return;
+        ssize_t n = sock_read(c, readbuf, sizeof readbuf);
+        if (n <= 0)
+            return;
+        /* After a close or an HTTP error, the peer's last words are not needed. */
+        if (c->state == CONN_WS)
+            ws_input(c, readbuf, (size_t)n);
+        if ((size_t)n < sizeof readbuf)
+            return;
     }
 }
 
@@ -535,33 +670,58 @@ static void on_conn_io(EV_P_ ev_io *w, int revents)
         conn_read(c);
 }
 
+/* Seconds accept() pauses when out of descriptors, and between two log lines about it. */
+#define ACCEPT_RETRY_SECONDS 0.1
+#define ACCEPT_LOG_SECONDS 10.0
+
+/* Out of descriptors (or memory): the pending connection stays in the backlog and accepting
+ * pauses for a while instead of spinning on it. Logged once, then once per ACCEPT_LOG_SECONDS
+ * with the number of retries that failed in between. */
+static void accept_pause(int err)
+{
+    ev_tstamp now = ev_now(srv.loop);
+    if (!srv.accept_paused) {
+        srv.accept_paused = 1;
+        srv.accept_refusals = 0;
+    }
+    if (srv.accept_refusals == 0 || now - srv.accept_logged >= ACCEPT_LOG_SECONDS) {
+        log_warn("cannot accept connections: %s (%u retries since the last report); "
+                 "retrying every %.0f ms", strerror(err), srv.accept_refusals,
+                 ACCEPT_RETRY_SECONDS * 1000);
+        srv.accept_logged = now;
+        srv.accept_refusals = 0;
+    }
+    srv.accept_refusals++;
+    ev_io_stop(srv.loop, &srv.accept_io);
+    /* libev keeps what a fired timer was last set to (0 after a one-shot): set it each time. */
+    ev_timer_set(&srv.accept_retry, ACCEPT_RETRY_SECONDS, 0);
+    ev_timer_start(srv.loop, &srv.accept_retry);
+}
+
 static void on_accept(EV_P_ ev_io *w, int revents)
 {
     for (int i = 0; i < 64; i++) {
         int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: pause accepting instead of spinning on the backlog. */
-                log_warn("connection refused: %s (pausing accept for 100 ms)", strerror(errno));
-                ev_io_stop(EV_A_ & srv.accept_io);
-                ev_timer_start(EV_A_ & srv.accept_retry);
-            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(errno);
             return;
         }
-        struct conn *c = calloc(1, sizeof *c);
+        if (srv.accept_paused) {
+            log_notice("accepting connections again");
+            srv.accept_paused = 0;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct conn *c = conn_new(fd);
         if (!c) {
             close(fd);
             log_warn("connection refused: out of memory");
             return;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c->fd = fd;
-        c->state = CONN_HTTP;
-        ev_io_init(&c->io, on_conn_io, fd, EV_READ);
-        ev_io_start(EV_A_ & c->io);
+        /* The whole time allowed to send requests counts from here: serving one does not
+         * renew it (--handshake-timeout). */
         dl_touch(&srv.requests, &c->timeout);
-        srv.nconns++;
     }
 }
 
@@ -573,10 +733,21 @@ static void on_accept_retry(EV_P_ ev_timer *w, int revents)
 
 /* ---- timeouts ------------------------------------------------------------------------ */
 
+/* An HTTP connection's time is up. With a response still going out, it takes no more requests
+ * and gets the closing time (renewed while the peer reads) to finish it; else it is closed. */
 static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
 {
     struct conn *c = container_of(node, struct conn, timeout);
-    log_info("conn %d: request not completed within %.1f s, closed", c->fd, l->timeout);
+    if (c->out.count || (c->http && c->http->body.fd >= 0)) {
+        log_info("conn %d: no more requests after %.1f s; finishing the response", c->fd,
+                 l->timeout);
+        c->flags |= CONN_HTTP_CLOSE;
+        if (c->http)
+            c->http->len = 0;
+        conn_closing(c, 1006);
+        return;
+    }
+    log_info("conn %d: requests not completed within %.1f s, closed", c->fd, l->timeout);
     conn_kill(c, 1006);
 }
 
@@ -671,15 +842,11 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
 
     ev_io_init(&srv.accept_io, on_accept, srv.listen_fd, EV_READ);
     ev_io_start(loop, &srv.accept_io);
-    ev_timer_init(&srv.accept_retry, on_accept_retry, 0.1, 0);
+    ev_timer_init(&srv.accept_retry, on_accept_retry, ACCEPT_RETRY_SECONDS, 0);
     ev_prepare_init(&srv.prepare, on_prepare);
     ev_prepare_start(loop, &srv.prepare);
+    ev_idle_init(&srv.idle, on_idle);
     return 0;
-}
-
-static void close_for_shutdown(struct conn *c, void *arg)
-{
-    conn_close_ws(c, 1001, "server shutting down");
 }
 
 static void on_grace_over(EV_P_ ev_timer *w, int revents)
@@ -697,30 +864,22 @@ void server_shutdown(double grace)
     ev_timer_stop(srv.loop, &srv.accept_retry);
     close(srv.listen_fd);
     srv.listen_fd = -1;
-    hub_each(close_for_shutdown, NULL);
-    /* Connections still reading an HTTP request end now. */
-    for (struct dl_node *n = srv.requests.first, *next; n; n = next) {
-        next = n->next;
-        conn_kill(container_of(n, struct conn, timeout), 1001);
+    /* Open WebSockets get close 1001; connections still in HTTP end now. */
+    for (struct conn *c = srv.all; c; c = c->all_next) {
+        if (conn_is_open(c))
+            conn_close_ws(c, 1001, "server shutting down");
+        else if (c->state == CONN_HTTP)
+            conn_kill(c, 1001);
     }
     ev_timer_init(&srv.grace, on_grace_over, grace, 0);
     ev_timer_start(srv.loop, &srv.grace);
     log_info("shutting down: %zu connections to close", srv.nconns);
 }
 
-static void kill_remaining(struct conn *c, void *arg)
-{
-    conn_kill(c, 1001);
-}
-
 void server_free(void)
 {
-    hub_each(kill_remaining, NULL);
-    /* HTTP connections have no id: walk the timeout lists for them. */
-    struct dl_list *lists[] = {&srv.requests, &srv.closing};
-    for (size_t i = 0; i < 2; i++)
-        while (lists[i]->first)
-            conn_kill(container_of(lists[i]->first, struct conn, timeout), 1001);
+    for (struct conn *c = srv.all; c; c = c->all_next)
+        conn_kill(c, 1001);
     srv.flush_list = NULL;
     while (srv.close_list) {
         struct conn *c = srv.close_list;
@@ -733,7 +892,9 @@ void server_free(void)
     dl_stop(&srv.pings);
     dl_stop(&srv.closing);
     ev_timer_stop(srv.loop, &srv.grace);
+    ev_timer_stop(srv.loop, &srv.accept_retry);
     ev_prepare_stop(srv.loop, &srv.prepare);
+    ev_idle_stop(srv.loop, &srv.idle);
     frame_unref(srv.ping_frame);
     if (srv.listen_fd >= 0)
         close(srv.listen_fd);

@@ -4,7 +4,7 @@ import os
 import select
 import time
 
-from helpers import WEB, ConfabTest, get, http
+from helpers import WEB, ConfabTest, get, http, proc_status
 
 SECRET = "TOP-SECRET-9f2c1e"
 
@@ -155,3 +155,48 @@ class StaticFiles(ConfabTest):
         self.assertTrue(closed, "a dribbling client was never cut off")
         self.assertLess(elapsed, 4.0)
 
+
+
+class Pipelining(ConfabTest):
+    """Responses count against --send-queue: a client that pipelines requests and reads nothing
+    costs the server a bounded amount of memory, and still gets every response once it reads."""
+
+    def test_pipelined_requests_to_a_non_reader_are_bounded_then_all_answered(self):
+        srv = self.start("--send-queue", "256K", "--handshake-timeout", "60")
+        size = os.path.getsize(os.path.join(WEB, "app.js"))
+        n = 3000  # ~90 MB of responses; the requests (75 KB) fit in the socket buffers
+        c = self.conn(srv)
+        base = proc_status(srv.pid, "VmRSS")
+        c.send(b"GET /app.js HTTP/1.1\r\n\r\n" * n)
+        # The server has taken what it will take once a request on a fresh socket is answered:
+        # it handles its sockets in turn, so the pipelined ones had their chance first.
+        for _ in range(3):
+            self.assertEqual(get(srv.port, "/favicon.svg").status, 200)
+        held = proc_status(srv.pid, "VmRSS") - base
+        got = 0
+        while got < n:  # bounded: each read_response fails after WAIT without data
+            r = c.read_response()
+            self.assertEqual((r.status, len(r.body)), (200, size), r)
+            got += 1
+        peak = proc_status(srv.pid, "VmHWM") - base
+        self.assertLess(held, 16 * 1024, "server held %d kB for a non-reader" % held)
+        self.assertLess(peak, 16 * 1024, "server peaked %d kB above its start" % peak)
+
+    def test_time_to_send_requests_is_bounded_from_accept(self):
+        # Serving a request does not renew the deadline: a client that keeps asking is still
+        # closed once --handshake-timeout has passed since it connected.
+        srv = self.start("--handshake-timeout", "1")
+        c = self.conn(srv)
+        t0 = time.monotonic()
+        closed = False
+        while time.monotonic() - t0 < 8:  # bounded; the server should close after ~1 s
+            try:
+                c.send("GET /favicon.svg HTTP/1.1\r\n\r\n")
+                r = c.read_response()
+            except (AssertionError, BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            self.assertEqual(r.status, 200)
+            select.select([], [], [], 0.05)  # a polite client, one request every 50 ms
+        self.assertTrue(closed, "the connection was still served after 8 s")
+        srv.wait_log(r"no more requests after|requests not completed within")
