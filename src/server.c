@@ -261,9 +261,13 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
 {
     for (int round = 0; round < 8 && (srv.close_list || srv.flush_list); round++) {
         struct conn *dead = NULL;
-        while (srv.close_list) {
-            struct conn *c = srv.close_list;
-            srv.close_list = c->next_close;
+        /* This round reports what was listed when it began; what the hooks close goes to the
+         * next round, so one pass of the loop does a bounded amount of work. */
+        struct conn *closing = srv.close_list;
+        srv.close_list = NULL;
+        while (closing) {
+            struct conn *c = closing;
+            closing = c->next_close;
             report_disconnect(c);
             if (c->state == CONN_DEAD) {
                 c->next_close = dead; /* stays flagged: never listed twice */

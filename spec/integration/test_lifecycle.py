@@ -1,10 +1,13 @@
 """The process: command line, --check, broken scripts, SIGTERM."""
 
 import re
+import resource
+import select
 import signal
 import socket
+import time
 
-from helpers import CHAT, ECHO_LUA, ConfabTest, run_confab
+from helpers import CHAT, ECHO_LUA, WAIT, ConfabTest, get, proc_cpu_seconds, run_confab
 
 BAD_LUA = """local confab = require "confab"
 
@@ -126,3 +129,52 @@ class Signals(ConfabTest):
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=2)
         s.close()
 
+
+
+# Every connection remembers the next one; a disconnect closes the next, so closes cascade
+# through the safe point one round at a time.
+CHAIN_LUA = """
+local confab = require "confab"
+local ids = {}
+confab.on("connect", function(ev) ids[#ids + 1] = ev.id end)
+confab.on("disconnect", function(ev)
+  for i, id in ipairs(ids) do
+    if id == ev.id and ids[i + 1] then confab.close(ids[i + 1], 4000, "chain") end
+  end
+end)
+"""
+
+
+class Accept(ConfabTest):
+    def test_out_of_descriptors_pauses_accept_without_spinning_or_flooding_the_log(self):
+        def low_fd_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+        srv = self.start("--handshake-timeout", "60", script=self.script(ECHO_LUA),
+                         preexec_fn=low_fd_limit)
+        held = [self.conn(srv) for _ in range(40)]  # more than the server can take
+        srv.wait_log(r"cannot accept connections|connection refused")
+        cpu0 = proc_cpu_seconds(srv.pid)
+        select.select([], [], [], 1.0)  # the measuring window, not a wait for an event
+        cpu = proc_cpu_seconds(srv.pid) - cpu0
+        self.assertLess(cpu, 0.25, "the server used %.2f s of CPU in 1 s while out of fds" % cpu)
+        lines = len(re.findall(r"cannot accept connections|connection refused", srv.log))
+        self.assertLessEqual(lines, 2, "%d log lines about refusals in a second" % lines)
+        for c in held:  # give the descriptors back: the server accepts again
+            c.close()
+        self.assertEqual(get(srv.port, "/").status, 200)
+        srv.wait_log(r"accepting connections again")
+
+
+class SafePoint(ConfabTest):
+    def test_work_left_after_the_round_limit_runs_without_waiting_for_io(self):
+        # 40 closes in a chain need 40 rounds of the safe point (it does 8 per loop pass): the
+        # rest must follow at once, not at the next socket event or timer (the closing timer,
+        # 3 s, would be the next here: 4 of them would pass before the last close).
+        srv = self.start(script=self.script(CHAIN_LUA))
+        conns = [self.raw(srv) for _ in range(40)]
+        conns[0].send_close(1000)
+        deadline = time.monotonic() + WAIT
+        for c in conns[1:]:
+            f = c.wait_close(timeout=max(0.01, deadline - time.monotonic()))
+            self.assertIsNotNone(f, "no close frame")
+            self.assertEqual(f.close_code, 4000)
