@@ -12,7 +12,8 @@ struct config {
     const char *script_path;   /* Lua script with the hooks */
     const char *web_dir;       /* static files served at / */
     const char *ws_path;       /* WebSocket endpoint; sub-paths "/ws/..." are accepted too */
-    const char *allow_origin;  /* NULL: Origin must match Host; "*": any; else comma list */
+    const char *allow_origin;  /* NULL: only the server's own origins (handshake.h); "*": any;
+                                * else a comma list of origins allowed besides those */
     const char *subprotocols;  /* comma list in preference order, or NULL */
     double handshake_timeout;  /* seconds from accept to a complete request / upgrade */
     double ping_interval;      /* seconds of silence before the server pings */

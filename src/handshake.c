@@ -37,25 +37,73 @@ static int key_valid(const struct http_str *key)
     return EVP_DecodeBlock(raw, (const unsigned char *)key->p, 24) == 18;
 }
 
-/* Does the Origin (scheme://host[:port]) name the same authority as Host? */
-static int origin_matches_host(const struct http_str *origin, const struct http_str *host)
+/* Splits a serialized origin "http[s]://host[:port]" (RFC 6454) into its host (an IPv6
+ * literal keeps its brackets) and port (the scheme's default when absent). Returns 0, or -1 when
+ * origin is not one ("null", another scheme, a path or user info). */
+static int origin_split(const struct http_str *origin, struct http_str *host, long *port)
 {
-    const char *sep = memmem(origin->p, origin->len, "://", 3);
-    if (!sep)
+    const char *p = origin->p, *end = origin->p + origin->len;
+    if (origin->len > 7 && strncasecmp(p, "http://", 7) == 0) {
+        *port = 80;
+        p += 7;
+    } else if (origin->len > 8 && strncasecmp(p, "https://", 8) == 0) {
+        *port = 443;
+        p += 8;
+    } else {
+        return -1;
+    }
+    const char *h = p;
+    if (*p == '[') {
+        while (p < end && *p != ']')
+            p++;
+        if (p == end)
+            return -1;
+        p++;
+    } else {
+        while (p < end && *p != ':' && *p != '/' && *p != '@')
+            p++;
+    }
+    *host = (struct http_str){h, (size_t)(p - h)};
+    if (host->len == 0)
+        return -1;
+    if (p < end && *p == ':') {
+        long v = 0;
+        const char *digits = ++p;
+        while (p < end && *p >= '0' && *p <= '9' && v <= 65535)
+            v = v * 10 + (*p++ - '0');
+        if (p == digits || v > 65535)
+            return -1;
+        *port = v;
+    }
+    return p == end ? 0 : -1;
+}
+
+/* Is host (as in an origin: IPv6 in brackets) the name or address name? */
+static int host_is(const struct http_str *host, const char *name)
+{
+    if (!name || !name[0])
         return 0;
-    const char *auth = sep + 3;
-    size_t alen = origin->len - (size_t)(auth - origin->p);
-    /* Drop default ports on either side so "http://h" matches "h:80" and vice versa. */
-    const char *scheme_end = sep;
-    int https = (size_t)(scheme_end - origin->p) == 5 && strncasecmp(origin->p, "https", 5) == 0;
-    const char *defport = https ? ":443" : ":80";
-    size_t dlen = strlen(defport);
-    size_t hlen = host->len;
-    if (alen > dlen && strncmp(auth + alen - dlen, defport, dlen) == 0)
-        alen -= dlen;
-    if (hlen > dlen && strncmp(host->p + hlen - dlen, defport, dlen) == 0)
-        hlen -= dlen;
-    return alen == hlen && strncasecmp(auth, host->p, alen) == 0;
+    size_t n = strlen(name);
+    if (strchr(name, ':')) /* an IPv6 address, written without brackets */
+        return host->len == n + 2 && host->p[0] == '[' && host->p[n + 1] == ']' &&
+               strncasecmp(host->p + 1, name, n) == 0;
+    return http_str_eq(*host, name);
+}
+
+/* Is origin one of the server's own: a page of this machine, whose host is the address the
+ * connection arrived on, the host of --addr, or (arrived on loopback) localhost? Any port: another
+ * port of the same host is the same machine (a local proxy, a development server). A name only
+ * the Host header vouches for is not enough: a DNS-rebinding page controls both. */
+static int origin_is_own(const struct http_str *origin, const struct hs_config *cfg)
+{
+    struct http_str host;
+    long port;
+    if (origin_split(origin, &host, &port) < 0)
+        return 0;
+    if (host_is(&host, cfg->local_addr) || host_is(&host, cfg->listen_host))
+        return 1;
+    return cfg->local_loopback && (host_is(&host, "localhost") || host_is(&host, "127.0.0.1") ||
+                                   host_is(&host, "::1"));
 }
 
 /* Is origin one of the comma-separated entries of list (case-insensitive)? */
@@ -148,10 +196,10 @@ int handshake_check(const struct http_request *req, const struct hs_config *cfg,
         if (cfg->allow_origin && strcmp(cfg->allow_origin, "*") == 0)
             ok = 1;
         else
-            ok = origin_matches_host(origin, host) ||
+            ok = origin_is_own(origin, cfg) ||
                  (cfg->allow_origin && list_has(cfg->allow_origin, origin->p, origin->len));
         if (!ok)
-            return fail(res, 403, "Origin not allowed");
+            return fail(res, 403, "Origin not allowed (see --allow-origin)");
     }
 
     choose_protocol(req, cfg->subprotocols, res->protocol, sizeof res->protocol);

@@ -5,9 +5,16 @@
 
 #include "http.h"
 
+/* Which Origin may connect. A request without Origin (not a browser) always may; else the
+ * origin must be the server's own (http or https, any port, and as host the address the
+ * connection arrived on, the host of --addr, or localhost/127.0.0.1/[::1] when it arrived on
+ * loopback), one listed in allow_origin, or allow_origin is "*". */
 struct hs_config {
-    const char *allow_origin; /* NULL: Origin must match Host; "*": any; else comma list */
+    const char *allow_origin; /* NULL: only the server's own origins; "*": any; else comma list */
     const char *subprotocols; /* comma list in preference order, or NULL */
+    const char *listen_host;  /* the host of --addr ("" or NULL for every address) */
+    const char *local_addr;   /* numeric address the connection arrived on (IPv6 without []) */
+    int local_loopback;       /* local_addr is a loopback address */
 };
 
 struct hs_result {

@@ -511,11 +511,41 @@ static void peer_name(int fd, char *out, size_t len)
     snprintf(out, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
 }
 
+/* The handshake rules for c: the server's, plus the address c arrived on (an IPv4
+ * client of a dual-stack socket arrives on "::ffff:a.b.c.d": it is given as a.b.c.d). */
+static const struct hs_config *hs_config_for(struct conn *c)
+{
+    static struct hs_config hs;
+    static char addr[INET6_ADDRSTRLEN];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    hs = srv.hs;
+    addr[0] = '\0';
+    if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) < 0)
+        return &hs;
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+            inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], addr, sizeof addr);
+            hs.local_loopback = a6->sin6_addr.s6_addr[12] == 127;
+        } else {
+            inet_ntop(AF_INET6, &a6->sin6_addr, addr, sizeof addr);
+            hs.local_loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+        }
+    } else if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a4->sin_addr, addr, sizeof addr);
+        hs.local_loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+    }
+    hs.local_addr = addr;
+    return &hs;
+}
+
 /* Returns 1 when the connection became a WebSocket. */
 static int upgrade(struct conn *c, const struct http_request *req)
 {
     struct hs_result hs;
-    if (handshake_check(req, &srv.hs, &hs) < 0) {
+    if (handshake_check(req, hs_config_for(c), &hs) < 0) {
         http_fail(c, hs.status, hs.reason, hs.extra_header);
         return 0;
     }
@@ -828,7 +858,8 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
 {
     srv.loop = loop;
     srv.cfg = cfg;
-    srv.hs = (struct hs_config){cfg->allow_origin, cfg->subprotocols};
+    srv.hs = (struct hs_config){.allow_origin = cfg->allow_origin,
+                                .subprotocols = cfg->subprotocols, .listen_host = cfg->host};
     srv.listen_fd = listen_on(cfg, err, errlen);
     if (srv.listen_fd < 0)
         return -1;

@@ -100,16 +100,29 @@ class Handshake(ConfabTest):
         c.close()
         self.assertIn(r.status, (400, 426), r)
 
-    def test_origin_must_match_host_by_default(self):
+    def test_origin_must_be_the_servers_own_by_default(self):
         srv = self.serve()
         self.accepted(srv, headers=[("Origin", "http://127.0.0.1:%d" % srv.port)])
+        # Arrived on loopback: the loopback names are the server's too.
+        self.accepted(srv, headers=[("Origin", "http://localhost:%d" % srv.port)])
+        self.accepted(srv, headers=[("Origin", "http://[::1]:%d" % srv.port)])
         self.refused(srv, 403, "origin", headers=[("Origin", "http://evil.example")])
         self.refused(srv, 403, "origin", headers=[("Origin", "null")])
 
-    def test_origin_with_another_port_is_refused(self):
+    def test_dns_rebinding_origin_matching_host_is_refused(self):
+        # A page on evil.example whose name now resolves to 127.0.0.1 controls both headers.
+        srv = self.serve()
+        evil = "evil.example:%d" % srv.port
+        self.refused(srv, 403, "origin", headers=[("Host", evil), ("Origin", "http://" + evil)])
+        # A client that is not a browser sends no Origin: still served.
+        self.accepted(srv, headers=[("Host", evil)])
+
+    def test_origin_on_another_port_of_this_machine_is_accepted(self):
+        # A local proxy or development server on another port is the same machine.
         srv = self.serve()
         other = 1 if srv.port != 1 else 2
-        self.refused(srv, 403, "origin", headers=[("Origin", "http://127.0.0.1:%d" % other)])
+        self.accepted(srv, headers=[("Origin", "http://127.0.0.1:%d" % other)])
+        self.refused(srv, 403, "origin", headers=[("Origin", "http://127.0.0.2:%d" % srv.port)])
 
     def test_allow_origin_list(self):
         srv = self.serve("--allow-origin", "http://a.example,http://evil.example")

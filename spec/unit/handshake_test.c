@@ -15,6 +15,9 @@ struct hs_case {
     int status;
 };
 
+#define WS_HEAD "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+    "Sec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\n"
+
 static const struct hs_case cases[] = {
     {"RFC 6455 example", "GET /ws HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"
      "Connection: Upgrade\r\nSec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -28,12 +31,30 @@ static const struct hs_case cases[] = {
     {"Connection token in a second header line", "GET /ws HTTP/1.1\r\nHost: h\r\n"
      "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: upgrade\r\n"
      "Sec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n", NULL, 101},
-    {"same-host Origin", "GET /ws HTTP/1.1\r\nHost: chat.test:8080\r\nUpgrade: websocket\r\n"
-     "Connection: Upgrade\r\nSec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\n"
-     "Origin: http://chat.test:8080\r\n\r\n", NULL, 101},
-    {"default port elided", "GET /ws HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\n"
-     "Connection: Upgrade\r\nSec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\n"
-     "Origin: https://chat.test:443\r\n\r\n", NULL, 101},
+    {"Origin of the address it arrived on", WS_HEAD "Host: 192.0.2.10:8080\r\n"
+     "Origin: http://192.0.2.10:8080\r\n\r\n", NULL, 101},
+    {"https Origin of that address", WS_HEAD "Host: x\r\nOrigin: https://192.0.2.10:8080\r\n\r\n",
+     NULL, 101},
+    {"Origin of the --addr host", WS_HEAD "Host: x\r\nOrigin: http://Chat.Test:8080\r\n\r\n",
+     NULL, 101},
+    {"DNS rebinding: Origin matches Host, not the server", WS_HEAD "Host: evil.test:8080\r\n"
+     "Origin: http://evil.test:8080\r\n\r\n", NULL, 403},
+    {"Origin on another port of that address", WS_HEAD "Host: x\r\n"
+     "Origin: http://192.0.2.10:8081\r\n\r\n", NULL, 101},
+    {"Origin with the default port", WS_HEAD "Host: x\r\nOrigin: http://192.0.2.10\r\n\r\n",
+     NULL, 101},
+    {"Origin with a bad port", WS_HEAD "Host: x\r\nOrigin: http://192.0.2.10:99999\r\n\r\n",
+     NULL, 403},
+    {"Origin of another address", WS_HEAD "Host: x\r\nOrigin: http://192.0.2.11:8080\r\n\r\n",
+     NULL, 403},
+    {"localhost not on loopback", WS_HEAD "Host: x\r\nOrigin: http://localhost:8080\r\n\r\n",
+     NULL, 403},
+    {"user info in Origin", WS_HEAD "Host: x\r\nOrigin: http://a@192.0.2.10:8080\r\n\r\n",
+     NULL, 403},
+    {"path in Origin", WS_HEAD "Host: x\r\nOrigin: http://192.0.2.10:8080/x\r\n\r\n", NULL, 403},
+    {"Origin null", WS_HEAD "Host: x\r\nOrigin: null\r\n\r\n", NULL, 403},
+    {"Origin with another scheme", WS_HEAD "Host: x\r\nOrigin: ftp://192.0.2.10:8080\r\n\r\n",
+     NULL, 403},
     {"foreign Origin", "GET /ws HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\n"
      "Connection: Upgrade\r\nSec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\n"
      "Origin: http://evil.test\r\n\r\n", NULL, 403},
@@ -79,7 +100,21 @@ static const struct hs_case cases[] = {
      "Sec-WebSocket-Version: 13\r\n\r\n", NULL, 400},
 };
 
-static int run_case(const struct hs_case *c, struct hs_result *res, const char *protocols)
+/* The same rules for a connection that arrived on loopback (127.0.0.1 port 8080). */
+static const struct hs_case loopback_cases[] = {
+    {"localhost on loopback", WS_HEAD "Host: x\r\nOrigin: http://localhost:8080\r\n\r\n",
+     NULL, 101},
+    {"[::1] on loopback", WS_HEAD "Host: x\r\nOrigin: http://[::1]:8080\r\n\r\n", NULL, 101},
+    {"127.0.0.1 on loopback", WS_HEAD "Host: x\r\nOrigin: http://127.0.0.1:8080\r\n\r\n",
+     NULL, 101},
+    {"rebinding on loopback", WS_HEAD "Host: evil.test:8080\r\n"
+     "Origin: http://evil.test:8080\r\n\r\n", NULL, 403},
+};
+
+/* Checks c's request as if it arrived on 192.0.2.10 port 8080 (127.0.0.1 with loopback), the
+ * server listening on "chat.test". Returns the status. */
+static int run_case_on(const struct hs_case *c, struct hs_result *res, const char *protocols,
+                       int loopback)
 {
     struct http_request req;
     const char *reason = NULL;
@@ -88,9 +123,17 @@ static int run_case(const struct hs_case *c, struct hs_result *res, const char *
         printf("    %s: request did not parse (%d %s)\n", c->what, rc, reason ? reason : "");
         return -1;
     }
-    struct hs_config cfg = {c->allow_origin, protocols};
+    struct hs_config cfg = {.allow_origin = c->allow_origin, .subprotocols = protocols,
+                            .listen_host = "chat.test",
+                            .local_addr = loopback ? "127.0.0.1" : "192.0.2.10",
+                            .local_loopback = loopback};
     handshake_check(&req, &cfg, res);
     return res->status;
+}
+
+static int run_case(const struct hs_case *c, struct hs_result *res, const char *protocols)
+{
+    return run_case_on(c, res, protocols, 0);
 }
 
 TEST(handshake_table)
@@ -105,6 +148,15 @@ TEST(handshake_table)
         }
         if (status >= 400)
             CHECK(res.reason && res.reason[0]);
+    }
+    for (size_t i = 0; i < sizeof loopback_cases / sizeof *loopback_cases; i++) {
+        struct hs_result res;
+        int status = run_case_on(&loopback_cases[i], &res, NULL, 1);
+        if (status != loopback_cases[i].status) {
+            printf("    case '%s': status %d, expected %d\n", loopback_cases[i].what, status,
+                   loopback_cases[i].status);
+            test_failed_checks++;
+        }
     }
 }
 
