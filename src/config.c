@@ -24,6 +24,8 @@ void config_defaults(struct config *cfg)
     cfg->max_body = 64 * 1024;
     cfg->send_queue = 1024 * 1024;
     cfg->history = 100;
+    cfg->history_memory = 64 * 1024 * 1024;
+    cfg->attr_memory = 16 * 1024 * 1024;
     cfg->hook_timeout_ms = 50;
     cfg->script_memory = 64 * 1024 * 1024;
     cfg->log_level = LOG_INFO;
@@ -50,6 +52,9 @@ static const char usage[] =
     "  --send-queue BYTES        outbound bytes queued per connection, 1008 beyond (default 1M);\n"
     "                            HTTP requests wait while their responses fill it\n"
     "  --history N               messages kept per room (default 100)\n"
+    "  --history-memory BYTES    history kept, all rooms together; oldest go first (default 64M)\n"
+    "  --history-age SEC         drop history older than this (default: kept until evicted)\n"
+    "  --attr-memory BYTES       confab.set attributes, all connections together (default 16M)\n"
     "  --hook-timeout MS         longest run of one hook call (default 50)\n"
     "  --script-memory BYTES     memory cap of the Lua state (default 64M)\n"
     "  --watch                   reload the script when its file changes (SIGHUP always does)\n"
@@ -160,7 +165,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--allow-origin") || IS("--subprotocol") || IS("--handshake-timeout") ||
                     IS("--ping-interval") || IS("--pong-timeout") || IS("--max-message") ||
                     IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
-                    IS("--history") || IS("--hook-timeout") || IS("--script-memory") ||
+                    IS("--history") || IS("--history-memory") || IS("--history-age") ||
+                    IS("--attr-memory") || IS("--hook-timeout") || IS("--script-memory") ||
                     IS("--check") || IS("--log-level");
         if (!known) {
             snprintf(err, errlen, "unknown option '%s' (see --help)", name);
@@ -202,6 +208,12 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             bad = parse_size(val, &cfg->send_queue) || cfg->send_queue < 1024;
         else if (IS("--history"))
             bad = parse_uint(val, 1000000, &cfg->history);
+        else if (IS("--history-memory"))
+            bad = parse_size(val, &cfg->history_memory);
+        else if (IS("--history-age"))
+            bad = parse_seconds(val, &cfg->history_age);
+        else if (IS("--attr-memory"))
+            bad = parse_size(val, &cfg->attr_memory);
         else if (IS("--hook-timeout"))
             bad = parse_uint(val, 3600000, &u) || u == 0 ? -1 : (cfg->hook_timeout_ms = u, 0);
         else if (IS("--script-memory"))

@@ -23,6 +23,9 @@ struct config {
     size_t max_body;           /* largest HTTP request body announced, bytes (413 beyond) */
     size_t send_queue;         /* bytes queued per connection before it is cut off (1008) */
     unsigned history;          /* messages kept per room */
+    size_t history_memory;     /* bytes of history kept, all rooms together */
+    double history_age;        /* seconds a history entry is kept; 0: until evicted */
+    size_t attr_memory;        /* bytes of confab.set attributes, all connections together */
     unsigned hook_timeout_ms;  /* longest run of one hook call */
     size_t script_memory;      /* cap of the Lua state's memory, bytes */
     int log_level;             /* enum log_level */

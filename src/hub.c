@@ -1,8 +1,16 @@
+/* hub: rooms, membership, fan-out, attributes and history, with every stored byte accounted
+ * (see hub.h for the bounds). */
 #include "hub.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Last ids of freed rooms, indexed by a hash of the name: a slot holds the highest last id of the
+ * rooms freed into it, and a room created again starts there (ids never go back; a resume from
+ * before is incomplete). Collisions only make a resume conservative. */
+#define ID_SLOTS 1024
 
 static struct {
     struct conn *conns;   /* uthash by id */
@@ -11,7 +19,13 @@ static struct {
     size_t queue_limit;
     unsigned history_cap;
     struct hub_callbacks cb;
-} hub;
+    struct hub_limits lim;
+    struct hist_entry *oldest, *newest; /* every stored entry, in the order added */
+    size_t hist_bytes, attr_bytes;
+    uint64_t freed_last[ID_SLOTS];
+    struct ev_loop *loop;
+    ev_timer expiry;
+} hub = {.lim = {SIZE_MAX, 0, SIZE_MAX, NULL}};
 
 void hub_init(size_t queue_limit, unsigned history_cap, const struct hub_callbacks *cb)
 {
@@ -22,17 +36,134 @@ void hub_init(size_t queue_limit, unsigned history_cap, const struct hub_callbac
         hub.next_id = 1;
 }
 
+static double now_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double hub_now(void)
+{
+    return hub.lim.now ? hub.lim.now() : now_monotonic();
+}
+
+static void on_expiry(EV_P_ ev_timer *w, int revents)
+{
+    hub_expire();
+}
+
+void hub_set_limits(struct ev_loop *loop, const struct hub_limits *limits)
+{
+    hub.lim = *limits;
+    if (hub.loop) {
+        ev_ref(hub.loop);
+        ev_timer_stop(hub.loop, &hub.expiry);
+        hub.loop = NULL;
+    }
+    if (loop && limits->history_age > 0) {
+        /* Expired entries are gone within an eighth of the age (between 1 s and a minute). */
+        double every = limits->history_age / 8;
+        every = every < 1 ? 1 : every > 60 ? 60 : every;
+        hub.loop = loop;
+        ev_timer_init(&hub.expiry, on_expiry, every, every);
+        ev_timer_start(loop, &hub.expiry);
+        ev_unref(loop); /* the timer alone does not keep the server running */
+    }
+}
+
+size_t hub_history_bytes(void)
+{
+    return hub.hist_bytes;
+}
+
+size_t hub_attr_bytes(void)
+{
+    return hub.attr_bytes;
+}
+
+static size_t slot_of(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    return h % ID_SLOTS;
+}
+
+static size_t entry_cost(size_t len)
+{
+    return sizeof(struct hist_entry) + len + 1;
+}
+
+static size_t attr_cost(const struct attr *a)
+{
+    size_t klen = strlen(a->key);
+    return sizeof *a + klen + 1 + (a->type == ATTR_STRING ? a->v.len + 1 : 0);
+}
+
+static void attr_free(struct attr *a)
+{
+    hub.attr_bytes -= attr_cost(a);
+    free(a);
+}
+
+/* Unlinks and frees the room's oldest entry. */
+static void entry_drop(struct room *r)
+{
+    struct hist_entry *e = r->hist_first;
+    r->hist_first = e->next;
+    if (!r->hist_first)
+        r->hist_tail = NULL;
+    r->hist_len--;
+    if (e->id > r->hist_dropped)
+        r->hist_dropped = e->id;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        hub.oldest = e->newer;
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        hub.newest = e->older;
+    hub.hist_bytes -= entry_cost(e->len);
+    free(e);
+}
+
 static void room_free(struct room *r)
 {
     HASH_DEL(hub.rooms, r);
-    if (r->hist) {
-        for (uint32_t i = 0; i < r->hist_len; i++)
-            free(r->hist[(r->hist_head + i) % hub.history_cap].data);
-        free(r->hist);
-    }
+    while (r->hist_first)
+        entry_drop(r);
+    uint64_t *slot = &hub.freed_last[slot_of(r->name, strlen(r->name))];
+    if (r->hist_last > *slot)
+        *slot = r->hist_last;
     free(r->members);
     free(r->name);
     free(r);
+}
+
+/* A room lives while it has members or stored history (or an add in progress). */
+static void room_release(struct room *r)
+{
+    if (r->members_len == 0 && r->hist_len == 0 && r->pinned == 0)
+        room_free(r);
+}
+
+/* Drops the oldest entry of any room, freeing the room if that left it empty. */
+static void evict_oldest(void)
+{
+    struct room *r = hub.oldest->room;
+    entry_drop(r);
+    room_release(r);
+}
+
+void hub_expire(void)
+{
+    if (hub.lim.history_age <= 0)
+        return;
+    double cutoff = hub_now() - hub.lim.history_age;
+    while (hub.oldest && hub.oldest->at <= cutoff)
+        evict_oldest();
 }
 
 void hub_shutdown(void)
@@ -41,6 +172,12 @@ void hub_shutdown(void)
     HASH_ITER(hh, hub.rooms, r, tmp) {
         assert(r->members_len == 0);
         room_free(r);
+    }
+    memset(hub.freed_last, 0, sizeof hub.freed_last);
+    if (hub.loop) {
+        ev_ref(hub.loop);
+        ev_timer_stop(hub.loop, &hub.expiry);
+        hub.loop = NULL;
     }
 }
 
@@ -87,15 +224,9 @@ static struct room *room_get(const char *name, size_t len)
     }
     memcpy(r->name, name, len);
     r->name[len] = '\0';
+    r->hist_last = r->hist_dropped = hub.freed_last[slot_of(name, len)];
     HASH_ADD_KEYPTR(hh, hub.rooms, r->name, len, r);
     return r;
-}
-
-/* A room lives while it has members or history worth replaying. */
-static void room_release(struct room *r)
-{
-    if (r->members_len == 0 && r->hist_last == 0)
-        room_free(r);
 }
 
 static int grow(void **arr, uint32_t *cap, size_t elem)
@@ -109,6 +240,19 @@ static int grow(void **arr, uint32_t *cap, size_t elem)
     return 0;
 }
 
+/* Halves an array that is at most a quarter used, so a room that was once crowded does not keep
+ * its peak size (a failed realloc keeps the bigger array). */
+static void shrink(void **arr, uint32_t len, uint32_t *cap, size_t elem)
+{
+    if (*cap <= 8 || len > *cap / 4)
+        return;
+    void *n = realloc(*arr, (*cap / 2) * elem);
+    if (n) {
+        *arr = n;
+        *cap /= 2;
+    }
+}
+
 int hub_join(struct conn *c, const char *name, size_t len)
 {
     for (uint32_t i = 0; i < c->rooms_len; i++) {
@@ -116,6 +260,8 @@ int hub_join(struct conn *c, const char *name, size_t len)
         if (strlen(r->name) == len && memcmp(r->name, name, len) == 0)
             return 0;
     }
+    if (c->rooms_len >= HUB_ROOMS_PER_CONN)
+        return -2;
     struct room *r = room_get(name, len);
     if (!r)
         return -1;
@@ -123,8 +269,8 @@ int hub_join(struct conn *c, const char *name, size_t len)
     uint32_t ccap = c->rooms_cap;
     if (!m || (r->members_len == r->members_cap &&
                grow((void **)&r->members, &r->members_cap, sizeof *r->members) < 0) ||
-        (c->rooms_len == c->rooms_cap && (ccap >= UINT16_MAX / 2 ||
-         grow((void **)&c->rooms, &ccap, sizeof *c->rooms) < 0))) {
+        (c->rooms_len == c->rooms_cap &&
+         grow((void **)&c->rooms, &ccap, sizeof *c->rooms) < 0)) {
         free(m);
         room_release(r);
         return -1;
@@ -156,7 +302,12 @@ static void member_remove(struct member *m)
         free(c->rooms);
         c->rooms = NULL;
         c->rooms_cap = 0;
+    } else {
+        uint32_t ccap = c->rooms_cap;
+        shrink((void **)&c->rooms, c->rooms_len, &ccap, sizeof *c->rooms);
+        c->rooms_cap = (uint16_t)ccap;
     }
+    shrink((void **)&r->members, r->members_len, &r->members_cap, sizeof *r->members);
     free(m);
     room_release(r);
 }
@@ -189,7 +340,7 @@ void hub_remove(struct conn *c)
     struct attr *a = c->attrs;
     while (a) {
         struct attr *next = a->next;
-        free(a);
+        attr_free(a);
         a = next;
     }
     c->attrs = NULL;
@@ -250,7 +401,7 @@ void hub_attr_del(struct conn *c, const char *key)
         if (strcmp((*p)->key, key) == 0) {
             struct attr *a = *p;
             *p = a->next;
-            free(a);
+            attr_free(a);
             return;
         }
     }
@@ -259,8 +410,22 @@ void hub_attr_del(struct conn *c, const char *key)
 int hub_attr_set(struct conn *c, const char *key, enum attr_type type, int64_t i, double n,
                  const char *str, size_t len)
 {
-    size_t klen = strlen(key);
-    struct attr *a = malloc(sizeof *a + klen + 1 + (type == ATTR_STRING ? len + 1 : 0));
+    size_t klen = strlen(key), count = 0, old_cost = 0;
+    for (const struct attr *a = c->attrs; a; a = a->next) {
+        if (strcmp(a->key, key) == 0)
+            old_cost = attr_cost(a);
+        else
+            count++;
+    }
+    if (count >= HUB_ATTRS_PER_CONN)
+        return -3;
+    size_t vlen = type == ATTR_STRING ? len + 1 : 0;
+    if (klen > SIZE_MAX / 2 || vlen > SIZE_MAX / 2)
+        return -2;
+    size_t cost = sizeof(struct attr) + klen + 1 + vlen;
+    if (hub.attr_bytes - old_cost + cost > hub.lim.attr_memory)
+        return -2;
+    struct attr *a = malloc(cost);
     if (!a)
         return -1;
     a->type = (uint8_t)type;
@@ -278,11 +443,13 @@ int hub_attr_set(struct conn *c, const char *key, enum attr_type type, int64_t i
     hub_attr_del(c, key);
     a->next = c->attrs;
     c->attrs = a;
+    hub.attr_bytes += cost;
     return 0;
 }
 
 int hub_history_add(const char *name, size_t rlen, uint64_t id, const char *data, size_t len)
 {
+    hub_expire();
     struct room *r = room_get(name, rlen);
     if (!r)
         return -2;
@@ -290,50 +457,66 @@ int hub_history_add(const char *name, size_t rlen, uint64_t id, const char *data
         room_release(r);
         return -1;
     }
-    if (hub.history_cap) {
-        char *copy = malloc(len + 1);
-        if (!copy || (!r->hist && !(r->hist = malloc(hub.history_cap * sizeof *r->hist)))) {
-            free(copy);
-            room_release(r);
-            return -2;
-        }
-        memcpy(copy, data, len);
-        copy[len] = '\0';
-        struct hist_entry *e;
-        if (r->hist_len == hub.history_cap) {
-            e = &r->hist[r->hist_head];
-            r->hist_dropped = e->id;
-            free(e->data);
-            r->hist_head = (r->hist_head + 1) % hub.history_cap;
-        } else {
-            e = &r->hist[(r->hist_head + r->hist_len) % hub.history_cap];
-            r->hist_len++;
-        }
-        e->id = id;
-        e->len = len;
-        e->data = copy;
-    } else {
-        r->hist_dropped = id;
+    size_t cost = entry_cost(len);
+    if (hub.history_cap == 0 || len > SIZE_MAX / 2 || cost > hub.lim.history_memory) {
+        /* Not stored: as if it were added and dropped at once. */
+        r->hist_last = r->hist_dropped = id;
+        room_release(r);
+        return 0;
     }
+    struct hist_entry *e = malloc(cost);
+    if (!e) {
+        room_release(r);
+        return -2;
+    }
+    e->next = NULL;
+    e->room = r;
+    e->at = hub_now();
+    e->id = id;
+    e->len = len;
+    memcpy(e->data, data, len);
+    e->data[len] = '\0';
+    if (r->hist_len >= hub.history_cap)
+        entry_drop(r);
+    r->pinned++; /* evicting its own last entries must not free the room */
+    while (hub.hist_bytes + cost > hub.lim.history_memory)
+        evict_oldest();
+    r->pinned--;
+    if (r->hist_tail)
+        r->hist_tail->next = e;
+    else
+        r->hist_first = e;
+    r->hist_tail = e;
+    r->hist_len++;
     r->hist_last = id;
+    e->older = hub.newest;
+    e->newer = NULL;
+    if (hub.newest)
+        hub.newest->newer = e;
+    else
+        hub.oldest = e;
+    hub.newest = e;
+    hub.hist_bytes += cost;
     return 0;
 }
 
 uint64_t hub_history_last(const char *name, size_t rlen)
 {
     struct room *r = hub_room(name, rlen);
-    return r ? r->hist_last : 0;
+    return r ? r->hist_last : hub.freed_last[slot_of(name, rlen)];
 }
 
 int hub_history_each(const char *name, size_t rlen, uint64_t after,
                      void (*fn)(const struct hist_entry *e, void *arg), void *arg)
 {
+    hub_expire();
     struct room *r = hub_room(name, rlen);
-    if (!r || after >= r->hist_last)
+    if (!r)
+        return after >= hub.freed_last[slot_of(name, rlen)];
+    if (after >= r->hist_last)
         return 1;
     int complete = after >= r->hist_dropped;
-    for (uint32_t i = 0; i < r->hist_len; i++) {
-        const struct hist_entry *e = &r->hist[(r->hist_head + i) % hub.history_cap];
+    for (const struct hist_entry *e = r->hist_first; e; e = e->next) {
         if (e->id > after)
             fn(e, arg);
     }

@@ -1,7 +1,14 @@
 /* hub: the connections the script can see, rooms, membership indexed both ways, fan-out of shared
  * frames into bounded per-connection queues, per-connection attributes and per-room history. It
  * never touches a socket: the server is told through callbacks when a queue has something to
- * write, when a connection overflows its queue, and when a script asks to close one. */
+ * write, when a connection overflows its queue, and when a script asks to close one.
+ *
+ * Everything a script stores here is bounded: history by a server-wide byte limit (the oldest
+ * entries, across all rooms, make room for new ones) and an optional age, attributes by a
+ * server-wide byte limit and a count per connection, memberships by a count per connection. A room
+ * lives while it has members or stored history; when it is freed, its last id is remembered in a
+ * small table indexed by a hash of its name, so ids in a room of the same name keep increasing and
+ * a resume from before the room was freed is reported incomplete. */
 #ifndef CONFAB_HUB_H
 #define CONFAB_HUB_H
 
@@ -12,6 +19,8 @@
 #include "frame.h"
 
 #define HUB_ROOM_NAME_MAX 64
+#define HUB_ROOMS_PER_CONN 1024 /* memberships of one connection */
+#define HUB_ATTRS_PER_CONN 256  /* attribute keys of one connection */
 
 struct hub_callbacks {
     void (*queued)(struct conn *c);   /* c's queue went from empty to non-empty */
@@ -29,9 +38,13 @@ struct member {
 };
 
 struct hist_entry {
+    struct hist_entry *next;         /* the room's next newer entry */
+    struct hist_entry *older, *newer; /* every room's entries, in the order they were added */
+    struct room *room;
+    double at; /* when it was added (hub clock, seconds) */
     uint64_t id;
     size_t len;
-    char *data;
+    char data[]; /* len bytes and a NUL */
 };
 
 struct room {
@@ -39,10 +52,11 @@ struct room {
     UT_hash_handle hh;
     struct member **members;
     uint32_t members_len, members_cap;
-    struct hist_entry *hist; /* ring of hub history capacity, NULL until the first message */
-    uint32_t hist_head, hist_len;
-    uint64_t hist_last;    /* last id added, kept even when the ring is empty */
-    uint64_t hist_dropped; /* highest id that left the ring (0: none) */
+    struct hist_entry *hist_first, *hist_tail; /* stored history, oldest first */
+    uint32_t hist_len;
+    uint32_t pinned;       /* not freed while non-zero (an add in progress) */
+    uint64_t hist_last;    /* last id added, kept even when nothing is stored */
+    uint64_t hist_dropped; /* highest id no longer stored (0: none) */
 };
 
 enum attr_type { ATTR_STRING, ATTR_INTEGER, ATTR_NUMBER, ATTR_BOOLEAN };
@@ -59,8 +73,28 @@ struct attr {
     char key[]; /* key, NUL, then for strings the value bytes and a NUL */
 };
 
+/* Server-wide bounds on what scripts store in the hub. */
+struct hub_limits {
+    size_t history_memory; /* bytes of stored history, all rooms together */
+    double history_age;    /* seconds an entry is kept; 0: until evicted */
+    size_t attr_memory;    /* bytes of attributes, all connections together */
+    double (*now)(void);   /* clock in seconds for history ages; NULL: the monotonic clock */
+};
+
 /* Sets the queue limit (bytes), the history capacity per room and the callbacks. */
 void hub_init(size_t queue_limit, unsigned history_cap, const struct hub_callbacks *cb);
+
+/* Sets the limits (until then there are none, except the counts per connection). With a loop and
+ * a history age, a timer (not keeping the loop alive) drops expired entries even when no room is
+ * used; without a loop they are dropped when history is added or read, or by hub_expire. */
+void hub_set_limits(struct ev_loop *loop, const struct hub_limits *limits);
+
+/* Drops history entries older than the history age, freeing rooms left empty. */
+void hub_expire(void);
+
+/* Bytes the hub accounts for: stored history and attributes (each entry with its overhead). */
+size_t hub_history_bytes(void);
+size_t hub_attr_bytes(void);
 
 /* Frees every room and its history (connections belong to the server). */
 void hub_shutdown(void);
@@ -80,7 +114,8 @@ void hub_each(void (*fn)(struct conn *c, void *arg), void *arg);
 /* Number of connections with an id. */
 size_t hub_count(void);
 
-/* Adds c to the room, creating it. Returns 1 if joined, 0 if already a member, -1 on no memory. */
+/* Adds c to the room, creating it. Returns 1 if joined, 0 if already a member, -1 on no memory,
+ * -2 when c is already in HUB_ROOMS_PER_CONN rooms. */
 int hub_join(struct conn *c, const char *room, size_t len);
 
 /* Removes c from the room. Returns 1 if it left, 0 if it was not a member. */
@@ -105,22 +140,27 @@ void hub_close(struct conn *c, uint16_t code, const char *reason);
 /* Attributes: the value of key, or NULL. */
 const struct attr *hub_attr_get(const struct conn *c, const char *key);
 
-/* Sets key (replacing). For ATTR_STRING, str/len give the value. Returns 0 or -1 (no memory). */
+/* Sets key (replacing). For ATTR_STRING, str/len give the value. Returns 0, -1 on no memory, -2
+ * when the attribute memory limit would be passed, -3 when c has HUB_ATTRS_PER_CONN other keys. */
 int hub_attr_set(struct conn *c, const char *key, enum attr_type type, int64_t i, double n,
                  const char *str, size_t len);
 
 /* Removes key. */
 void hub_attr_del(struct conn *c, const char *key);
 
-/* History: appends data with id to the room's ring (creating the room). Returns 0, -1 when id is
- * not above the room's last id, -2 on no memory. With history capacity 0 only the id is kept. */
+/* History: appends data with id to the room's history (creating the room); past the room's
+ * capacity its oldest entry goes, past the memory limit the oldest entries of any room go (an
+ * entry bigger than the whole limit is not stored). Returns 0, -1 when id is not above the room's
+ * last id, -2 on no memory. With history capacity 0 only the id is kept. */
 int hub_history_add(const char *room, size_t rlen, uint64_t id, const char *data, size_t len);
 
-/* The last id added to the room, 0 if none. */
+/* The last id added to the room; for a room not kept (never used, or freed), the highest last id
+ * of a freed room whose name shares its slot in the hub's table (0 if none). */
 uint64_t hub_history_last(const char *room, size_t rlen);
 
 /* Calls fn for each stored entry with id > after, oldest first. Returns 1 when nothing after
- * `after` was lost (complete), 0 when entries after it already left the ring. */
+ * `after` was lost (complete), 0 when entries after it are no longer stored (evicted, expired, or
+ * the room was freed). */
 int hub_history_each(const char *room, size_t rlen, uint64_t after,
                      void (*fn)(const struct hist_entry *e, void *arg), void *arg);
 

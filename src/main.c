@@ -118,6 +118,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "confab: %s\n", err);
         return 2;
     }
+    hub_set_limits(loop, &(struct hub_limits){cfg.history_memory, cfg.history_age, cfg.attr_memory,
+                                              NULL});
 
     if (cfg.watch && watch_start(loop, cfg.script_path, on_script_changed, err, sizeof err) < 0) {
         fprintf(stderr, "confab: %s\n", err);

@@ -188,3 +188,191 @@ TEST(hub_attributes)
     CHECK(hub_attr_get(a, "age") == NULL);
     test_conn_close(a);
 }
+
+/* ---- bounds on what scripts store (issue 7) --------------------------------------------- */
+
+static double fake_now;
+static double fake_clock(void) { return fake_now; }
+
+static void limits(size_t history_memory, double age, size_t attr_memory)
+{
+    hub_set_limits(NULL, &(struct hub_limits){history_memory, age, attr_memory, fake_clock});
+}
+
+static const struct hub_limits no_limits = {SIZE_MAX, 0, SIZE_MAX, NULL};
+
+TEST(hub_history_memory_evicts_oldest_across_rooms)
+{
+    hub_init(1 << 20, 100, &cb);
+    char text[1000];
+    memset(text, 'x', sizeof text);
+    limits(SIZE_MAX, 0, SIZE_MAX);
+    CHECK_INT(hub_history_add("a", 1, 1, text, sizeof text), 0);
+    size_t one = hub_history_bytes(); /* one entry with its overhead */
+    CHECK(one > sizeof text && one < sizeof text + 200);
+    hub_shutdown();
+    CHECK_INT(hub_history_bytes(), 0);
+
+    /* Room for 10 entries: 30 adds over rooms a, b, c (ids 1..10 each) keep the last 10. */
+    limits(10 * one, 0, SIZE_MAX);
+    for (uint64_t id = 1; id <= 10; id++) {
+        CHECK_INT(hub_history_add("a", 1, id, text, sizeof text), 0);
+        CHECK_INT(hub_history_add("b", 1, id, text, sizeof text), 0);
+        CHECK_INT(hub_history_add("c", 1, id, text, sizeof text), 0);
+        CHECK(hub_history_bytes() <= 10 * one);
+    }
+    CHECK_INT(hub_history_bytes(), 10 * one);
+    /* Added in the order a1 b1 c1 a2 ...: the survivors are a8.. b7.. c7.. (the last ten). */
+    struct collect got = {0};
+    CHECK_INT(hub_history_each("a", 1, 0, collect_entry, &got), 0);
+    CHECK(got.n == 3 && got.ids[0] == 8);
+    got.n = 0;
+    CHECK_INT(hub_history_each("c", 1, 6, collect_entry, &got), 1);
+    CHECK(got.n == 4 && got.ids[0] == 7);
+    got.n = 0;
+    CHECK_INT(hub_history_each("c", 1, 5, collect_entry, &got), 0);
+
+    /* An entry bigger than the whole limit is not stored, and its id counts as lost. */
+    char big[20000];
+    memset(big, 'y', sizeof big);
+    CHECK_INT(hub_history_add("b", 1, 11, big, sizeof big), 0);
+    CHECK_INT(hub_history_last("b", 1), 11);
+    got.n = 0;
+    CHECK_INT(hub_history_each("b", 1, 10, collect_entry, &got), 0);
+    CHECK_INT(got.n, 0);
+    CHECK_INT(hub_history_each("b", 1, 11, collect_entry, &got), 1);
+    hub_shutdown();
+    CHECK_INT(hub_history_bytes(), 0);
+    hub_set_limits(NULL, &no_limits);
+}
+
+TEST(hub_room_freed_when_empty_and_evicted_keeps_ids)
+{
+    hub_init(1 << 20, 100, &cb);
+    limits(SIZE_MAX, 0, SIZE_MAX);
+    CHECK_INT(hub_history_add("old", 3, 1, "m", 1), 0);
+    size_t one = hub_history_bytes();
+    limits(5 * one, 0, SIZE_MAX);
+    for (uint64_t id = 2; id <= 5; id++)
+        CHECK_INT(hub_history_add("old", 3, id, "m", 1), 0);
+    struct conn *a = test_conn_open();
+    hub_join(a, "old", 3);
+    /* Traffic elsewhere evicts all of "old"; its member keeps it. */
+    for (uint64_t id = 1; id <= 5; id++)
+        CHECK_INT(hub_history_add("new", 3, id, "m", 1), 0);
+    CHECK(hub_room("old", 3) != NULL);
+    CHECK_INT(hub_history_last("old", 3), 5);
+    /* Leaving an empty-history room frees it; its last id is not forgotten. */
+    test_conn_close(a);
+    CHECK(hub_room("old", 3) == NULL);
+    CHECK_INT(hub_history_last("old", 3), 5);
+    struct collect got = {0};
+    CHECK_INT(hub_history_each("old", 3, 3, collect_entry, &got), 0); /* resume from 3: gap */
+    CHECK_INT(hub_history_each("old", 3, 5, collect_entry, &got), 1); /* had everything */
+    CHECK_INT(got.n, 0);
+    /* The room comes back with ids going on from there. */
+    CHECK_INT(hub_history_add("old", 3, 5, "m", 1), -1);
+    CHECK_INT(hub_history_add("old", 3, 6, "m", 1), 0);
+    CHECK_INT(hub_history_each("old", 3, 4, collect_entry, &got), 0);
+    got.n = 0;
+    CHECK_INT(hub_history_each("old", 3, 5, collect_entry, &got), 1);
+    CHECK(got.n == 1 && got.ids[0] == 6);
+
+    /* A room of members only goes as soon as it is empty, with nothing to remember. */
+    struct conn *b = test_conn_open();
+    hub_join(b, "tmp", 3);
+    test_conn_close(b);
+    CHECK(hub_room("tmp", 3) == NULL);
+    hub_shutdown();
+    hub_set_limits(NULL, &no_limits);
+}
+
+TEST(hub_history_age_expires_and_frees_rooms)
+{
+    hub_init(1 << 20, 100, &cb);
+    fake_now = 1000;
+    limits(SIZE_MAX, 60, SIZE_MAX);
+    CHECK_INT(hub_history_add("r", 1, 1, "one", 3), 0);
+    fake_now = 1030;
+    CHECK_INT(hub_history_add("r", 1, 2, "two", 3), 0);
+    fake_now = 1061; /* the first is older than 60 s */
+    struct collect got = {0};
+    CHECK_INT(hub_history_each("r", 1, 0, collect_entry, &got), 0);
+    CHECK(got.n == 1 && got.ids[0] == 2);
+    fake_now = 1200;
+    hub_expire();
+    CHECK(hub_room("r", 1) == NULL);
+    CHECK_INT(hub_history_bytes(), 0);
+    CHECK_INT(hub_history_last("r", 1), 2);
+    hub_shutdown();
+    hub_set_limits(NULL, &no_limits);
+}
+
+TEST(hub_attribute_limits)
+{
+    hub_init(1 << 20, 3, &cb);
+    limits(SIZE_MAX, 0, 1000);
+    struct conn *a = test_conn_open(), *b = test_conn_open();
+    char v[600];
+    memset(v, 'v', sizeof v);
+    CHECK_INT(hub_attr_set(a, "big", ATTR_STRING, 0, 0, v, 600), 0);
+    size_t used = hub_attr_bytes();
+    CHECK(used > 600 && used < 700);
+    /* The limit is server-wide: b cannot store another 600 bytes... */
+    CHECK_INT(hub_attr_set(b, "big", ATTR_STRING, 0, 0, v, 600), -2);
+    CHECK(hub_attr_get(b, "big") == NULL);
+    /* ...but a may replace its own value (only the difference counts). */
+    CHECK_INT(hub_attr_set(a, "big", ATTR_STRING, 0, 0, v, 500), 0);
+    CHECK(hub_attr_bytes() < used);
+    CHECK_INT(hub_attr_set(b, "n", ATTR_INTEGER, 7, 0, NULL, 0), 0);
+    hub_attr_del(b, "n");
+    test_conn_close(a);
+    CHECK_INT(hub_attr_bytes(), 0);
+
+    /* A count per connection keeps lookups short. */
+    limits(SIZE_MAX, 0, SIZE_MAX);
+    char key[16];
+    int rc = 0;
+    for (int i = 0; i < HUB_ATTRS_PER_CONN && rc == 0; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        rc = hub_attr_set(b, key, ATTR_BOOLEAN, 1, 0, NULL, 0);
+    }
+    CHECK_INT(rc, 0);
+    CHECK_INT(hub_attr_set(b, "one-more", ATTR_BOOLEAN, 1, 0, NULL, 0), -3);
+    CHECK_INT(hub_attr_set(b, "k0", ATTR_BOOLEAN, 0, 0, NULL, 0), 0); /* replacing is fine */
+    test_conn_close(b);
+    CHECK_INT(hub_attr_bytes(), 0);
+    hub_set_limits(NULL, &no_limits);
+}
+
+TEST(hub_membership_bounds)
+{
+    hub_init(1 << 20, 3, &cb);
+    struct conn *a = test_conn_open();
+    char name[16];
+    int rc = 1;
+    for (int i = 0; i < HUB_ROOMS_PER_CONN && rc == 1; i++) {
+        snprintf(name, sizeof name, "r%d", i);
+        rc = hub_join(a, name, strlen(name));
+    }
+    CHECK_INT(rc, 1);
+    CHECK_INT(hub_join(a, "one-more", 8), -2);
+    CHECK(hub_room("one-more", 8) == NULL);
+    CHECK_INT(hub_join(a, "r0", 2), 0); /* already a member: still fine */
+    test_conn_close(a);
+
+    /* A crowded room's member array shrinks as it empties. */
+    struct conn *m[200];
+    for (int i = 0; i < 200; i++) {
+        m[i] = test_conn_open();
+        hub_join(m[i], "crowd", 5);
+    }
+    struct room *r = hub_room("crowd", 5);
+    uint32_t peak = r->members_cap;
+    CHECK(peak >= 200);
+    for (int i = 1; i < 200; i++)
+        test_conn_close(m[i]);
+    CHECK(r->members_cap <= 16);
+    CHECK(r->members_len == 1 && r->members[0]->conn == m[0]);
+    test_conn_close(m[0]);
+}
