@@ -163,6 +163,11 @@ static int l_join(lua_State *L)
     if (!c)
         return stale(L);
     int rc = hub_join(c, room, len);
+    if (rc == -2) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "too many rooms");
+        return 2;
+    }
     if (rc < 0)
         return luaL_error(L, "not enough memory");
     if (rc == 1)
@@ -263,6 +268,11 @@ static int l_set(lua_State *L)
     case LUA_TBOOLEAN:
         rc = hub_attr_set(c, key, ATTR_BOOLEAN, lua_toboolean(L, 3), 0, NULL, 0);
         break;
+    }
+    if (rc == -2 || rc == -3) {
+        luaL_pushfail(L);
+        lua_pushstring(L, rc == -2 ? "attribute memory limit reached" : "too many attributes");
+        return 2;
     }
     if (rc < 0)
         return luaL_error(L, "not enough memory");

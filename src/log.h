@@ -1,10 +1,26 @@
-/* log: one line per event worth knowing, on stderr, filtered by level. */
+/* log: one line per event worth knowing, on stderr, filtered by level.
+ *
+ * Every line is safe to read and to parse by line: the message (which may carry text from clients
+ * and scripts: names, reasons, paths, headers, print output) is escaped in one place, here, so it
+ * can never start a line of its own or drive a terminal: backslash, control characters and bytes
+ * that are not well-formed UTF-8 (and the C1 controls U+0080..U+009F) become \\, \n, \r, \t or
+ * \xNN. Lines are also rate-limited per call site (format string): at most LOG_BURST lines at
+ * once and LOG_RATE per second after that; the rest are counted and reported as one line
+ * "N similar lines suppressed" when that site may log again, at the next line logged after that,
+ * or at log_flush. */
 #ifndef CONFAB_LOG_H
 #define CONFAB_LOG_H
 
+#include <stdio.h>
+
 /* LOG_NOTICE is printed at every threshold: the few lines a user always needs (where the
- * server listens, that it stopped). It cannot be chosen with --log-level. */
+ * server listens, that it stopped). It cannot be chosen with --log-level, and is never
+ * rate-limited. */
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_NOTICE };
+
+#define LOG_BURST 50 /* lines one call site may write at once... */
+#define LOG_RATE 10  /* ...and per second after that */
+#define LOG_LINE_MAX 2048 /* bytes of a message before escaping; longer ones are cut */
 
 /* Messages below this level are dropped. Default LOG_INFO. */
 extern enum log_level log_threshold;
@@ -12,6 +28,13 @@ extern enum log_level log_threshold;
 /* Writes "TIME LEVEL message\n" to stderr when level >= log_threshold. */
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Reports every pending count of suppressed lines now (before exiting). */
+void log_flush(void);
+
+/* For tests: where lines go (NULL: stderr) and the clock of the rate limit in seconds (NULL: the
+ * monotonic clock). Both also forget the rate limit's state. */
+void log_set_output(FILE *out, double (*now)(void));
 
 /* Parses "debug", "info", "warn" or "error". Returns 0, or -1 for an unknown name. */
 int log_parse_level(const char *name, enum log_level *out);

@@ -133,6 +133,7 @@ int main(int argc, char **argv)
     script_shutdown();
     hub_shutdown();
     webroot_free();
+    log_flush();
     log_notice("stopped");
     return 0;
 }
