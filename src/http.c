@@ -34,6 +34,13 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         req->headers[req->nheaders - 1].name.len += len;
         return 0;
     }
+    if (len && (at[0] == ' ' || at[0] == '\t')) {
+        /* RFC 9112 2.2: whitespace before a field name (as after the request line) is invalid;
+         * http-parser would keep it as part of the name. */
+        st->status = 400;
+        st->reason = "a header line starts with whitespace";
+        return -1;
+    }
     if (req->nheaders == HTTP_MAX_HEADERS) {
         st->status = 431;
         st->reason = "too many header fields";
@@ -47,6 +54,12 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct parse_state *st = p->data;
+    if (st->req->nheaders == 0) {
+        /* Whitespace at the start of the first header line: a continuation of nothing. */
+        st->status = 400;
+        st->reason = "a header line starts with whitespace";
+        return -1;
+    }
     struct http_header *h = &st->req->headers[st->req->nheaders - 1];
     if (st->last_was_value && h->value.p + h->value.len != at) {
         /* Obsolete line folding (RFC 7230 3.2.4): a server may reject it with 400. */
@@ -69,6 +82,18 @@ static int on_headers_complete(http_parser *p)
      * expect no body; the pause makes http_parser_execute return right away. */
     http_parser_pause(p, 1);
     return 1;
+}
+
+/* s without optional whitespace at either end. */
+static struct http_str trim(struct http_str s)
+{
+    while (s.len && (s.p[0] == ' ' || s.p[0] == '\t')) {
+        s.p++;
+        s.len--;
+    }
+    while (s.len && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t'))
+        s.len--;
+    return s;
 }
 
 /* Where the head ends ("\r\n\r\n", or "\n\n" which http-parser also accepts), or 0. */
@@ -129,6 +154,24 @@ int http_parse_head(const char *buf, size_t len, size_t max_head, struct http_re
     if (req->major != 1) {
         *reason = "only HTTP/1.x is served";
         return 505;
+    }
+    /* RFC 9112 6.1: the only transfer coding understood is a single "chunked" (http-parser
+     * would take "chunked, gzip" or "xchunked" as no body at all: the next request would be
+     * read from the body). */
+    size_t te = http_header_count(req, "Transfer-Encoding");
+    if (te > 1 || (te == 1 && !http_str_eq(trim(*http_header(req, "Transfer-Encoding")),
+                                          "chunked"))) {
+        *reason = "unsupported Transfer-Encoding (only one 'chunked' is understood)";
+        return 400;
+    }
+    if (te && (parser.flags & F_CONTENTLENGTH)) {
+        *reason = "both Transfer-Encoding and Content-Length";
+        return 400;
+    }
+    /* RFC 9112 3.2: more than one Host is an error. */
+    if (http_header_count(req, "Host") > 1) {
+        *reason = "more than one Host header";
+        return 400;
     }
 
     struct http_parser_url u;

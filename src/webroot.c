@@ -107,7 +107,8 @@ int webroot_open(const char *path, size_t len, const char **ctype)
     /* A symlink may lead anywhere: what counts is where the file really is. */
     int inside = strncmp(real, root_real, root_len) == 0 && real[root_len] == '/';
     struct stat st;
-    int fd = inside ? open(real, O_RDONLY | O_CLOEXEC) : -1;
+    /* Non-blocking: opening a FIFO or a device must not wait (only regular files are kept). */
+    int fd = inside ? open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) : -1;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         close(fd);
         fd = -1;
@@ -118,7 +119,7 @@ int webroot_open(const char *path, size_t len, const char **ctype)
         if (!real)
             return -404;
         inside = strncmp(real, root_real, root_len) == 0 && real[root_len] == '/';
-        fd = inside ? open(real, O_RDONLY | O_CLOEXEC) : -1;
+        fd = inside ? open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) : -1;
     }
     if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
         close(fd);

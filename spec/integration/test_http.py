@@ -200,3 +200,48 @@ class Pipelining(ConfabTest):
             select.select([], [], [], 0.05)  # a polite client, one request every 50 ms
         self.assertTrue(closed, "the connection was still served after 8 s")
         srv.wait_log(r"no more requests after|requests not completed within")
+
+
+class Framing(ConfabTest):
+    """Request framing edges: transfer codings, Host, header-line shapes, HTTP/1.0 keep-alive,
+    and files that are not regular files."""
+
+    def test_transfer_codings_other_than_one_chunked_are_400(self):
+        srv = self.start()
+        for te in (["chunked, gzip"], ["xchunked"], ["gzip, chunked"], ["chunked", "chunked"]):
+            head = "".join("Transfer-Encoding: %s\r\n" % v for v in te)
+            r = http(srv.port, "GET / HTTP/1.1\r\nHost: x\r\n%s\r\n0\r\n\r\n" % head)
+            self.assertEqual(r.status, 400, (te, r))
+            self.assertIn(b"Transfer-Encoding", r.body, r)
+            self.assertEqual(r.headers.get("connection"), "close", r)
+
+    def test_two_host_headers_and_leading_whitespace_are_400(self):
+        srv = self.start()
+        r = http(srv.port, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn(b"Host", r.body, r)
+        r = http(srv.port, "GET / HTTP/1.1\r\n Host: a\r\n\r\n")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn(b"whitespace", r.body, r)
+
+    def test_http_1_0_keep_alive_is_answered_in_kind(self):
+        srv = self.start()
+        c = self.conn(srv)
+        c.send("GET /favicon.svg HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers.get("connection", "").lower(), "keep-alive", r)
+        c.send("GET /favicon.svg HTTP/1.0\r\n\r\n")  # the same socket serves the next one
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(c.wait_eof(), b"")  # plain HTTP/1.0: closed after the response
+
+    def test_fifo_under_web_is_404_and_does_not_block_the_server(self):
+        web = os.path.join(self.tmp, "web")
+        self.write("web/index.html", "<p>ok</p>\n")
+        os.mkfifo(os.path.join(web, "pipe"))
+        srv = self.start(web=web)
+        r = get(srv.port, "/pipe")
+        self.assertEqual(r.status, 404, r)
+        r = get(srv.port, "/")
+        self.assertEqual((r.status, r.body), (200, b"<p>ok</p>\n"))

@@ -225,3 +225,38 @@ TEST(http_head_limits)
     CHECK_INT(http_parse_head(body, strlen(body), 8192, &req, &reason), 1);
     CHECK_INT(req.content_length, 99999999);
 }
+
+/* Transfer codings, Host and header-line shapes: each bad head gets 400 with a reason. */
+TEST(http_head_framing)
+{
+    static const struct { const char *head; int status; } framing[] = {
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 1},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding:  Chunked \r\n\r\n", 1},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400},
+        {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\n X: starts with a space\r\n\r\n", 400},
+        {"GET http://elsewhere.test/a.js?q HTTP/1.1\r\n\r\n", 1}, /* absolute-form */
+    };
+    for (size_t i = 0; i < sizeof framing / sizeof *framing; i++) {
+        struct http_request req;
+        const char *reason = NULL;
+        int rc = http_parse_head(framing[i].head, strlen(framing[i].head), 8192, &req, &reason);
+        if (rc != framing[i].status) {
+            printf("    case %zu: %d, expected %d\n", i, rc, framing[i].status);
+            test_failed_checks++;
+        }
+        if (rc > 1)
+            CHECK(reason && reason[0]);
+    }
+    struct http_request req;
+    const char *reason;
+    const char *abs = "GET http://elsewhere.test/a.js?q HTTP/1.1\r\n\r\n";
+    CHECK_INT(http_parse_head(abs, strlen(abs), 8192, &req, &reason), 1);
+    CHECK(req.path.len == 5 && memcmp(req.path.p, "/a.js", 5) == 0);
+}

@@ -52,9 +52,19 @@ TEST(webroot_resolution)
     snprintf(link, sizeof link, "%s/web/inside.js", tmp);
     CHECK(symlink(target, link) == 0);
 
+    snprintf(p, sizeof p, "%s/web/fifo", tmp);
+    CHECK(mkfifo(p, 0644) == 0);
+    snprintf(p, sizeof p, "%s/web/fifodir", tmp);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/web/fifodir/index.html", tmp);
+    CHECK(mkfifo(p, 0644) == 0);
+
     char err[256];
     snprintf(p, sizeof p, "%s/web", tmp);
     CHECK_INT(webroot_init(p, err, sizeof err), 0);
+    /* Not regular files: refused without blocking on the open (no writer will ever come). */
+    CHECK_INT(open_status("/fifo"), 404);
+    CHECK_INT(open_status("/fifodir/"), 404);
 
     CHECK_INT(open_status("/"), 200);
     CHECK_INT(open_status("/index.html"), 200);
