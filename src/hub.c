@@ -142,10 +142,15 @@ static void room_free(struct room *r)
     free(r);
 }
 
+static uint32_t room_size(const struct room *r)
+{
+    return r->members_len - r->members_gone;
+}
+
 /* A room lives while it has members or stored history (or an add in progress). */
 static void room_release(struct room *r)
 {
-    if (r->members_len == 0 && r->hist_len == 0 && r->pinned == 0)
+    if (room_size(r) == 0 && r->hist_len == 0 && r->pinned == 0)
         room_free(r);
 }
 
@@ -170,7 +175,7 @@ void hub_shutdown(void)
 {
     struct room *r, *tmp;
     HASH_ITER(hh, hub.rooms, r, tmp) {
-        assert(r->members_len == 0);
+        assert(room_size(r) == 0);
         room_free(r);
     }
     memset(hub.freed_last, 0, sizeof hub.freed_last);
@@ -240,17 +245,38 @@ static int grow(void **arr, uint32_t *cap, size_t elem)
     return 0;
 }
 
-/* Halves an array that is at most a quarter used, so a room that was once crowded does not keep
- * its peak size (a failed realloc keeps the bigger array). */
+/* Halves an array while it is at most a quarter used, so a room that was once crowded does not
+ * keep its peak size (a failed realloc keeps the bigger array). */
 static void shrink(void **arr, uint32_t len, uint32_t *cap, size_t elem)
 {
-    if (*cap <= 8 || len > *cap / 4)
+    uint32_t ncap = *cap;
+    while (ncap > 8 && len <= ncap / 4)
+        ncap /= 2;
+    if (ncap == *cap)
         return;
-    void *n = realloc(*arr, (*cap / 2) * elem);
+    void *n = realloc(*arr, ncap * elem);
     if (n) {
         *arr = n;
-        *cap /= 2;
+        *cap = ncap;
     }
+}
+
+/* Closes the holes left by members gone, keeping join order, and gives back spare room. */
+static void members_compact(struct room *r)
+{
+    if (r->members_gone) {
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < r->members_len; i++) {
+            if (r->members[i]) {
+                r->members[n] = r->members[i];
+                r->members[n]->room_idx = n;
+                n++;
+            }
+        }
+        r->members_len = n;
+        r->members_gone = 0;
+    }
+    shrink((void **)&r->members, r->members_len, &r->members_cap, sizeof *r->members);
 }
 
 int hub_join(struct conn *c, const char *name, size_t len)
@@ -267,6 +293,8 @@ int hub_join(struct conn *c, const char *name, size_t len)
         return -1;
     struct member *m = malloc(sizeof *m);
     uint32_t ccap = c->rooms_cap;
+    if (r->members_len == r->members_cap)
+        members_compact(r);
     if (!m || (r->members_len == r->members_cap &&
                grow((void **)&r->members, &r->members_cap, sizeof *r->members) < 0) ||
         (c->rooms_len == c->rooms_cap &&
@@ -289,12 +317,19 @@ static void member_remove(struct member *m)
 {
     struct room *r = m->room;
     struct conn *c = m->conn;
-    /* Room order is join order (members() promises it): shift. Connection order: swap. */
-    memmove(r->members + m->room_idx, r->members + m->room_idx + 1,
-            (r->members_len - m->room_idx - 1) * sizeof *r->members);
-    r->members_len--;
-    for (uint32_t i = m->room_idx; i < r->members_len; i++)
-        r->members[i]->room_idx = i;
+    /* Room order is join order (members() promises it): leave a hole, and close the holes
+     * once they are half the slots, so that N members leaving costs O(N), not O(N^2).
+     * Connection order does not matter: swap. */
+    r->members[m->room_idx] = NULL;
+    r->members_gone++;
+    while (r->members_len && !r->members[r->members_len - 1]) {
+        r->members_len--;
+        r->members_gone--;
+    }
+    if (r->members_gone > r->members_len / 2)
+        members_compact(r);
+    else
+        shrink((void **)&r->members, r->members_len, &r->members_cap, sizeof *r->members);
     struct member *last = c->rooms[--c->rooms_len];
     c->rooms[m->conn_idx] = last;
     last->conn_idx = m->conn_idx;
@@ -307,7 +342,6 @@ static void member_remove(struct member *m)
         shrink((void **)&c->rooms, c->rooms_len, &ccap, sizeof *c->rooms);
         c->rooms_cap = (uint16_t)ccap;
     }
-    shrink((void **)&r->members, r->members_len, &r->members_cap, sizeof *r->members);
     free(m);
     room_release(r);
 }
@@ -328,7 +362,7 @@ void hub_each_room(void (*fn)(struct room *r, void *arg), void *arg)
 {
     struct room *r, *tmp;
     HASH_ITER(hh, hub.rooms, r, tmp) {
-        if (r->members_len)
+        if (room_size(r))
             fn(r, arg);
     }
 }
@@ -375,6 +409,8 @@ size_t hub_broadcast(struct room *r, struct frame *f, const struct conn *except)
     /* The overflow callback never changes membership (the server cuts the connection off
      * later, at its safe point), so the member array is stable during the walk. */
     for (uint32_t i = 0; i < r->members_len; i++) {
+        if (!r->members[i])
+            continue;
         struct conn *c = r->members[i]->conn;
         if (c != except && hub_send(c, f) == 0)
             n++;
@@ -530,11 +566,12 @@ const char *hub_room_name(const struct room *r)
 
 size_t hub_room_size(const struct room *r)
 {
-    return r->members_len;
+    return room_size(r);
 }
 
 uint64_t hub_room_member(const struct room *r, size_t i)
 {
+    members_compact((struct room *)r); /* the same members in the same order: still const */
     return r->members[i]->conn->id;
 }
 

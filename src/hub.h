@@ -50,8 +50,9 @@ struct hist_entry {
 struct room {
     char *name;
     UT_hash_handle hh;
-    struct member **members;
-    uint32_t members_len, members_cap;
+    struct member **members; /* join order; NULL slots are members gone, compacted lazily */
+    uint32_t members_len, members_cap; /* slots used (members and holes), allocated */
+    uint32_t members_gone;             /* holes among the slots used */
     struct hist_entry *hist_first, *hist_tail; /* stored history, oldest first */
     uint32_t hist_len;
     uint32_t pinned;       /* not freed while non-zero (an add in progress) */

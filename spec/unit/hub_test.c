@@ -34,22 +34,25 @@ TEST(hub_rooms_both_ways)
     CHECK_INT(hub_join(a, "dev", 3), 1);
 
     struct room *lobby = hub_room("lobby", 5);
-    CHECK(lobby && lobby->members_len == 3);
-    CHECK(lobby->members[0]->conn == a && lobby->members[2]->conn == c);
+    CHECK(lobby && hub_room_size(lobby) == 3);
+    CHECK(hub_room_member(lobby, 0) == a->id && hub_room_member(lobby, 2) == c->id);
     CHECK_INT(a->rooms_len, 2);
 
     /* Leaving keeps the join order of the others and both indexes consistent. */
     CHECK_INT(hub_leave(b, "lobby", 5), 1);
     CHECK_INT(hub_leave(b, "lobby", 5), 0);
-    CHECK_INT(lobby->members_len, 2);
-    CHECK(lobby->members[1]->conn == c && lobby->members[1]->room_idx == 1);
+    CHECK_INT(hub_room_size(lobby), 2);
+    CHECK(hub_room_member(lobby, 1) == c->id && lobby->members[1]->room_idx == 1);
+    CHECK_INT(hub_leave(b, "lobby", 5), 0);
+    CHECK_INT(hub_join(b, "lobby", 5), 1);
+    CHECK(hub_room_member(lobby, 0) == a->id && hub_room_member(lobby, 2) == b->id);
 
     /* Removing a connection takes it out of every room; an empty room goes away. */
     uint64_t a_id = a->id;
     test_conn_close(a);
     CHECK(hub_find(a_id) == NULL);
     CHECK(hub_room("dev", 3) == NULL);
-    CHECK_INT(hub_room("lobby", 5)->members_len, 1);
+    CHECK_INT(hub_room_size(hub_room("lobby", 5)), 2);
     test_conn_close(b);
     test_conn_close(c);
     CHECK(hub_room("lobby", 5) == NULL);
@@ -373,6 +376,50 @@ TEST(hub_membership_bounds)
     for (int i = 1; i < 200; i++)
         test_conn_close(m[i]);
     CHECK(r->members_cap <= 16);
-    CHECK(r->members_len == 1 && r->members[0]->conn == m[0]);
+    CHECK(hub_room_size(r) == 1 && hub_room_member(r, 0) == m[0]->id);
     test_conn_close(m[0]);
+}
+
+/* Members leaving in any order: order, indexes, sizes and broadcast stay right. */
+TEST(hub_members_leave_in_any_order)
+{
+    hub_init(1 << 20, 3, &cb);
+    enum { N = 100 };
+    struct conn *m[N];
+    int in[N];
+    for (int i = 0; i < N; i++) {
+        m[i] = test_conn_open();
+        hub_join(m[i], "r", 1);
+        in[i] = 1;
+    }
+    struct room *r = hub_room("r", 1);
+    unsigned seed = 7;
+    int left = N;
+    struct frame *f = frame_ws(FRAME_TEXT, "x", 1);
+    while (left > 1) {
+        seed = seed * 1103515245 + 12345;
+        int k = (int)((seed >> 16) % N);
+        if (!in[k])
+            continue;
+        hub_leave(m[k], "r", 1);
+        in[k] = 0;
+        left--;
+        CHECK_INT(hub_room_size(r), left);
+        CHECK_INT(hub_broadcast(r, f, NULL), left);
+        size_t j = 0;
+        for (int i = 0; i < N; i++) {
+            if (in[i]) {
+                if (hub_room_member(r, j) != m[i]->id)
+                    CHECK(!"members in join order");
+                j++;
+            }
+        }
+        for (uint32_t i = 0; i < r->members_len; i++)
+            if (r->members[i] && r->members[i]->room_idx != i)
+                CHECK(!"room_idx matches the slot");
+    }
+    frame_unref(f);
+    for (int i = 0; i < N; i++)
+        test_conn_close(m[i]);
+    CHECK(hub_room("r", 1) == NULL);
 }
