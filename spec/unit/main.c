@@ -1,5 +1,6 @@
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hub.h"
 
@@ -33,12 +34,25 @@ void test_conn_close(struct conn *c)
     free(c);
 }
 
-int main(void)
+/* With arguments, only the tests whose name contains one of them run. */
+static int selected(const char *name, int argc, char **argv)
+{
+    if (argc < 2)
+        return 1;
+    for (int i = 1; i < argc; i++)
+        if (strstr(name, argv[i]))
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     log_threshold = (enum log_level)(LOG_NOTICE + 1); /* tests check results, not log lines */
     int passed = 0, failed = 0;
     for (struct test *t = first; t; t = t->next) {
+        if (!selected(t->name, argc, argv))
+            continue;
         int before = test_failed_checks;
         t->fn();
         if (test_failed_checks == before) {
