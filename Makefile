@@ -26,7 +26,7 @@ endif
 BUILD   ?= build
 # Everything but main.c goes into a library the unit tests link against.
 CORE    := log config frame utf8 outq conn hub deadline http handshake webroot static ws script sandbox \
-	confab_lib script_timer server watch
+	confab_lib script_timer script_limit server watch
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)

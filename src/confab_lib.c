@@ -17,6 +17,9 @@ static int l_on(lua_State *L)
     int e = luaL_checkoption(L, 1, NULL, script_hook_names);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_Integer prio = luaL_optinteger(L, 3, 0);
+    /* Later, a hook being dispatched would see its list move under it. */
+    if (!script_state(L)->loading)
+        return luaL_error(L, "confab.on: hooks can only be registered while the script loads");
     lua_rawgetp(L, LUA_REGISTRYINDEX, &script_key_hooks);
     lua_rawgeti(L, -1, e + 1);
     int list = lua_gettop(L);
@@ -78,6 +81,8 @@ static const char *check_room(lua_State *L, int arg, size_t *len)
     const char *name = luaL_checklstring(L, arg, len);
     luaL_argcheck(L, *len > 0 && *len <= HUB_ROOM_NAME_MAX, arg,
                   "room name must be 1 to 64 bytes");
+    /* The hub keeps names as C strings too: a NUL would make two rooms look like one. */
+    luaL_argcheck(L, memchr(name, '\0', *len) == NULL, arg, "room name must not contain NUL");
     return name;
 }
 

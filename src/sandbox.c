@@ -1,8 +1,15 @@
 /* sandbox: the globals a script sees. A chosen set of standard libraries (linit.c: "copy this
  * file to choose your own set"), cjson and confab through a require that knows only those, text-
  * only load, os reduced to the clock and calendar, a collectgarbage that cannot stop or retune the
- * collector, print to the log, pcall/xpcall/coroutine.resume that let the time limit's abort
- * through, a locked string metatable and globals that are strict once the script has loaded. */
+ * collector, print to the log, a locked string metatable and globals that are strict once the
+ * script has loaded. And what keeps the time limit whole (script_limit.c):
+ *   - pcall, xpcall and coroutine.resume/wrap let the limit's abort through, and tell the limit
+ *     which coroutine runs;
+ *   - xpcall's message handler is skipped once the limit passed (Lua runs it with hooks off);
+ *   - setmetatable refuses __gc (finalizers run with hooks off, and while a state closes);
+ *   - load reads its chunk in pieces, checking the limit between them;
+ *   - table.sort compares through a function call the limit can stop;
+ *   - cjson's depth limits (C recursion) can be lowered but not raised. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <string.h>
@@ -24,22 +31,72 @@ static int l_require(lua_State *L)
     return 1;
 }
 
-/* load: text chunks only; the environment defaults to the script's globals. */
+/* load's source: a string handed out in pieces, or the script's reader function (at stack
+ * index 1, its last piece kept at index LOAD_SLOT). */
+#define LOAD_PIECE 4096
+#define LOAD_SLOT 5
+struct load_source {
+    const char *s; /* NULL: a reader function */
+    size_t left;
+};
+
+static const char *load_read(lua_State *L, void *ud, size_t *size)
+{
+    struct load_source *src = ud;
+    script_limit_check(L); /* the parser does not run hooks: look between pieces */
+    if (src->s) {
+        *size = src->left < LOAD_PIECE ? src->left : LOAD_PIECE;
+        const char *piece = src->s;
+        src->s += *size;
+        src->left -= *size;
+        return *size ? piece : NULL;
+    }
+    luaL_checkstack(L, 2, "too many nested functions");
+    lua_pushvalue(L, 1);
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        *size = 0;
+        return NULL;
+    }
+    if (!lua_isstring(L, -1))
+        luaL_error(L, "reader function must return a string");
+    lua_replace(L, LOAD_SLOT);
+    return lua_tolstring(L, LOAD_SLOT, size);
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]): text chunks only; the environment defaults to the
+ * script's globals. Otherwise as Lua's own. */
 static int l_load(lua_State *L)
 {
-    int n = lua_gettop(L);
-    int t = lua_type(L, 1);
-    luaL_argcheck(L, t == LUA_TSTRING || t == LUA_TFUNCTION, 1, "string or function expected");
+    size_t len;
+    const char *s = lua_tolstring(L, 1, &len);
     const char *mode = luaL_optstring(L, 3, "t");
+    int env = !lua_isnone(L, 4) ? 4 : 0; /* an explicit env argument, even nil, is used */
     if (strcmp(mode, "t") != 0)
         return luaL_error(L, "load: only text chunks are allowed (mode 't')");
-    lua_settop(L, n < 4 ? 3 : 4); /* keep an explicit env argument, even nil */
-    lua_pushliteral(L, "t");
-    lua_replace(L, 3);
-    lua_pushvalue(L, lua_upvalueindex(1)); /* the original load */
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    struct load_source src = {s, len};
+    const char *chunkname;
+    if (s) {
+        chunkname = luaL_optstring(L, 2, s);
+    } else {
+        chunkname = luaL_optstring(L, 2, "=(load)");
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    }
+    lua_settop(L, LOAD_SLOT);
+    int status = lua_load(L, load_read, &src, chunkname, "t");
+    script_limit_check(L); /* a load the limit cut short is an abort, not a failed load */
+    if (status != LUA_OK) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (env) {
+        lua_pushvalue(L, env);
+        if (!lua_setupvalue(L, -2, 1))
+            lua_pop(L, 1);
+    }
+    return 1;
 }
 
 /* pcall, xpcall and coroutine.resume catch errors, and so would catch the time limit's abort
@@ -57,7 +114,164 @@ static int l_abort_through(lua_State *L)
     return lua_gettop(L);
 }
 
-static void wrap_abort_through(lua_State *L, const char *lib, const char *name)
+/* xpcall's message handler: Lua runs it with hooks off when the limit's abort is raised, so
+ * once the limit passed it is not called (the abort is the error). */
+static int l_handler_guard(lua_State *L)
+{
+    const char *abort_msg = script_abort_msg();
+    if (abort_msg) {
+        lua_pushstring(L, abort_msg);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int l_xpcall(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, l_handler_guard, 1);
+    lua_replace(L, 2);
+    return l_abort_through(L);
+}
+
+/* Calls the function at index 1 with the rest as arguments while co runs (for the limit's
+ * signal), then raises the abort if the limit passed meanwhile. */
+static int call_in(lua_State *L, lua_State *co)
+{
+    lua_State *prev = co ? script_limit_switch(co) : NULL;
+    int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    if (co)
+        script_limit_switch(prev);
+    const char *abort_msg = script_abort_msg();
+    if (abort_msg) {
+        lua_pushstring(L, abort_msg);
+        return lua_error(L);
+    }
+    if (rc != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+/* coroutine.resume(co, ...) */
+static int l_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    return call_in(L, co);
+}
+
+/* The function coroutine.wrap returns: upvalues Lua's own and its coroutine. */
+static int l_wrapped(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    return call_in(L, co);
+}
+
+/* coroutine.wrap(f) */
+static int l_wrap(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    if (!lua_getupvalue(L, -1, 1)) /* the coroutine Lua's wrap keeps */
+        lua_pushnil(L);
+    lua_pushcclosure(L, l_wrapped, 2);
+    return 1;
+}
+
+/* setmetatable(t, mt): as Lua's, but no __gc. A finalizer runs with hooks off (outside the time
+ * limit) and while a state closes on reload (where a timer it started would outlive it). Lua
+ * marks an object for finalization only here, so a __gc added to mt later never runs. */
+static int l_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        luaL_argcheck(L, lua_rawget(L, 2) == LUA_TNIL, 2,
+                      "__gc metamethods are not allowed (finalizers run outside the time limit)");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int l_less_than(lua_State *L)
+{
+    lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
+    return 1;
+}
+
+/* table.sort(t [, comp]): without comp, compares with a function call (which the limit's
+ * signal can stop) instead of inside the C sort. */
+static int l_sort(lua_State *L)
+{
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_pushcfunction(L, l_less_than);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 0);
+    return 0;
+}
+
+/* cjson's depth setters recurse in C as deep as they are told: keep them at most the default. */
+#define CJSON_DEPTH_MAX 1000
+
+static int l_cjson_depth(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Integer d = luaL_checkinteger(L, 1);
+        luaL_argcheck(L, d >= 1 && d <= CJSON_DEPTH_MAX, 1,
+                      "depth must be 1 to 1000 (the server's limit)");
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static void cjson_guard(lua_State *L, int t);
+
+/* cjson.new(): a new instance, guarded like the module. */
+static int l_cjson_new(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 0, 1);
+    luaL_checktype(L, -1, LUA_TTABLE);
+    cjson_guard(L, lua_gettop(L));
+    return 1;
+}
+
+/* Replaces f in table t by a closure of fn over the original (absent: nothing). */
+static void wrap_field(lua_State *L, int t, const char *f, lua_CFunction fn)
+{
+    if (lua_getfield(L, t, f) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, t, f);
+}
+
+static void cjson_guard(lua_State *L, int t)
+{
+    wrap_field(L, t, "encode_max_depth", l_cjson_depth);
+    wrap_field(L, t, "decode_max_depth", l_cjson_depth);
+    wrap_field(L, t, "new", l_cjson_new);
+}
+
+/* Replaces the global name (or lib.name) by a closure of fn over the original. */
+static void wrap_global(lua_State *L, const char *lib, const char *name,
+                               lua_CFunction fn)
 {
     if (lib) {
         lua_getglobal(L, lib);
@@ -65,7 +279,7 @@ static void wrap_abort_through(lua_State *L, const char *lib, const char *name)
     } else {
         lua_getglobal(L, name);
     }
-    lua_pushcclosure(L, l_abort_through, 1);
+    lua_pushcclosure(L, fn, 1);
     if (lib) {
         lua_setfield(L, -2, name);
         lua_pop(L, 1);
@@ -142,6 +356,7 @@ int sandbox_open(lua_State *L)
         lua_getglobal(L, "require");
         lua_pushstring(L, system_modules[i]);
         lua_call(L, 1, 1);
+        cjson_guard(L, lua_gettop(L));
         lua_setfield(L, -2, system_modules[i]);
     }
     remove_global(L, LUA_LOADLIBNAME);
@@ -168,17 +383,19 @@ int sandbox_open(lua_State *L)
         remove_global(L, base_drop[i]);
     lua_pushcfunction(L, l_require);
     lua_setglobal(L, "require");
-    lua_getglobal(L, "load");
-    lua_pushcclosure(L, l_load, 1);
+    lua_pushcfunction(L, l_load);
     lua_setglobal(L, "load");
     lua_getglobal(L, "collectgarbage");
     lua_pushcclosure(L, l_collectgarbage, 1);
     lua_setglobal(L, "collectgarbage");
     lua_pushcfunction(L, l_print);
     lua_setglobal(L, "print");
-    wrap_abort_through(L, NULL, "pcall");
-    wrap_abort_through(L, NULL, "xpcall");
-    wrap_abort_through(L, "coroutine", "resume");
+    wrap_global(L, NULL, "pcall", l_abort_through);
+    wrap_global(L, NULL, "xpcall", l_xpcall);
+    wrap_global(L, "coroutine", "resume", l_resume);
+    wrap_global(L, "coroutine", "wrap", l_wrap);
+    wrap_global(L, NULL, "setmetatable", l_setmetatable);
+    wrap_global(L, "table", "sort", l_sort);
 
     /* Strings share one metatable; the script may use it but not change it. */
     lua_pushliteral(L, "");

@@ -24,17 +24,6 @@ static struct state *cur;
 
 char script_key_hooks, script_key_format;
 
-/* The running call into Lua: nested calls (a join hook fired by confab.join inside a message
- * hook) share the outermost call's deadline. */
-static struct {
-    int depth;
-    struct timespec deadline;
-    const char *what;
-    unsigned limit_ms;
-    int timed_out;
-    char abort_msg[256]; /* "file:line: what exceeded its time limit ...", once timed out */
-} call;
-
 /* ---- memory cap ---------------------------------------------------------------------- */
 
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -61,53 +50,13 @@ struct state *script_state(lua_State *L)
     return ud;
 }
 
-/* ---- time limit ---------------------------------------------------------------------- */
-
-static int deadline_passed(void)
+/* Unprotected errors cannot happen by design (every entry is a lua_pcall); should one happen
+ * anyway, say so before Lua aborts the process. */
+static int on_panic(lua_State *L)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > call.deadline.tv_sec ||
-           (now.tv_sec == call.deadline.tv_sec && now.tv_nsec >= call.deadline.tv_nsec);
-}
-
-/* Runs every 1000 VM instructions. Once the deadline passed it raises at every tick, so a
- * script's own pcall cannot swallow the abort and loop on. */
-static void count_hook(lua_State *L, lua_Debug *ar)
-{
-    if (call.depth == 0)
-        return;
-    if (!call.timed_out) {
-        if (!deadline_passed())
-            return;
-        call.timed_out = 1;
-        lua_getinfo(L, "Sl", ar);
-        snprintf(call.abort_msg, sizeof call.abort_msg,
-                 "%s:%d: %s exceeded its time limit of %u ms and was aborted", ar->short_src,
-                 ar->currentline, call.what, call.limit_ms);
-    }
-    lua_pushstring(L, call.abort_msg);
-    lua_error(L);
-}
-
-/* Starts the outermost call's clock: it may run for ms milliseconds. */
-static void call_start(const char *what, unsigned ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, &call.deadline);
-    call.deadline.tv_sec += ms / 1000;
-    call.deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (call.deadline.tv_nsec >= 1000000000L) {
-        call.deadline.tv_sec++;
-        call.deadline.tv_nsec -= 1000000000L;
-    }
-    call.what = what;
-    call.limit_ms = ms;
-    call.timed_out = 0;
-}
-
-const char *script_abort_msg(void)
-{
-    return call.timed_out ? call.abort_msg : NULL;
+    const char *msg = lua_tostring(L, -1);
+    log_error("Lua panic (error outside a protected call), aborting: %s", msg ? msg : "?");
+    return 0;
 }
 
 /* Message handler: the error with a traceback. */
@@ -120,25 +69,44 @@ static int msgh(lua_State *L)
     return 1;
 }
 
+/* Logs a failed call: one line per event (the traceback's lines joined with " | "), without
+ * asking Lua for memory (the failure may be that there is none). */
+static void log_failure(const char *what, const char *msg)
+{
+    char line[4096];
+    size_t n = 0;
+    const char *p = msg ? msg : "(no message)";
+    for (; *p && n < sizeof line - 8; p++) {
+        if (*p == '\n') {
+            if (p[1] == '\t')
+                p++;
+            memcpy(line + n, " | ", 3);
+            n += 3;
+        } else {
+            line[n++] = *p;
+        }
+    }
+    if (*p) {
+        memcpy(line + n, "...", 3);
+        n += 3;
+    }
+    line[n] = '\0';
+    log_error("hook %s failed: %s", what, line);
+}
+
 int script_pcall(lua_State *L, const char *what, int nargs, int nres)
 {
-    if (call.depth == 0)
-        call_start(what, script_limits.hook_timeout_ms);
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, msgh);
     lua_insert(L, base);
-    call.depth++;
+    script_limit_enter(L, what, script_limits.hook_timeout_ms);
     int rc = lua_pcall(L, nargs, nres, base);
-    call.depth--;
+    script_limit_leave();
     lua_remove(L, base);
     if (rc == LUA_OK)
         return 0;
-    /* One line per event: the traceback's lines are joined. */
-    const char *msg = lua_tostring(L, -1);
-    luaL_gsub(L, msg ? msg : "(no message)", "\n\t", " | ");
-    luaL_gsub(L, lua_tostring(L, -1), "\n", " | ");
-    log_error("hook %s failed: %s", what, lua_tostring(L, -1));
-    lua_pop(L, 3);
+    log_failure(what, lua_tostring(L, -1));
+    lua_pop(L, 1);
     return -1;
 }
 
@@ -194,6 +162,7 @@ static void state_free(struct state *s)
     if (!s)
         return;
     script_timer_stop_all(s);
+    s->closing = 1;
     if (s->L)
         lua_close(s->L);
     free(s->path);
@@ -217,8 +186,9 @@ static struct state *state_new(const char *path, char *err, size_t errlen)
         return NULL;
     }
     lua_State *L = s->L;
+    lua_atpanic(L, on_panic);
     lua_gc(L, LUA_GCGEN, 0, 0);
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000);
+    script_limit_state(L);
 
     lua_pushcfunction(L, sandbox_open);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
@@ -243,10 +213,9 @@ static struct state *state_new(const char *path, char *err, size_t errlen)
     lua_insert(L, -2);
     /* Loading may do more work than one hook: ten times the limit, at least a second. */
     unsigned load_ms = script_limits.hook_timeout_ms * 10 > 1000 ? script_limits.hook_timeout_ms * 10 : 1000;
-    call_start("script load", load_ms);
-    call.depth++;
+    script_limit_enter(L, "script load", load_ms);
     rc = lua_pcall(L, 0, 0, -2);
-    call.depth--;
+    script_limit_leave();
     s->loading = 0;
     if (rc != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
@@ -263,10 +232,142 @@ static struct state *state_new(const char *path, char *err, size_t errlen)
 
 /* ---- the interface ------------------------------------------------------------------- */
 
+/* ---- events ---------------------------------------------------------------------------- */
+
+/* One event from the core: what run_event needs to build its table, and what it returns. */
+struct event {
+    enum hook_event e;
+    struct conn *c;
+    const struct http_request *req;     /* connect */
+    const char *remote, *protocol;      /* connect */
+    int binary;                         /* message */
+    const uint8_t *data;                /* message */
+    size_t len;                         /* message */
+    const char *room;                   /* leave */
+    size_t room_len;                    /* leave */
+    uint16_t code;                      /* disconnect */
+    const char *reason;                 /* leave, disconnect */
+    int result;                         /* script_dispatch's */
+    int refused;                        /* connect: a hook returned false */
+    char *why;                          /* connect: the hook's reason, why_len bytes */
+    size_t why_len;
+};
+
+static void push_connect(lua_State *L, const struct event *ev)
+{
+    const struct http_request *req = ev->req;
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)ev->c->id);
+    lua_setfield(L, -2, "id");
+    lua_pushlstring(L, req->path.p, req->path.len);
+    lua_setfield(L, -2, "path");
+    lua_pushlstring(L, req->query.p, req->query.len);
+    lua_setfield(L, -2, "query");
+    lua_pushstring(L, ev->remote);
+    lua_setfield(L, -2, "remote");
+    if (ev->protocol && *ev->protocol) {
+        lua_pushstring(L, ev->protocol);
+        lua_setfield(L, -2, "subprotocol");
+    }
+    lua_createtable(L, 0, (int)req->nheaders);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        char name[128];
+        size_t n = h->name.len < sizeof name ? h->name.len : sizeof name - 1;
+        for (size_t j = 0; j < n; j++)
+            name[j] = (char)((h->name.p[j] >= 'A' && h->name.p[j] <= 'Z') ? h->name.p[j] + 32
+                                                                             : h->name.p[j]);
+        name[n] = '\0';
+        /* Repeated headers are joined with ", " (RFC 9110 5.3). */
+        if (lua_getfield(L, -1, name) == LUA_TSTRING) {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, h->value.p, h->value.len);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, h->value.p, h->value.len);
+        }
+        lua_setfield(L, -2, name);
+    }
+    lua_setfield(L, -2, "headers");
+}
+
+/* Builds the event's table and runs its hooks (a lua_CFunction, run protected: building the
+ * table may fail for want of memory like anything else in Lua). */
+static int run_protected(lua_State *L)
+{
+    struct event *ev = lua_touserdata(L, 1);
+    switch (ev->e) {
+    case H_CONNECT:
+        push_connect(L, ev);
+        break;
+    case H_MESSAGE:
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, (lua_Integer)ev->c->id);
+        lua_setfield(L, -2, "id");
+        lua_pushlstring(L, (const char *)ev->data, ev->len);
+        lua_setfield(L, -2, "data");
+        lua_pushboolean(L, ev->binary);
+        lua_setfield(L, -2, "binary");
+        break;
+    case H_LEAVE:
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, (lua_Integer)ev->c->id);
+        lua_setfield(L, -2, "id");
+        lua_pushlstring(L, ev->room, ev->room_len);
+        lua_setfield(L, -2, "room");
+        lua_pushstring(L, ev->reason);
+        lua_setfield(L, -2, "reason");
+        break;
+    case H_DISCONNECT:
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, (lua_Integer)ev->c->id);
+        lua_setfield(L, -2, "id");
+        lua_pushinteger(L, ev->code);
+        lua_setfield(L, -2, "code");
+        lua_pushstring(L, ev->reason ? ev->reason : "");
+        lua_setfield(L, -2, "reason");
+        break;
+    default:
+        lua_newtable(L);
+        break;
+    }
+    ev->result = script_dispatch(L, ev->e);
+    if (ev->result > 0 && ev->e == H_CONNECT) {
+        ev->refused = lua_isboolean(L, -2) && !lua_toboolean(L, -2);
+        const char *why = lua_tostring(L, -1);
+        snprintf(ev->why, ev->why_len, "%s", why ? why : "connection refused by the server");
+    }
+    return 0;
+}
+
+/* Runs one event in the current state inside one protected, time-limited call. Returns
+ * script_dispatch's result, or -1 when building the event failed (logged). */
+static int run_event(struct event *ev)
+{
+    lua_State *L = cur->L;
+    const char *what = script_hook_names[ev->e];
+    script_limit_enter(L, what, script_limits.hook_timeout_ms);
+    lua_pushcfunction(L, run_protected);
+    lua_pushlightuserdata(L, ev);
+    int rc = lua_pcall(L, 1, 0, 0);
+    script_limit_leave();
+    if (rc != LUA_OK) {
+        log_failure(what, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    return ev->result;
+}
+
+/* ---- the interface ------------------------------------------------------------------- */
+
 void script_init(struct ev_loop *l, const struct script_config *cfg)
 {
     script_loop = l;
     script_limits = *cfg;
+    script_limit_init();
+    script_timer_init();
 }
 
 const char *script_path(void)
@@ -292,9 +393,8 @@ int script_load(const char *path, char *err, size_t errlen)
     cur = s;
     state_free(old);
     if (old) {
-        lua_newtable(s->L);
-        if (script_dispatch(s->L, H_RELOAD) > 0)
-            lua_pop(s->L, 2);
+        struct event ev = {.e = H_RELOAD};
+        run_event(&ev);
     }
     return 0;
 }
@@ -308,92 +408,38 @@ void script_shutdown(void)
 int script_connect(struct conn *c, const struct http_request *req, const char *remote,
                    const char *protocol, char *reason, size_t reason_len)
 {
-    lua_State *L = cur->L;
-    lua_createtable(L, 0, 6);
-    lua_pushinteger(L, (lua_Integer)c->id);
-    lua_setfield(L, -2, "id");
-    lua_pushlstring(L, req->path.p, req->path.len);
-    lua_setfield(L, -2, "path");
-    lua_pushlstring(L, req->query.p, req->query.len);
-    lua_setfield(L, -2, "query");
-    lua_pushstring(L, remote);
-    lua_setfield(L, -2, "remote");
-    if (protocol && *protocol) {
-        lua_pushstring(L, protocol);
-        lua_setfield(L, -2, "subprotocol");
-    }
-    lua_createtable(L, 0, (int)req->nheaders);
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const struct http_header *h = &req->headers[i];
-        char name[128];
-        size_t n = h->name.len < sizeof name ? h->name.len : sizeof name - 1;
-        for (size_t j = 0; j < n; j++)
-            name[j] = (char)((h->name.p[j] >= 'A' && h->name.p[j] <= 'Z') ? h->name.p[j] + 32
-                                                                             : h->name.p[j]);
-        name[n] = '\0';
-        /* Repeated headers are joined with ", " (RFC 9110 5.3). */
-        if (lua_getfield(L, -1, name) == LUA_TSTRING) {
-            lua_pushliteral(L, ", ");
-            lua_pushlstring(L, h->value.p, h->value.len);
-            lua_concat(L, 3);
-        } else {
-            lua_pop(L, 1);
-            lua_pushlstring(L, h->value.p, h->value.len);
-        }
-        lua_setfield(L, -2, name);
-    }
-    lua_setfield(L, -2, "headers");
-
-    int rc = script_dispatch(L, H_CONNECT);
+    struct event ev = {.e = H_CONNECT, .c = c, .req = req, .remote = remote,
+                       .protocol = protocol, .why = reason, .why_len = reason_len};
+    int rc = run_event(&ev);
     if (rc < 0) {
         snprintf(reason, reason_len, "the server's connect hook failed");
         return -2;
     }
-    if (rc > 0) {
-        int refused = lua_isboolean(L, -2) && !lua_toboolean(L, -2);
-        const char *why = lua_tostring(L, -1);
-        snprintf(reason, reason_len, "%s", why ? why : "connection refused by the server");
-        lua_pop(L, 2);
-        if (refused)
-            return -1;
-    }
-    return 0;
+    return rc > 0 && ev.refused ? -1 : 0;
 }
 
 void script_message(struct conn *c, int binary, const uint8_t *data, size_t len)
 {
-    lua_State *L = cur->L;
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, (lua_Integer)c->id);
-    lua_setfield(L, -2, "id");
-    lua_pushlstring(L, (const char *)data, len);
-    lua_setfield(L, -2, "data");
-    lua_pushboolean(L, binary);
-    lua_setfield(L, -2, "binary");
-    if (script_dispatch(L, H_MESSAGE) > 0)
-        lua_pop(L, 2);
+    struct event ev = {.e = H_MESSAGE, .c = c, .binary = binary, .data = data, .len = len};
+    run_event(&ev);
 }
 
 void script_disconnect(struct conn *c, uint16_t code, const char *reason)
 {
-    lua_State *L = cur->L;
+    /* One leave per room, the last joined first, each its own call (own time limit). */
     size_t n;
     while ((n = hub_conn_room_count(c)) > 0) {
-        /* The room may go away with its last member: keep the name on the Lua stack. */
-        lua_pushstring(L, hub_conn_room(c, n - 1));
-        size_t len;
-        const char *name = lua_tolstring(L, -1, &len);
-        hub_leave(c, name, len);
-        script_fire_membership(L, H_LEAVE, c, lua_tostring(L, -1), "disconnect");
-        lua_pop(L, 1);
+        char room[HUB_ROOM_NAME_MAX + 1];
+        size_t len = strlen(hub_conn_room(c, n - 1));
+        if (len > HUB_ROOM_NAME_MAX)
+            len = HUB_ROOM_NAME_MAX;
+        memcpy(room, hub_conn_room(c, n - 1), len);
+        if (hub_leave(c, room, len) != 1)
+            break; /* cannot be: it is one of its rooms; hub_remove drops the rest */
+        struct event leave = {.e = H_LEAVE, .c = c, .room = room, .room_len = len,
+                              .reason = "disconnect"};
+        run_event(&leave);
     }
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, (lua_Integer)c->id);
-    lua_setfield(L, -2, "id");
-    lua_pushinteger(L, code);
-    lua_setfield(L, -2, "code");
-    lua_pushstring(L, reason ? reason : "");
-    lua_setfield(L, -2, "reason");
-    if (script_dispatch(L, H_DISCONNECT) > 0)
-        lua_pop(L, 2);
+    struct event ev = {.e = H_DISCONNECT, .c = c, .code = code, .reason = reason};
+    run_event(&ev);
 }

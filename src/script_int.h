@@ -22,7 +22,8 @@ struct lua_timer;
 struct state {
     lua_State *L;
     size_t mem_used, mem_limit;
-    int loading;              /* the main chunk is running: globals may be declared */
+    int loading;              /* the main chunk is running: globals and hooks may be declared */
+    int closing;              /* lua_close is running: nothing new may be started */
     struct lua_timer *timers; /* active timers */
     char *path;
 };
@@ -38,9 +39,23 @@ extern char script_key_hooks, script_key_format;
 /* The state L belongs to. */
 struct state *script_state(lua_State *L);
 
+/* script_limit.c: the time limit (see there). init once; state: installs the hook in a new
+ * state; enter/leave bracket every call into Lua (the outermost one, given what it is and its
+ * limit in ms, sets the deadline); switch tells which thread runs now (coroutine resume and
+ * back), returning the previous one. */
+void script_limit_init(void);
+void script_limit_state(lua_State *L);
+void script_limit_enter(lua_State *L, const char *what, unsigned ms);
+void script_limit_leave(void);
+lua_State *script_limit_switch(lua_State *co);
+
 /* The running call passed its time limit: the message to raise again (see sandbox.c's
  * abort-through wrappers), else NULL. */
 const char *script_abort_msg(void);
+
+/* Raises the abort when the running call passed its time limit (for C code that loops: the
+ * pattern functions, load's reader). */
+void script_limit_check(lua_State *L);
 
 /* Calls the function below nargs arguments on the stack, protected and time-bounded, leaving
  * nres results. Returns 0, or -1 after logging the error with its traceback. */
@@ -62,8 +77,9 @@ int sandbox_open(lua_State *L);
 /* confab_lib.c: the `confab` module table (luaL_requiref-style opener). */
 int luaopen_confab(lua_State *L);
 
-/* script_timer.c: confab.after and confab.every; the timer metatable; stopping a state's timers
- * before it closes. */
+/* script_timer.c: init once (the per-pass budget's watcher); confab.after and confab.every;
+ * the timer metatable; stopping a state's timers before it closes. */
+void script_timer_init(void);
 int script_timer_after(lua_State *L);
 int script_timer_every(lua_State *L);
 void script_timer_open(lua_State *L);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hub.h"
@@ -262,4 +263,131 @@ TEST(script_timers)
     test_conn_close(c);
     script_shutdown();
     unlink(path);
+}
+
+/* ---- issue 7: the sandbox as a boundary ------------------------------------------------ */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Settings a script could use to crash or escape the server are out of its reach. */
+TEST(script_sandbox_keeps_limits_out_of_reach)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load(evaluator, err, sizeof err), 0);
+    struct conn *c = test_conn_open();
+    static const struct { const char *probe, *expect; } cases[] = {
+        /* cjson's depth limits (C recursion) can be lowered, not raised. */
+        {"return (pcall(require('cjson').encode_max_depth, 100000))", "ok false"},
+        {"return (pcall(require('cjson').decode_max_depth, 100000))", "ok false"},
+        {"return (pcall(require('cjson.safe').decode_max_depth, 100000))", "ok false"},
+        {"return (pcall(require('cjson').new().decode_max_depth, 100000))", "ok false"},
+        {"return (pcall(require('cjson.safe').new().encode_max_depth, 100000))", "ok false"},
+        {"local j = require('cjson'); j.decode_max_depth(10); "
+         "local ok = pcall(j.decode, ('['):rep(11) .. (']'):rep(11)); "
+         "j.decode_max_depth(1000); return ok", "ok false"},
+        {"return require('cjson').decode_max_depth()", "ok 1000"},
+        {"return #require('cjson').decode(('['):rep(900) .. (']'):rep(900))", "ok 1"},
+        /* Finalizers would run with the time limit off, and while a state closes. */
+        {"return (pcall(setmetatable, {}, {__gc = function() end}))", "ok false"},
+        {"return (pcall(setmetatable, {}, {__gc = true}))", "ok false"},
+        {"return getmetatable(setmetatable({}, {__index = {a = 1}})).__index.a", "ok 1"},
+        /* A room name with NUL could be joined twice and never left. */
+        {"return (pcall(confab.join, 1, 'a\\0b'))", "ok false"},
+        {"return select(2, pcall(confab.join, 1, 'a\\0b')):match('NUL') ~= nil", "ok true"},
+        {"return (pcall(confab.broadcast, 'a\\0', 'x'))", "ok false"},
+        {"return (pcall(confab.history_add, '\\0', 1, 'x'))", "ok false"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *got = ask(c, cases[i].probe);
+        if (!starts_with(got, cases[i].expect)) {
+            printf("    probe '%s': got '%s', expected '%s'\n", cases[i].probe, got,
+                   cases[i].expect);
+            test_failed_checks++;
+        }
+    }
+    test_conn_close(c);
+}
+
+/* A __gc that starts a timer while the old state closes on reload (a timer inside freed
+ * memory), or that loops (finalizers run with hooks off): refused when the script loads. */
+TEST(script_finalizers_are_refused_at_load)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load("local confab = require 'confab'\n"
+                   "keep = setmetatable({}, {__gc = function() confab.after(0, print) end})\n",
+                   err, sizeof err), -1);
+    CHECK(strstr(err, ":2:") && strstr(err, "__gc"));
+    CHECK_INT(load("local mt = {__gc = true}\nlocal t = setmetatable({}, mt)\n"
+                   "mt.__gc = function() while true do end end\n", err, sizeof err), -1);
+    CHECK(strstr(err, "__gc") != NULL);
+    script_shutdown();
+}
+
+/* confab.on while hooks dispatch used to shift the list under the loop: one handler ran
+ * twice and the next never. Registration is for load time only. */
+TEST(script_on_during_dispatch_is_refused)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load("local confab = require 'confab'\n"
+                   "local runs, said = 0, 'none'\n"
+                   "confab.on('message', function(ev)\n"
+                   "  runs = runs + 1\n"
+                   "  local ok, e = pcall(confab.on, 'message', function() end, 5)\n"
+                   "  said = ok and 'registered' or e\n"
+                   "end, 1)\n"
+                   "confab.on('message', function(ev)\n"
+                   "  confab.send(ev.id, runs .. ' ' .. said) runs = 0\n"
+                   "end)\n", err, sizeof err), 0);
+    struct conn *c = test_conn_open();
+    const char *got = ask(c, "x");
+    CHECK(starts_with(got, "1 ") && strstr(got, "while the script loads"));
+    if (!starts_with(got, "1 "))
+        printf("    got '%s'\n", got);
+    CHECK(starts_with(ask(c, "y"), "1 "));
+    test_conn_close(c);
+}
+
+/* The time limit holds whatever the hook runs: a message handler (it runs with hooks off
+ * once the abort is raised), and C functions that do much work per VM instruction. The bound
+ * checked is generous (limit + 1 s); docs/hooks.md gives the measured overshoot. */
+TEST(script_time_limit_holds_for_handlers_and_c_functions)
+{
+    setup();
+    struct script_config cfg = {.hook_timeout_ms = 100, .memory = 256 * 1024 * 1024, .epoch = 42};
+    script_init(loop, &cfg);
+    char err[512];
+    CHECK_INT(load(evaluator, err, sizeof err), 0);
+    struct conn *c = test_conn_open();
+    static const char *const hogs[] = {
+        "xpcall(function() while true do end end, function() while true do end end)",
+        "xpcall(error, function() while true do end end)",
+        "local co = coroutine.wrap(function() xpcall(function() while true do end end, "
+        "function() while true do end end) end) co()",
+        "local rep = string.rep while true do rep('x', 30000000) end",
+        "local co = coroutine.wrap(function() local rep = string.rep "
+        "while true do rep('x', 30000000) end end) co()",
+        "local src = ('x = 1 '):rep(200000) while true do load(src) end",
+        "local t = {} for i = 1, 300000 do t[i] = tostring(i) end "
+        "while true do table.sort(t) end",
+    };
+    for (size_t i = 0; i < sizeof hogs / sizeof *hogs; i++) {
+        double t0 = now_ms();
+        const char *got = ask(c, hogs[i]);
+        double took = now_ms() - t0;
+        if (got[0] != '\0' || took > 100 + 1000) {
+            printf("    '%s': got '%s' after %.0f ms\n", hogs[i], got, took);
+            test_failed_checks++;
+        }
+    }
+    CHECK_STR(ask(c, "return 'alive'"), "ok alive");
+    test_conn_close(c);
+    script_shutdown();
 }
