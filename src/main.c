@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -18,6 +19,9 @@
 
 /* Seconds the shutdown waits for peers to answer the close 1001. */
 #define SHUTDOWN_GRACE 3.0
+/* Seconds after the stop signal when the process ends whatever is still running (disconnect
+ * hooks of many connections, each within its time limit, could add up past the grace). */
+#define SHUTDOWN_LAST_RESORT 4
 
 static struct config cfg;
 
@@ -30,6 +34,24 @@ static void reload(const char *why)
         log_error("reload failed, the previous script stays: %s", err);
 }
 
+static void on_last_resort(int sig)
+{
+    static const char msg[] = "confab: still not stopped after the grace period: exiting now\n";
+    ssize_t n = write(2, msg, sizeof msg - 1);
+    (void)n;
+    _exit(1);
+}
+
+static void arm_last_resort(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_last_resort;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(SHUTDOWN_LAST_RESORT);
+}
+
 static void on_stop_signal(EV_P_ ev_signal *w, int revents)
 {
     static int count;
@@ -39,6 +61,7 @@ static void on_stop_signal(EV_P_ ev_signal *w, int revents)
         return;
     }
     log_info("signal %d: stopping", w->signum);
+    arm_last_resort();
     server_shutdown(SHUTDOWN_GRACE);
 }
 

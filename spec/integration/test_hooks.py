@@ -22,7 +22,7 @@ confab.on("message", function(ev)
     while true do end
   elseif ev.data == "hog" then
     local t = {}
-    for i = 1, 1e9 do t[i] = ("x"):rep(64) .. i end
+    for i = 1, 1e9 do t[i] = ("x"):rep(1 << 20) .. i end
   else
     confab.broadcast("all", ev.data)
   end
@@ -136,6 +136,50 @@ class HookErrors(ConfabTest):
         self.a.send("hog")
         self.srv.wait_log(r"not enough memory")
         self.assertBothStillWork("after the hog")
+
+
+# Takes every byte of --script-memory it can and keeps it, but for a little room to answer.
+HOARD_LUA = """local confab = require "confab"
+local hoard, reserve = {}, nil
+local function take(size)
+  return pcall(function() hoard[#hoard + 1] = ("x"):rep(size) end)
+end
+confab.on("message", function(ev)
+  if ev.data == "fill" then
+    while take(1 << 20) do end
+    reserve = ("r"):rep(16 * 1024)
+    local size = 1 << 19
+    while size >= 16 do
+      if not take(size) then size = size // 2 end
+    end
+    reserve = nil   -- 16 KB free once collected: room to answer, not for a 60 KB message
+    confab.send(ev.id, "full")
+  elseif ev.data == "free" then
+    hoard = {}
+    collectgarbage()
+    confab.send(ev.id, "freed")
+  else
+    confab.send(ev.id, "got " .. #ev.data)
+  end
+end)
+"""
+
+
+class MemoryNearTheCap(ConfabTest):
+    def test_a_message_that_does_not_fit_fails_its_event_not_the_server(self):
+        # The event table used to be built outside the protected call: no memory for the
+        # message's string was an unprotected error, and Lua aborted the process.
+        srv = self.start("--hook-timeout", "5000", "--script-memory", "4M",
+                         script=self.script(HOARD_LUA))
+        a, b = self.client(srv), self.client(srv)
+        a.send("fill")
+        self.assertEqual(a.recv_raw(), "full")
+        a.send("x" * 60000)
+        srv.wait_log(r"hook message failed: .*not enough memory")
+        b.send("free")
+        self.assertEqual(b.recv_raw(), "freed")
+        a.send("x" * 60000)
+        self.assertEqual(a.recv_raw(), "got 60000")
 
 
 class Connect(ConfabTest):

@@ -313,7 +313,7 @@ while true do n = n + 1 end
 EATS_MEMORY = """local confab = require "confab"
 confab.on("message", function(ev) confab.send(ev.id, "v3 " .. ev.data) end)
 local t = {}
-for i = 1, 1e8 do t[i] = ("x"):rep(64) .. i end
+for i = 1, 1e8 do t[i] = ("x"):rep(1 << 20) .. i end  -- big pieces: the cap, not the clock
 """
 
 
@@ -637,8 +637,87 @@ class LoadLimits(ConfabTest):
         self.assertOneLineFailure(r, r"(?i)time limit")
 
 
+    def test_check_with_a_looping_finalizer_exits_2(self):
+        # A __gc runs with hooks off: one that loops hung --check (and reload, and exit) for good.
+        path = self.script("""local t = setmetatable({}, {__gc = function() while true do end end})
+""", "start.lua")
+        r = run_confab("--check", path)
+        self.assertOneLineFailure(r, r"start\.lua:1: .*__gc")
+
+
 # ---------------------------------------------------------------------------------------------
-# 6. The sandbox through the real binary (the full list is in spec/unit/script_test.c)
+# 6. What a hostile script cannot do to the server
+
+HOSTILE_LUA = """local confab = require "confab"
+local function spin() while true do end end
+local function busy(s) local t0 = os.clock() while os.clock() - t0 < s do end end
+confab.on("message", function(ev)
+  if ev.data == "xpcall" then
+    confab.send(ev.id, "spinning")
+    xpcall(spin, spin)             -- the handler runs with hooks off once the abort is raised
+    confab.send(ev.id, "escaped")
+  elseif ev.data == "storm" then
+    -- 200 timers of 40 ms each every millisecond: 8 s of timer work per pass of the loop.
+    local told = false
+    for i = 1, 200 do
+      confab.every(0.001, function()
+        if not told then told = true confab.send(ev.id, "stormed") end
+        busy(0.04)
+      end)
+    end
+    confab.send(ev.id, "storming")
+  else
+    confab.send(ev.id, "echo " .. ev.data)
+  end
+end)
+"""
+
+SLOW_GOODBYES_LUA = """local confab = require "confab"
+confab.on("message", function(ev) confab.send(ev.id, "echo " .. ev.data) end)
+confab.on("disconnect", function()
+  local t0 = os.clock() while os.clock() - t0 < 1.9 do end    -- just inside --hook-timeout
+end)
+"""
+
+
+class Hostile(ConfabTest):
+    def test_xpcall_handler_cannot_escape_the_time_limit(self):
+        srv = self.start("--hook-timeout", "50", script=self.script(HOSTILE_LUA))
+        a, b = self.client(srv), self.client(srv)
+        a.send("xpcall")
+        self.assertEqual(a.recv_raw(), "spinning")
+        wait_lines(srv, r"hook message failed: .*time limit", 1)
+        b.send("after")
+        self.assertEqual(b.recv_raw(), "echo after")
+        a.send("again")
+        self.assertEqual(a.recv_raw(), "echo again")  # never "escaped"
+
+    def test_a_timer_storm_does_not_starve_the_clients(self):
+        srv = self.start("--hook-timeout", "50", script=self.script(HOSTILE_LUA))
+        a, b = self.client(srv), self.client(srv)
+        a.send("storm")
+        self.assertEqual(a.recv_raw(), "storming")
+        self.assertEqual(a.recv_raw(), "stormed")  # the timers run
+        for n in range(5):
+            b.send("ping %d" % n)
+            self.assertEqual(b.recv_raw(), "echo ping %d" % n)
+
+    def test_sigterm_ends_the_server_within_its_grace_whatever_the_hooks_take(self):
+        # Six disconnect hooks of 1.9 s each (all within --hook-timeout) would take 11 s.
+        srv = self.start("--hook-timeout", "2000", script=self.script(SLOW_GOODBYES_LUA),
+                         check_exit=False)
+        clients = [self.client(srv) for _ in range(6)]
+        for n, c in enumerate(clients):
+            c.send("hi %d" % n)
+            self.assertEqual(c.recv_raw(), "echo hi %d" % n)
+        srv.signal(signal.SIGTERM)
+        rc = srv.wait_exit(2 * WAIT)
+        self.assertEqual(rc, 1)
+        self.assertRegex(srv.log, r"still not stopped after the grace period")
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. The sandbox through the real binary (the full list is in spec/unit/script_test.c)
 
 SANDBOX_LUA = """local confab = require "confab"
 local MARK = "@MARK@"
