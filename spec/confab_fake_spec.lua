@@ -380,6 +380,25 @@ describe("confab_fake", function()
     end)
   end)
 
+  describe("urldecode", function()
+    -- The same cases as spec/unit/urldecode_test.c (the C core's confab.urldecode).
+    it("decodes like the core", function()
+      local c = confab_fake.new():load(script("return {}")).confab
+      for _, case in ipairs{
+        { "", false, "" }, { "red", false, "red" },
+        { "%E7%BA%A2%E8%89%B2", false, "红色" }, { "caf%c3%a9", false, "café" },
+        { "a%2Fb", false, "a/b" }, { "%2541", false, "%41" }, { "%00x", false, "\0x" },
+        { "a+b", false, "a+b" }, { "a+b%2B", true, "a b+" },
+      } do
+        assert.equal(case[3], c.urldecode(case[1], case[2]), case[1])
+      end
+      for _, bad in ipairs{ "%", "%4", "abc%", "%zz", "%%41", "%4g" } do
+        assert.same({ nil, "bad escape" }, { c.urldecode(bad) }, bad)
+      end
+      assert.has_error(function() c.urldecode({}) end)
+    end)
+  end)
+
   describe("history", function()
     it("keeps the last N per room with increasing ids", function()
       local c = confab_fake.new{ history = 3 }:load(script("return {}")).confab

@@ -176,8 +176,20 @@ describe("examples/pathrooms.lua", function()
     assert.same({ "lobby" }, fake.confab.rooms_of(a))
   end)
 
+  it("decodes the percent-encoded path: /ws/%E7%BA%A2%E8%89%B2 is the room 红色", function()
+    local a = fake:connect{ path = "/ws/%E7%BA%A2%E8%89%B2" }
+    local b = fake:connect{ path = "/ws/" .. "红色" }       -- a client that did not encode
+    local c = fake:connect{ path = "/ws/caf%C3%A9" }
+    assert.same({ "红色" }, fake.confab.rooms_of(a))
+    fake:message(b, "你好")
+    assert.same({ "你好" }, fake:sent(a))
+    assert.same({ "café" }, fake.confab.rooms_of(c))
+  end)
+
   it("refuses other paths", function()
-    for _, path in ipairs{ "/other", "/ws/a/b", "/ws/bad%20name", "/ws/" .. string.rep("x", 65) } do
+    for _, path in ipairs{ "/other", "/ws/a/b", "/ws/bad%20name", "/ws/" .. string.rep("x", 65),
+                           "/ws/%E7%BA", "/ws/%zz", "/ws/a%2Fb", "/ws/%E2%80%AEevil", "/ws/%00",
+                           "/ws/%C2%A0" } do
       local id, reason = fake:connect{ path = path }
       assert.is_nil(id, path)
       assert.matches("no such room", reason)

@@ -9,6 +9,7 @@
 #include "hub.h"
 #include "log.h"
 #include "script_int.h"
+#include "urldecode.h"
 #include "utf8.h"
 
 /* confab.on(name, fn [, priority]) */
@@ -444,6 +445,7 @@ static const luaL_Reg confab_funcs[] = {
     {"log", l_log},
     {"after", script_timer_after},
     {"every", script_timer_every},
+    {"urldecode", script_urldecode},
     {NULL, NULL},
 };
 

@@ -94,3 +94,19 @@ class Examples(ConfabTest):
         self.assertEqual(r.status, 403, r)
         self.assertIn(b"no such room", r.body)
 
+    def test_pathrooms_decodes_a_percent_encoded_room(self):
+        # What a browser sends for new WebSocket("ws://host/ws/红色"): confab.urldecode at work.
+        srv = self.start(script=example("pathrooms.lua"))
+        red1 = self.client(srv, "/ws/%E7%BA%A2%E8%89%B2")
+        red2 = self.client(srv, "/ws/%e7%ba%a2%e8%89%b2")
+        other = self.client(srv, "/ws/%E7%BA%A2")  # 红, another room
+        red1.send("你好")
+        self.assertEqual(red2.recv_raw(), "你好")
+        other.send("only 红")
+        self.assertEqual(other.recv_raw(), "only 红")
+        self.assertEqual(red1.recv_raw(), "你好")  # its own echo, and nothing from 红
+        for bad in ("/ws/%E7%BA", "/ws/%zz", "/ws/a%2Fb"):
+            r, conn, _ = handshake(srv.port, path=bad)
+            conn.close()
+            self.assertEqual(r.status, 403, (bad, r))
+

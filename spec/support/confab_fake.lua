@@ -426,6 +426,16 @@ function Fake:_module(gen)
     return { cancel = function() t.active = false end }
   end
 
+  -- Like src/urldecode.c: "%XX" becomes a byte, "+" a space when form is true.
+  function confab.urldecode(str, form)
+    str = check_string("urldecode", 1, str)
+    for pos in str:gmatch("()%%") do
+      if not str:find("^%x%x", pos + 1) then return nil, "bad escape" end
+    end
+    if form then str = str:gsub("+", " ") end   -- first, so that "%2B" stays "+"
+    return (str:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+  end
+
   function confab.after(seconds, fn) return timer("after", seconds, fn, false) end
   function confab.every(seconds, fn) return timer("every", seconds, fn, true) end
 
