@@ -27,6 +27,7 @@ BUILD   ?= build
 # Everything but main.c goes into a library the unit tests link against.
 CORE    := log config frame utf8 outq conn hub deadline http handshake webroot static ws script sandbox \
 	confab_lib script_timer script_limit server watch
+CORE    += paths urldecode
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
@@ -39,7 +40,8 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	libhttp-parser-dev:/usr/include/http_parser.h uthash-dev:/usr/include/uthash.h \
 	python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py \
 	python3-websocket:/usr/lib/python3/dist-packages/websocket/__init__.py \
-	chromium:/usr/bin/chromium nodejs:node npm:npm
+	chromium:/usr/bin/chromium nodejs:node npm:npm \
+	fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
 .PHONY: all deps run test unit-test bench clean
 all: $(BUILD)/confab

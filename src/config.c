@@ -8,13 +8,14 @@
 #include <string.h>
 
 #include "log.h"
+#include "paths.h"
 
 void config_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->port = 8080;
-    cfg->script_path = "scripts/chat.lua";
-    cfg->web_dir = "web";
+    cfg->script_path = NULL;   /* resolved by config_resolve_paths */
+    cfg->web_dir = NULL;
     cfg->ws_path = "/ws";
     cfg->handshake_timeout = 5;
     cfg->ping_interval = 54;
@@ -35,8 +36,10 @@ static const char usage[] =
     "usage: confab [options]\n"
     "  --addr HOST:PORT          listen address (default :8080, which is every interface:\n"
     "                            use 127.0.0.1:8080 for this machine only; port 0 picks one)\n"
-    "  --script FILE             Lua script with the chat's hooks (default scripts/chat.lua)\n"
-    "  --web DIR                 static files served at / (default web)\n"
+    "  --script FILE             Lua script with the chat's hooks (default: scripts/chat.lua of\n"
+    "                            the data directory below)\n"
+    "  --web DIR                 static files served at / (default: the script's page FILE.web/\n"
+    "                            beside it if there is one, else web/ of the data directory)\n"
     "  --ws-path PATH            WebSocket endpoint (default /ws)\n"
     "  --allow-origin LIST|*     browser origins allowed besides the server's own, e.g.\n"
     "                            https://chat.example.com (comma list, or * for any). Own:\n"
@@ -59,7 +62,9 @@ static const char usage[] =
     "  --script-memory BYTES     memory cap of the Lua state (default 64M)\n"
     "  --watch                   reload the script when its file changes (SIGHUP always does)\n"
     "  --check FILE              load FILE as a script, report errors, exit 0 or 2\n"
-    "  --log-level LEVEL         debug, info, warn or error (default info)\n"
+    "  --log-level LEVEL         debug, info, warn or error (default info); lines marked\n"
+    "                            \"note\" (listening, stopped) are always printed\n"
+    "  --pid-file FILE           write the process id to FILE at start, remove it at exit\n"
     "  --help, --version\n";
 
 /* "64K", "1M", "1048576" → bytes. */
@@ -136,6 +141,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
 
         if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
             fputs(usage, stdout);
+            printf("data directory (found from this binary, not the current directory):\n  %s\n",
+                   paths_data_dir());
             return 1;
         }
         if (strcmp(flag, "--version") == 0) {
@@ -167,7 +174,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
                     IS("--history") || IS("--history-memory") || IS("--history-age") ||
                     IS("--attr-memory") || IS("--hook-timeout") || IS("--script-memory") ||
-                    IS("--check") || IS("--log-level");
+                    IS("--check") || IS("--log-level") || IS("--pid-file");
         if (!known) {
             snprintf(err, errlen, "unknown option '%s' (see --help)", name);
             return -1;
@@ -220,6 +227,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             bad = parse_size(val, &cfg->script_memory) || cfg->script_memory < 1024 * 1024;
         else if (IS("--check"))
             cfg->check_path = val;
+        else if (IS("--pid-file"))
+            bad = val[0] ? (cfg->pid_file = val, 0) : -1;
         else if (IS("--log-level"))
             bad = log_parse_level(val, &lv) < 0 ? -1 : (cfg->log_level = (int)lv, 0);
 #undef IS
@@ -229,4 +238,14 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
         }
     }
     return 0;
+}
+
+void config_resolve_paths(struct config *cfg)
+{
+    if (!cfg->script_path)
+        cfg->script_path = paths_default_script();
+    if (!cfg->web_dir) {
+        cfg->script_page = paths_script_page(cfg->script_path);
+        cfg->web_dir = cfg->script_page ? cfg->script_page : paths_default_web();
+    }
 }

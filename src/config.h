@@ -9,8 +9,10 @@
 struct config {
     char host[256];            /* listen host; "" means every address */
     int port;                  /* 0 picks an ephemeral port */
-    const char *script_path;   /* Lua script with the hooks */
-    const char *web_dir;       /* static files served at / */
+    const char *script_path;   /* Lua script with the hooks (NULL: the default, see paths.h) */
+    const char *web_dir;       /* static files served at / (NULL: the script's page or default) */
+    char *script_page;         /* the script's own page directory when it is web_dir (malloc'd) */
+    const char *pid_file;      /* --pid-file FILE, or NULL */
     const char *ws_path;       /* WebSocket endpoint; sub-paths "/ws/..." are accepted too */
     const char *allow_origin;  /* NULL: only the server's own origins (handshake.h); "*": any;
                                 * else a comma list of origins allowed besides those */
@@ -39,5 +41,9 @@ void config_defaults(struct config *cfg);
 /* Applies argv to cfg. Returns 0 to go on serving, 1 when --help or --version was printed
  * (exit 0), -1 on a bad flag or value with a one-line reason in err (exit 2). */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Fills the paths not given on the command line: the default script, then the script's page
+ * (paths_script_page) or the default web directory. Call after config_parse. */
+void config_resolve_paths(struct config *cfg);
 
 #endif

@@ -1,4 +1,6 @@
 /* confab: flags, signals, the loop. */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +87,30 @@ static void raise_fd_limit(void)
     }
 }
 
+/* --pid-file: the process id and a newline, written before the "listening" line so whoever reads
+ * that line finds the file. Returns 0, or -1 with a reason in err. */
+static int pid_file_write(const char *path, char *err, size_t errlen)
+{
+    char line[32];
+    int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, line, (size_t)n) != n) {
+        snprintf(err, errlen, "cannot write pid file '%s': %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Removes the pid file, if one was written. */
+static void pid_file_remove(void)
+{
+    if (cfg.pid_file)
+        unlink(cfg.pid_file);
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -103,6 +129,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "confab: %s\n", err);
         return 2;
     }
+    config_resolve_paths(&cfg);
     log_threshold = (enum log_level)cfg.log_level;
     signal(SIGPIPE, SIG_IGN);
 
@@ -128,7 +155,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "confab: %s\n", err);
         return 2;
     }
-    log_info("confab %s: script %s loaded, web %s", CONFAB_VERSION, cfg.script_path, cfg.web_dir);
+    log_info("confab %s: script %s loaded, web %s%s", CONFAB_VERSION, cfg.script_path, cfg.web_dir,
+             cfg.script_page ? " (the script's own page)" : "");
     /* Signals are watched before the "listening" line: whoever reads it may signal at once. */
     ev_signal sigint, sigterm, sighup;
     ev_signal_init(&sigint, on_stop_signal, SIGINT);
@@ -137,8 +165,13 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &sigint);
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sighup);
+    if (cfg.pid_file && pid_file_write(cfg.pid_file, err, sizeof err) < 0) {
+        fprintf(stderr, "confab: %s\n", err);
+        return 2;
+    }
     if (server_start(loop, &cfg, err, sizeof err) < 0) {
         fprintf(stderr, "confab: %s\n", err);
+        pid_file_remove();
         return 2;
     }
     hub_set_limits(loop, &(struct hub_limits){cfg.history_memory, cfg.history_age, cfg.attr_memory,
@@ -146,6 +179,7 @@ int main(int argc, char **argv)
 
     if (cfg.watch && watch_start(loop, cfg.script_path, on_script_changed, err, sizeof err) < 0) {
         fprintf(stderr, "confab: %s\n", err);
+        pid_file_remove();
         return 2;
     }
 
@@ -156,6 +190,8 @@ int main(int argc, char **argv)
     script_shutdown();
     hub_shutdown();
     webroot_free();
+    free(cfg.script_page);
+    pid_file_remove();
     log_flush();
     log_notice("stopped");
     return 0;

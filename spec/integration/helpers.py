@@ -79,7 +79,8 @@ def ws_accept(key):
 class Server:
     """One confab process listening on an ephemeral loopback port; stderr is collected."""
 
-    def __init__(self, *flags, script=CHAT, web=WEB, wait_listening=True, preexec_fn=None):
+    def __init__(self, *flags, script=CHAT, web=WEB, wait_listening=True, preexec_fn=None,
+                 cwd=REPO):
         argv = [BIN, "--addr", "127.0.0.1:0"]
         if script is not None:
             argv += ["--script", script]
@@ -93,7 +94,7 @@ class Server:
         self.stopped = False
         self.port = None
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, cwd=REPO, preexec_fn=preexec_fn)
+                                     stderr=subprocess.PIPE, cwd=cwd, preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -631,10 +632,12 @@ class ConfabTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
     def start(self, *flags, script=CHAT, web=WEB, check_exit=True, wait_listening=True,
-              preexec_fn=None):
+              preexec_fn=None, cwd=REPO):
         """Starts confab with flags; returns once it listens (unless wait_listening=False).
-        preexec_fn runs in the child before exec (e.g. to lower its limits)."""
-        srv = Server(*flags, script=script, web=web, wait_listening=False, preexec_fn=preexec_fn)
+        preexec_fn runs in the child before exec (e.g. to lower its limits); script or web None
+        leaves the flag out (the server's default applies); cwd is the server's directory."""
+        srv = Server(*flags, script=script, web=web, wait_listening=False, preexec_fn=preexec_fn,
+                     cwd=cwd)
         srv.check_exit = check_exit
         self.servers.append(srv)
         self.addCleanup(self._stop, srv)
