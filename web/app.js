@@ -137,6 +137,7 @@
     ws.onopen = () => { if (ws === S.ws) onOpen(); };
     ws.onmessage = (e) => { if (ws === S.ws) onFrame(e.data); };
     ws.onclose = () => { if (ws === S.ws) onClose(); };
+    window.confabPlain?.watch(ws);   // plain.js: plain mode for scripts that are not chat.lua
   }
 
   function send(obj) {
@@ -163,7 +164,7 @@
     }
     if (Object.keys(rooms).length) msg.resume = { epoch: Number(epoch) || 0, rooms };
     if (!S.everWelcomed) loginStatus(`Signing in as ${S.wantName}…`);
-    send(msg);
+    if (send(msg)) window.confabPlain?.helloSent(S.ws, JSON.stringify(msg));
   }
 
   function onClose() {
