@@ -21,8 +21,9 @@
   const OPEN_FAILS = 2;             // failed opens before the page explains (about 1.5 s)
   const MAX_LINES = 2000;
   const RETRY_MS = 2000;
+  // Every type scripts/chat.lua sends (README, "Server to client"): keep in step with it.
   const CHAT_TYPES = new Set(['welcome', 'error', 'info', 'message', 'history', 'members', 'joined',
-    'left', 'renamed', 'dm', 'typing', 'rooms']);
+    'left', 'renamed', 'dm', 'dm_history', 'typing', 'rooms', 'ok']);
 
   let active = false;               // plain mode owns the page
   let ui = null;
