@@ -55,11 +55,16 @@
     return e;
   }
 
-  function build() {
-    if (ui) return ui;
+  // plain.css, added to the chat page on first use.
+  function styles() {
     if (!document.querySelector('link[href="plain.css"]')) {
       document.head.appendChild(h('link', { rel: 'stylesheet', href: 'plain.css' }));
     }
+  }
+
+  function build() {
+    if (ui) return ui;
+    styles();
     const why = h('p', { id: 'plain-why', className: 'plain-why' });
     const status = h('span', { id: 'plain-status', className: 'plain-status', role: 'status' });
     const reconnect = h('button', { type: 'button', id: 'plain-reconnect', hidden: true, textContent: 'Reconnect' });
@@ -167,6 +172,7 @@
   function offer() {
     const card = document.getElementById('login-form');
     if (!card || document.getElementById('plain-offer')) return;
+    styles();
     const path = h('input', { id: 'plain-path', value: new URL(wsURLOf()).pathname, spellcheck: false });
     path.setAttribute('aria-label', 'WebSocket path');
     const go = h('button', { type: 'button', id: 'plain-open', textContent: 'Open plain mode' });
