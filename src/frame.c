@@ -4,6 +4,8 @@
 #include <string.h>
 #include <wslay/wslay.h>
 
+#include "utf8.h"
+
 size_t frame_live;
 
 static struct frame *frame_alloc(size_t len)
@@ -62,7 +64,7 @@ struct frame *frame_ws(int opcode, const void *payload, size_t len)
         if (wslay_frame_context_init(&encoder, &cb, NULL) != 0)
             return NULL;
     }
-    struct frame *f = frame_alloc(len + 10);
+    struct frame *f = frame_alloc(len + FRAME_HEADER_MAX);
     if (!f)
         return NULL;
 
@@ -92,10 +94,9 @@ struct frame *frame_ws(int opcode, const void *payload, size_t len)
 
 struct frame *frame_ws_close(uint16_t code, const char *reason)
 {
-    uint8_t body[125];
-    size_t rlen = reason ? strlen(reason) : 0;
-    if (rlen > sizeof body - 2)
-        rlen = sizeof body - 2;
+    uint8_t body[2 + FRAME_CLOSE_REASON_MAX];
+    size_t rlen = reason ? strnlen(reason, FRAME_CLOSE_REASON_MAX) : 0;
+    rlen = utf8_valid_prefix(reason, rlen);
     body[0] = (uint8_t)(code >> 8);
     body[1] = (uint8_t)code;
     if (rlen)

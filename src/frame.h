@@ -13,7 +13,13 @@ struct frame {
 };
 
 /* WebSocket opcodes the server sends. */
-enum { FRAME_TEXT = 0x1, FRAME_BINARY = 0x2, FRAME_CLOSE = 0x8, FRAME_PING = 0x9 };
+enum { FRAME_TEXT = 0x1, FRAME_BINARY = 0x2, FRAME_CLOSE = 0x8, FRAME_PING = 0x9, FRAME_PONG = 0xA };
+
+/* Largest header of a server frame (no mask): what a frame adds to its payload. */
+#define FRAME_HEADER_MAX 10
+
+/* Longest close reason: a control frame's 125 bytes minus the status code. */
+#define FRAME_CLOSE_REASON_MAX 123
 
 /* A frame of len bytes whose contents the caller fills in. Returns NULL when out of memory. */
 struct frame *frame_new(size_t len);
@@ -26,7 +32,10 @@ struct frame *frame_bytes(const void *data, size_t len);
  * encoded by wslay. Returns NULL when out of memory or len is too large. */
 struct frame *frame_ws(int opcode, const void *payload, size_t len);
 
-/* A close frame with a status code and a reason (cut to fit a control frame). */
+/* A close frame with a status code and a reason. The reason is cut to what may go out: at most
+ * FRAME_CLOSE_REASON_MAX bytes, at a character boundary, and before the first byte that is not
+ * well-formed UTF-8 (RFC 6455 5.5.1 and 8.1), so the peer never gets an invalid close. Code 0
+ * gives an empty close (no code, no reason). */
 struct frame *frame_ws_close(uint16_t code, const char *reason);
 
 static inline struct frame *frame_ref(struct frame *f)

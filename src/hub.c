@@ -389,7 +389,7 @@ int hub_send(struct conn *c, struct frame *f)
 {
     if (c->flags & CONN_CLOSE_SENT)
         return -1; /* nothing may follow a close frame */
-    if (c->out.bytes + f->len > hub.queue_limit) {
+    if (!outq_admit(&c->out, f->len, hub.queue_limit)) {
         hub.cb.overflow(c);
         return -1;
     }

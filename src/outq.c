@@ -3,6 +3,23 @@
 #include <assert.h>
 #include <stdlib.h>
 
+static size_t frame_max;
+
+void outq_set_frame_max(size_t len)
+{
+    frame_max = len;
+}
+
+int outq_admit(const struct outq *q, size_t len, size_t limit)
+{
+    if (q->count == 0)
+        return len <= frame_max || len + OUTQ_FRAME_COST <= limit;
+    /* What waits behind the first entry (the one being written, or next to be). */
+    const struct frame *first = q->items[q->head];
+    size_t behind = q->bytes - (first->len - q->off) + (size_t)(q->count - 1) * OUTQ_FRAME_COST;
+    return behind + len + OUTQ_FRAME_COST <= limit;
+}
+
 int outq_push(struct outq *q, struct frame *f)
 {
     if (q->count == q->cap) {
@@ -21,6 +38,22 @@ int outq_push(struct outq *q, struct frame *f)
     q->count++;
     q->bytes += f->len;
     return 0;
+}
+
+void outq_mark_pong(struct outq *q)
+{
+    q->pong = q->count;
+}
+
+int outq_replace_pong(struct outq *q, struct frame *f)
+{
+    if (q->pong == 0 || (q->pong == 1 && q->off > 0))
+        return 0; /* none, or already on the wire */
+    struct frame **slot = &q->items[(q->head + q->pong - 1) & (q->cap - 1)];
+    q->bytes = q->bytes - (*slot)->len + f->len;
+    frame_unref(*slot);
+    *slot = frame_ref(f);
+    return 1;
 }
 
 int outq_iov(const struct outq *q, struct iovec *iov, int max)
@@ -51,6 +84,8 @@ void outq_consume(struct outq *q, size_t n)
         q->off = 0;
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
+        if (q->pong)
+            q->pong--; /* 1 → 0: the pong itself went out */
         frame_unref(f);
     }
     /* Zero-length frames (never built today) would linger; the array goes once empty. */
@@ -70,6 +105,8 @@ void outq_drop_unsent(struct outq *q)
         frame_unref(f);
     }
     q->count = keep;
+    if (q->pong > keep)
+        q->pong = 0;
     if (keep == 0) {
         free(q->items);
         q->items = NULL;

@@ -1,5 +1,11 @@
 /* outq: a connection's queue of frames waiting to be written, drained by writev. The array of
- * entries exists only while something is queued, so an idle connection holds none. */
+ * entries exists only while something is queued, so an idle connection holds none.
+ *
+ * The queue's bound (outq_admit) is for peers that fall behind, not for one big frame: a frame
+ * carrying a message as large as the server accepts always goes into an empty queue, and the
+ * limit applies to what waits behind the frame being written, each frame counted with
+ * OUTQ_FRAME_COST bytes of bookkeeping so that a flood of tiny frames is bounded in memory, not
+ * only in payload bytes. At most one pong waits unsent: a newer one replaces it (RFC 6455 5.5.3). */
 #ifndef CONFAB_OUTQ_H
 #define CONFAB_OUTQ_H
 
@@ -9,17 +15,38 @@
 
 #include "frame.h"
 
+/* Bytes charged per queued frame besides its length: the frame's allocation (header, malloc
+ * overhead) and its slot in the ring, with the ring's doubling slack. */
+#define OUTQ_FRAME_COST 64
+
 struct outq {
     struct frame **items; /* ring of frame references; NULL while empty */
     uint32_t head;        /* index of the first entry */
     uint32_t count;       /* entries queued */
     uint32_t cap;         /* size of items, a power of two */
     uint32_t off;         /* bytes of the first entry already written */
+    uint32_t pong;        /* 1 + position (from head) of a pong not yet started, 0 if none */
     size_t bytes;         /* bytes queued and not yet written */
 };
 
+/* Sets the largest frame an empty queue always takes, even beyond the limit given to
+ * outq_admit: one carrying the largest message the server accepts (0 until set). */
+void outq_set_frame_max(size_t len);
+
+/* Whether a frame of len bytes may be queued under limit: always into an empty queue when len
+ * is at most the frame maximum (or the limit); otherwise only if what waits behind the first
+ * entry, with it, stays within limit (each frame counted with OUTQ_FRAME_COST). */
+int outq_admit(const struct outq *q, size_t len, size_t limit);
+
 /* Appends a new reference to f. Returns 0, or -1 when out of memory (nothing queued). */
 int outq_push(struct outq *q, struct frame *f);
+
+/* Marks the last entry as a pong that a newer pong may replace while it is not started. */
+void outq_mark_pong(struct outq *q);
+
+/* Replaces the frame of the pending pong (if one is queued and not started) by a new reference
+ * to f. Returns 1 when replaced, 0 when there is no such pong (push f instead). */
+int outq_replace_pong(struct outq *q, struct frame *f);
 
 /* Fills up to max iovecs with the queued bytes, in order. Returns the number filled. */
 int outq_iov(const struct outq *q, struct iovec *iov, int max);

@@ -869,6 +869,8 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     hub_init(cfg->send_queue, cfg->history, &hub_cb);
     static const struct ws_handlers ws_cb = {on_ws_message};
     ws_init(cfg->max_message, &ws_cb);
+    /* A reply as large as any message accepted always fits an empty queue. */
+    outq_set_frame_max(cfg->max_message + FRAME_HEADER_MAX);
 
     dl_init(loop, &srv.requests, cfg->handshake_timeout, on_request_timeout);
     dl_init(loop, &srv.silence, cfg->pong_timeout, on_silence_timeout);

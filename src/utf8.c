@@ -2,9 +2,9 @@
 
 #include <stdint.h>
 
-int utf8_valid(const void *s, size_t len)
+size_t utf8_valid_prefix(const void *s, size_t len)
 {
-    const uint8_t *p = s, *end = p + len;
+    const uint8_t *start = s, *p = start, *end = p + len;
     while (p < end) {
         uint8_t c = *p;
         if (c < 0x80) {
@@ -28,15 +28,20 @@ int utf8_valid(const void *s, size_t len)
             else if (c == 0xF4)
                 hi = 0x8F; /* above U+10FFFF */
         } else
-            return 0;
+            return (size_t)(p - start);
         if ((size_t)(end - p) <= need)
-            return 0;
+            return (size_t)(p - start);
         if (p[1] < lo || p[1] > hi)
-            return 0;
+            return (size_t)(p - start);
         for (size_t i = 2; i <= need; i++)
             if ((p[i] & 0xC0) != 0x80)
-                return 0;
+                return (size_t)(p - start);
         p += need + 1;
     }
-    return 1;
+    return len;
+}
+
+int utf8_valid(const void *s, size_t len)
+{
+    return utf8_valid_prefix(s, len) == len;
 }

@@ -8,4 +8,8 @@
 /* Returns 1 when the len bytes at s are well-formed UTF-8, 0 otherwise. */
 int utf8_valid(const void *s, size_t len);
 
+/* The length of the longest well-formed prefix of the len bytes at s: where the first invalid
+ * or incomplete sequence starts (len when all of it is valid). */
+size_t utf8_valid_prefix(const void *s, size_t len);
+
 #endif

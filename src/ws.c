@@ -5,79 +5,142 @@
 #include <wslay/wslay.h>
 
 #include "hub.h"
+#include "utf8.h"
+
+/* The largest unit the boundary scan gathers: a frame header with a 64-bit length and a mask key
+ * (14 bytes) followed by a control frame's largest payload (125). */
+#define UNIT_MAX (14 + 125)
+/* First size of the reassembly buffer; it doubles from there, up to --max-message. */
+#define MSG_MIN_CAP 1024
 
 struct ws_conn {
     wslay_event_context_ptr ctx;
     struct conn *conn;
-    const uint8_t *in;   /* bytes being fed */
+    const uint8_t *in;     /* bytes being fed, not yet taken */
     size_t in_len;
-    uint64_t fed;        /* bytes handed to wslay */
-    uint64_t framed;     /* bytes of frames wslay finished */
-    uint64_t frame_size; /* header + payload of the frame in progress */
-    uint16_t fail_code;  /* 1002 when we answer a violation wslay answers badly (see ws_feed) */
-    uint8_t fragmented;  /* a data message's final frame has not come yet */
-    uint8_t fin;
-    uint8_t opcode;
+    /* The boundary scan (on_recv): a data frame's header is handed to wslay whole, its payload
+     * straight from the input; a control frame is gathered whole first, so that wslay never
+     * gets it in two pieces. */
+    uint8_t unit[UNIT_MAX]; /* header or whole control frame being gathered */
+    uint8_t unit_len;      /* bytes of it gathered */
+    uint8_t unit_pos;      /* bytes of a complete unit already handed to wslay */
+    uint8_t unit_ready;    /* the unit is complete */
+    uint64_t unit_pass;    /* payload bytes that follow the unit (a data frame's) */
+    uint64_t pass;         /* payload bytes of the current data frame still to hand over */
+    uint64_t fed;          /* bytes handed to wslay */
+    uint64_t framed;       /* bytes of frames wslay finished */
+    uint64_t frame_size;   /* header + payload of the frame in progress */
+    /* The message being reassembled. */
+    uint8_t *msg;
+    size_t msg_len, msg_cap;
+    uint16_t fail_code;    /* our verdict (1002, 1007, 1009): stop and close with it */
+    uint8_t oom;           /* an allocation failed in a callback */
+    uint8_t fragmented;    /* a data message's final frame has not come yet */
+    uint8_t fin, opcode;   /* of the frame in progress */
+    uint8_t binary;        /* of the message in progress */
 };
 
 static size_t max_message;
 static struct ws_handlers handlers;
 size_t ws_live;
 
+/* The bytes the unit starting with the `have` bytes at b needs in all: its header, and for a
+ * control frame of legal size its payload too. *pass gets the payload length of a data frame
+ * (or of an oversized control frame, which wslay refuses at its header). */
+static size_t unit_need(const uint8_t *b, size_t have, uint64_t *pass)
+{
+    *pass = 0;
+    if (have < 2)
+        return 2;
+    unsigned len7 = b[1] & 0x7f;
+    size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    size_t head = 2 + ext + ((b[1] & 0x80) ? 4 : 0);
+    if (have < head)
+        return head;
+    uint64_t len = len7;
+    if (ext) {
+        len = 0;
+        for (size_t i = 0; i < ext; i++)
+            len = len << 8 | b[2 + i];
+    }
+    if ((b[0] & 0x08) && len <= 125)
+        return head + (size_t)len;
+    *pass = len;
+    return head;
+}
+
 static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                        void *user)
 {
     struct ws_conn *w = user;
-    if (w->in_len == 0 || w->fail_code) {
+    size_t n = 0;
+    /* Once the connection fails or the server closed it, nothing more is read. */
+    while (!w->fail_code && !(w->conn->flags & CONN_CLOSE_SENT) && n < len) {
+        if (w->pass) {
+            size_t take = w->in_len < len - n ? w->in_len : len - n;
+            if (take > w->pass)
+                take = (size_t)w->pass;
+            if (take == 0)
+                break;
+            memcpy(buf + n, w->in, take);
+            w->in += take;
+            w->in_len -= take;
+            w->pass -= take;
+            n += take;
+        } else if (w->unit_ready) {
+            size_t left = (size_t)(w->unit_len - w->unit_pos);
+            /* wslay asks for bytes only once its 4 KB buffer is nearly empty: a unit never has
+             * to be split unless it shares the hand-over with bytes before it. */
+            if (left > len - n && n > 0)
+                break;
+            size_t take = left < len - n ? left : len - n;
+            memcpy(buf + n, w->unit + w->unit_pos, take);
+            w->unit_pos += (uint8_t)take;
+            n += take;
+            if (w->unit_pos == w->unit_len) {
+                w->pass = w->unit_pass;
+                w->unit_ready = 0;
+                w->unit_len = w->unit_pos = 0;
+            }
+        } else if (w->in_len) {
+            uint64_t pass;
+            size_t need = unit_need(w->unit, w->unit_len, &pass);
+            while (w->unit_len < need && w->in_len) {
+                size_t take = need - w->unit_len < w->in_len ? need - w->unit_len : w->in_len;
+                memcpy(w->unit + w->unit_len, w->in, take);
+                w->unit_len += (uint8_t)take;
+                w->in += take;
+                w->in_len -= take;
+                need = unit_need(w->unit, w->unit_len, &pass);
+            }
+            if (w->unit_len == need) {
+                w->unit_ready = 1;
+                w->unit_pass = pass;
+            }
+        } else {
+            break;
+        }
+    }
+    if (n == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < w->in_len ? len : w->in_len;
-    memcpy(buf, w->in, n);
-    w->in += n;
-    w->in_len -= n;
     w->fed += n;
     return (ssize_t)n;
 }
 
-/* wslay's control frames (pong, close) join the connection's queue like any other frame. wslay
- * hands over a frame's header and payload separately (WSLAY_MSG_MORE between them): they are
- * gathered here and queued as one. After the server sent its own close, nothing may follow it,
- * so wslay's close reply is dropped. */
-static uint8_t stage[256];
-static size_t stage_len;
-
-static int stage_flush(struct conn *c)
-{
-    if (stage_len == 0)
-        return 0;
-    struct frame *f = frame_bytes(stage, stage_len);
-    stage_len = 0;
-    if (!f)
-        return -1;
-    if (!(c->flags & CONN_CLOSE_SENT))
-        hub_send(c, f);
-    frame_unref(f);
-    return 0;
-}
-
+/* wslay's own pongs and closes are not sent: the core answers with its own (send_pong, and
+ * the close frame ws_feed queues). */
 static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
                        void *user)
 {
-    struct ws_conn *w = user;
-    if (w->fail_code)
-        return (ssize_t)len; /* our own close replaces whatever wslay wanted to say */
-    /* Only control frames pass here (at most 2 + 125 bytes): data frames bypass wslay. */
-    if ((stage_len + len > sizeof stage && stage_flush(w->conn) < 0) || len > sizeof stage)
-        goto fail;
-    memcpy(stage + stage_len, data, len);
-    stage_len += len;
-    if (!(flags & WSLAY_MSG_MORE) && stage_flush(w->conn) < 0)
-        goto fail;
     return (ssize_t)len;
-fail:
-    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-    return -1;
+}
+
+static void fail(struct ws_conn *w, uint16_t code)
+{
+    if (!w->fail_code)
+        w->fail_code = code;
 }
 
 static void on_frame_start(wslay_event_context_ptr ctx,
@@ -89,6 +152,43 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     w->frame_size = len + 2 + 4 + (len < 126 ? 0 : len <= 0xFFFF ? 2 : 8);
     w->fin = arg->fin;
     w->opcode = arg->opcode;
+    if (wslay_is_ctrl_frame(arg->opcode))
+        return;
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
+        w->binary = arg->opcode == WSLAY_BINARY_FRAME;
+        w->msg_len = 0;
+    }
+    /* wslay checks each frame against the limit; the message is the sum of its fragments. */
+    if (len > max_message - w->msg_len)
+        fail(w, WSLAY_CODE_MESSAGE_TOO_BIG);
+}
+
+/* Appends a piece of a data frame's payload to the message, growing the buffer by doubling
+ * (never past --max-message: on_frame_start refused anything longer). */
+static void on_frame_chunk(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user)
+{
+    struct ws_conn *w = user;
+    if (w->fail_code || wslay_is_ctrl_frame(w->opcode) || arg->data_length == 0)
+        return;
+    size_t need = w->msg_len + arg->data_length;
+    if (need > w->msg_cap) {
+        size_t cap = w->msg_cap ? w->msg_cap * 2 : MSG_MIN_CAP;
+        if (cap > max_message)
+            cap = max_message;
+        if (cap < need)
+            cap = need;
+        uint8_t *p = realloc(w->msg, cap);
+        if (!p) {
+            w->oom = 1;
+            fail(w, 1011);
+            return;
+        }
+        w->msg = p;
+        w->msg_cap = cap;
+    }
+    memcpy(w->msg + w->msg_len, arg->data, arg->data_length);
+    w->msg_len = need;
 }
 
 static void on_frame_end(wslay_event_context_ptr ctx, void *user)
@@ -99,20 +199,54 @@ static void on_frame_end(wslay_event_context_ptr ctx, void *user)
         w->fragmented = !w->fin;
 }
 
+/* Answers a ping at once, so the pong goes ahead of whatever the message in progress will
+ * bring. A pong still waiting in the queue is replaced by the new one (RFC 6455 5.5.3: a
+ * pong may answer only the most recent ping), so pings from a peer that never reads cost
+ * nothing more. */
+static void send_pong(struct ws_conn *w, const uint8_t *data, size_t len)
+{
+    struct conn *c = w->conn;
+    if (c->flags & CONN_CLOSE_SENT)
+        return;
+    struct frame *f = frame_ws(FRAME_PONG, data, len);
+    if (!f) {
+        w->oom = 1;
+        return;
+    }
+    if (!outq_replace_pong(&c->out, f) && hub_send(c, f) == 0)
+        outq_mark_pong(&c->out);
+    frame_unref(f);
+}
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                    void *user)
 {
     struct ws_conn *w = user;
     if (w->fail_code)
         return;
-    /* A one-byte close payload has half a status code: wslay echoes an empty close. */
-    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
-        w->fail_code = WSLAY_CODE_PROTOCOL_ERROR;
-        return;
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+    case WSLAY_BINARY_FRAME: {
+        /* wslay passes no payload in no-buffering mode: the message is ours. */
+        size_t n = w->msg_len;
+        w->msg_len = 0;
+        handlers.message(w->conn, w->binary, w->msg, n);
+        break;
     }
-    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
-        handlers.message(w->conn, arg->opcode == WSLAY_BINARY_FRAME, arg->msg, arg->msg_length);
-    /* Pings are answered by wslay; pongs only prove the peer is alive, which any byte does. */
+    case WSLAY_PING:
+        send_pong(w, arg->msg, arg->msg_length);
+        wslay_event_send(ctx); /* drops wslay's own pong now, not one per ping at the end */
+        break;
+    case WSLAY_CONNECTION_CLOSE:
+        /* A one-byte payload has half a status code: wslay would echo an empty close. */
+        if (arg->msg_length == 1)
+            fail(w, WSLAY_CODE_PROTOCOL_ERROR);
+        else if (arg->msg_length > 2 && !utf8_valid(arg->msg + 2, arg->msg_length - 2))
+            fail(w, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA);
+        break;
+    default:
+        break; /* pongs only prove the peer is alive, which any byte does */
+    }
 }
 
 void ws_init(size_t max, const struct ws_handlers *h)
@@ -125,6 +259,7 @@ void ws_free(struct conn *c)
 {
     if (c->ws) {
         wslay_event_context_free(c->ws->ctx);
+        free(c->ws->msg);
         free(c->ws);
         c->ws = NULL;
         ws_live--;
@@ -139,6 +274,7 @@ static struct ws_conn *ws_get(struct conn *c)
         .recv_callback = on_recv,
         .send_callback = on_send,
         .on_frame_recv_start_callback = on_frame_start,
+        .on_frame_recv_chunk_callback = on_frame_chunk,
         .on_frame_recv_end_callback = on_frame_end,
         .on_msg_recv_callback = on_msg,
     };
@@ -149,11 +285,32 @@ static struct ws_conn *ws_get(struct conn *c)
         free(w);
         return NULL;
     }
+    wslay_event_config_set_no_buffering(w->ctx, 1);
     wslay_event_config_set_max_recv_msg_length(w->ctx, max_message);
     w->conn = c;
     c->ws = w;
     ws_live++;
     return w;
+}
+
+static const char *fail_reason(uint16_t code)
+{
+    switch (code) {
+    case WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA: return "invalid UTF-8";
+    case WSLAY_CODE_MESSAGE_TOO_BIG: return "message too big";
+    default: return "protocol error";
+    }
+}
+
+/* Queues the close frame that ends c; returns code. */
+static int queue_close(struct conn *c, uint16_t code, const char *reason)
+{
+    struct frame *f = frame_ws_close(code, reason);
+    if (!f)
+        return -1;
+    hub_send(c, f);
+    frame_unref(f);
+    return code;
 }
 
 int ws_feed(struct conn *c, const uint8_t *data, size_t len)
@@ -164,36 +321,35 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
     w->in = data;
     w->in_len = len;
     int rc = wslay_event_recv(w->ctx);
+    if (w->oom)
+        return -1;
     /* wslay's frame layer reports the RFC violations it finds in a header (a fragmented or long
-     * control frame) as a callback failure and queues an empty close; we answer with the proper
-     * 1002 instead. Everything else (masking, opcodes, UTF-8, sizes, close codes) wslay answers
-     * itself, with the right code. */
-    if (rc == WSLAY_ERR_CALLBACK_FAILURE && !w->fail_code)
-        w->fail_code = WSLAY_CODE_PROTOCOL_ERROR;
-    else if (rc != 0 && rc != WSLAY_ERR_CALLBACK_FAILURE)
+     * control frame, a length with the top bit set) as a callback failure. */
+    if (rc == WSLAY_ERR_CALLBACK_FAILURE)
+        fail(w, WSLAY_CODE_PROTOCOL_ERROR);
+    else if (rc != 0)
         return -1;
-    if (wslay_event_send(w->ctx) != 0 || stage_flush(c) < 0)
-        return -1;
+    wslay_event_send(w->ctx); /* discards what wslay queued (on_send) */
 
-    if (w->fail_code) {
-        uint16_t code = w->fail_code;
-        struct frame *f = frame_ws_close(code, "protocol error");
-        if (!f)
+    if (w->fail_code)
+        return queue_close(c, w->fail_code, fail_reason(w->fail_code));
+    if (wslay_event_get_close_received(w->ctx)) {
+        /* Echo the peer's code (RFC 6455 5.5.1), without its reason. 1005: it had none. */
+        uint16_t code = wslay_event_get_status_code_received(w->ctx);
+        if (queue_close(c, code == WSLAY_CODE_NO_STATUS_RCVD ? 0 : code, NULL) < 0)
             return -1;
-        hub_send(c, f);
-        frame_unref(f);
         return code;
     }
-    if (wslay_event_get_close_received(w->ctx)) {
-        uint16_t code = wslay_event_get_status_code_received(w->ctx);
-        /* 1005: the peer's close had no status code. */
-        return code ? code : WSLAY_CODE_NO_STATUS_RCVD;
+    if (wslay_event_get_close_sent(w->ctx)) {
+        /* wslay failed the connection (masking, opcodes, UTF-8, close codes, frame size). */
+        uint16_t code = wslay_event_get_status_code_sent(w->ctx);
+        if (code == WSLAY_CODE_NO_STATUS_RCVD)
+            code = WSLAY_CODE_PROTOCOL_ERROR;
+        return queue_close(c, code, fail_reason(code));
     }
-    if (wslay_event_get_close_sent(w->ctx))
-        return wslay_event_get_status_code_sent(w->ctx);
 
-    /* Every byte fed made whole frames and no message is half-way: nothing is kept. */
-    if (w->framed == w->fed && !w->fragmented)
+    /* Every byte made whole frames and no message is half-way: nothing is kept. */
+    if (w->framed == w->fed && !w->fragmented && w->unit_len == 0 && w->pass == 0)
         ws_free(c);
     return 0;
 }

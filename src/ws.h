@@ -1,9 +1,17 @@
-/* ws: WebSocket framing of incoming bytes through wslay's event API: reassembly of fragments,
- * control frames (pong replies, the close handshake), RFC 6455 checks, UTF-8 validation of text
- * (1007) and the message size limit (1009). The wslay context (about 9 KB) exists only while a
- * message is in progress: it is created when bytes arrive and freed when they all made whole
- * messages, so an idle connection holds none. Outgoing data frames bypass wslay's queue: they are
- * shared frames (frame.h) in the connection's own queue, and wslay's control frames join them. */
+/* ws: WebSocket framing of incoming bytes through wslay's event API. wslay parses frames and
+ * checks them (masking, reserved bits, opcodes and their order, control frame rules, UTF-8 of
+ * text, close codes); the core adds what must not be left to it:
+ *   - memory: wslay buffers nothing of data messages (no-buffering mode); fragments are
+ *     reassembled here into one buffer that grows with what arrived, never past --max-message
+ *     (wslay would keep every fragment as its own allocation: 94x the limit);
+ *   - replies: wslay's own pongs and closes are discarded. A ping is answered at once with a pong
+ *     of ours, ahead of any reply to the message it interrupted, and an unsent pong is replaced
+ *     by a newer one (outq.h); closes carry a checked code and a valid UTF-8 reason;
+ *   - control frames reach wslay whole, never split between reads (wslay checks a close reason's
+ *     UTF-8 correctly only then), which a boundary scan of the byte stream ensures; the reason
+ *     is checked again here.
+ * The wslay context (about 9 KB) exists only while a message is in progress: it is created when
+ * bytes arrive and freed when they all made whole messages, so an idle connection holds none. */
 #ifndef CONFAB_WS_H
 #define CONFAB_WS_H
 
@@ -21,8 +29,9 @@ struct ws_handlers {
 void ws_init(size_t max_message, const struct ws_handlers *handlers);
 
 /* Feeds bytes read from c's socket. Returns 0 while the WebSocket stays open; a close code > 0
- * once it is closing: the peer's close was received (the reply is queued), or wslay failed the
- * connection (its close frame is queued: 1002, 1007 or 1009); -1 when out of memory. */
+ * once it is closing, its close frame queued: the peer's close was received (its code is echoed;
+ * 1005 when it had none), or the connection failed (1002 protocol error, 1007 invalid UTF-8,
+ * 1009 message too big); -1 when out of memory. */
 int ws_feed(struct conn *c, const uint8_t *data, size_t len);
 
 /* Releases c's framing state. */

@@ -1,8 +1,11 @@
 """A client that never reads is cut off by --send-queue; the others keep every message."""
 
+import os
 import re
+from unittest import mock
 
-from helpers import RELAY_LUA, ConfabTest, OP_CLOSE
+import procfs
+from helpers import ECHO_LUA, OP_BINARY, OP_CLOSE, OP_TEXT, RELAY_LUA, ConfabTest, encode_frame
 
 MSG = 16 * 1024   # bytes per message
 CHUNK = 8         # messages sent before the fast readers catch up
@@ -56,3 +59,50 @@ class SlowReader(ConfabTest):
         slow.wait_eof()
         self.assertTrue(re.search(r"slow", srv.log, re.I))
 
+
+
+class BigFrames(ConfabTest):
+    """Issue 7: the queue bound is for peers that fall behind, not for one big frame; and a
+    flood of tiny replies is bounded in memory, not only in payload bytes."""
+
+    def serve(self, *flags):
+        with mock.patch.dict(os.environ, procfs.asan_env()):
+            return self.start(*flags, script=self.script(ECHO_LUA))
+
+    def test_a_2mb_message_is_echoed_to_a_peer_that_reads(self):
+        # --send-queue stays at its 1 MB default: the echo goes into an empty queue.
+        srv = self.serve("--max-message", "16M")
+        ws = self.raw(srv)
+        big = os.urandom(2 * 1024 * 1024)
+        ws.send_frame(OP_BINARY, big)
+        self.assertEqual(ws.recv_message(timeout=30), (OP_BINARY, big))
+        ws.send_text("and after it")
+        self.assertEqual(ws.recv_text(), "and after it")
+        self.assertIsNone(srv.find_log(r"slow consumer"))
+
+    def test_a_peer_that_does_not_read_big_echoes_is_cut_off_1008(self):
+        srv = self.serve("--max-message", "16M")
+        ws = self.raw(srv, rcvbuf=4096)
+        one = encode_frame(OP_BINARY, b"z" * (2 * 1024 * 1024))
+        procfs.send_all_nonblocking(ws.sock, one * 8)
+        srv.wait_log(r"slow consumer", timeout=30)
+        last = None
+        while True:  # what it still gets ends with the close
+            f = ws.recv_frame(timeout=30)
+            if f is None or f.opcode == OP_CLOSE:
+                last = f
+                break
+        self.assertIsNotNone(last, "no close frame before EOF")
+        self.assertEqual(last.close_code, 1008, last)
+
+    def test_tiny_replies_to_a_peer_that_never_reads_are_bounded_in_memory(self):
+        # 1-byte messages echoed as 3-byte frames: under a 1 MB queue limit counted in payload
+        # bytes alone, 350,000 frames (13 MB) were queued before the cut-off.
+        srv = self.serve()
+        ws = self.raw(srv, rcvbuf=4096)
+        before = procfs.status_kb(srv.pid, "VmRSS")
+        procfs.send_all_nonblocking(ws.sock, encode_frame(OP_TEXT, "x") * (16 * 1024 * 1024 // 7))
+        procfs.await_server_read_all(srv, ws.sock, timeout=30)
+        srv.wait_log(r"slow consumer")
+        grown = procfs.status_kb(srv.pid, "VmHWM") - before
+        self.assertLess(grown, 4096, "server memory grew %d kB for a 1 MB send queue" % grown)

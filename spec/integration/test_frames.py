@@ -1,8 +1,11 @@
 """WebSocket framing against an echo script: limits, UTF-8, protocol errors, fragmentation,
 ping/pong and keep-alive, the close handshake. Frames are made by hand on a raw socket."""
 
+import os
 import time
+from unittest import mock
 
+import procfs
 from helpers import (ECHO_LUA, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                      ConfabTest, close_payload, encode_frame)
 
@@ -169,3 +172,110 @@ class Frames(ConfabTest):
         self.assertGreater(elapsed, 1.0)
         self.assertLess(elapsed, 5.0)
 
+
+
+class HostileFrames(ConfabTest):
+    """Issue 7: memory per connection bounded by the limits whatever the peer sends, pongs ahead
+    of replies, close reasons always valid UTF-8."""
+
+    def serve(self, *flags, script=ECHO_LUA):
+        with mock.patch.dict(os.environ, procfs.asan_env()):
+            return self.start(*flags, script=self.script(script))
+
+    def test_unfinished_fragments_cost_the_bytes_not_94_times_more(self):
+        # 65,000 one-byte fragments of a message never finished, on 4 connections: wslay kept
+        # each fragment as its own allocation (6.1 MB per connection for a 64 KB limit).
+        srv = self.serve("--max-message", "64K")
+        conns = [self.raw(srv) for _ in range(4)]
+        attack = encode_frame(OP_TEXT, "a", fin=False) + b"".join(
+            encode_frame(OP_CONT, "a", fin=False) for _ in range(64999))
+        before = procfs.status_kb(srv.pid, "VmRSS")
+        for ws in conns:
+            ws.send(attack + encode_frame(OP_PING, "sync"))
+        for ws in conns:  # the pong: everything before it was read
+            f = ws.recv_frame(timeout=30)
+            self.assertEqual((f.opcode, f.payload), (OP_PONG, b"sync"))
+        grown = procfs.status_kb(srv.pid, "VmRSS") - before
+        self.assertLess(grown, 4 * 512, "server RSS grew %d kB for 4 unfinished 64 KB messages"
+                        % grown)
+        ws = conns[0]  # and the message is still whole when it ends
+        ws.send_frame(OP_CONT, "b", fin=True)
+        self.assertEqual(ws.recv_text(timeout=10), "a" * 65000 + "b")
+
+    def test_pings_from_a_peer_that_never_reads_cost_one_pong(self):
+        # 16 MB of empty pings, the pongs never read: each unsent pong is replaced by the next
+        # (before: one 2-byte pong queued per ping, 20+ MB until the queue limit cut it off).
+        srv = self.serve()
+        ws = self.raw(srv, rcvbuf=4096)
+        before = procfs.status_kb(srv.pid, "VmRSS")
+        pings = encode_frame(OP_PING) * (16 * 1024 * 1024 // 6)
+        sent = procfs.send_all_nonblocking(ws.sock, pings)
+        self.assertEqual(sent, len(pings), "the server stopped reading the pings")
+        procfs.await_server_read_all(srv, ws.sock, timeout=30)
+        grown = procfs.status_kb(srv.pid, "VmHWM") - before
+        self.assertLess(grown, 4096, "server memory grew %d kB for 16 MB of pings" % grown)
+        self.assertIsNone(srv.find_log(r"slow consumer"))
+        # The peer reads at last: pongs, all of them for pings, then still an open connection.
+        ws.send_text("after")
+        self.assertEqual(ws.recv_message(timeout=30), (OP_TEXT, b"after"))
+
+    def test_pong_goes_out_before_the_reply_to_the_interrupted_message(self):
+        srv = self.serve()
+        ws = self.raw(srv)
+        ws.send(encode_frame(OP_TEXT, "Hel", fin=False) + encode_frame(OP_PING, "mid") +
+                encode_frame(OP_CONT, "lo", fin=True))  # one write: one read for the server
+        first, second = ws.recv_frame(), ws.recv_frame()
+        self.assertEqual((first.opcode, first.payload), (OP_PONG, b"mid"), (first, second))
+        self.assertEqual((second.opcode, second.payload), (OP_TEXT, b"Hello"))
+
+    def send_close_in_two_reads(self, srv, ws, code, reason, split):
+        frame = encode_frame(OP_CLOSE, close_payload(code, reason))
+        ws.send(frame[:split])
+        procfs.await_server_read_all(srv, ws.sock)
+        ws.send(frame[split:])
+
+    def assertValidClose(self, f, code):
+        self.assertIsNotNone(f, "no close frame")
+        self.assertEqual(f.close_code, code, f)
+        try:
+            f.payload[2:].decode("utf-8")
+        except UnicodeDecodeError as e:
+            self.fail("close reason is not UTF-8 (%s): %r" % (e, f.payload))
+        self.assertLessEqual(len(f.payload), 125)
+
+    def test_invalid_close_reason_in_a_separate_read_is_1007(self):
+        # The second read starts with the invalid bytes (wslay skipped the first two bytes of
+        # every piece of a close payload, and echoed the reason).
+        srv = self.serve()
+        ws = self.raw(srv)
+        self.send_close_in_two_reads(srv, ws, 1000, b"bye\xff\xfe!", 6 + 2 + 3)
+        f = ws.wait_close()
+        self.assertValidClose(f, 1007)
+        ws.wait_eof()
+
+    def test_valid_close_reason_split_mid_character_is_echoed(self):
+        srv = self.serve()
+        ws = self.raw(srv)
+        self.send_close_in_two_reads(srv, ws, 1000, "café".encode(), 6 + 2 + 4)  # é split
+        self.assertValidClose(ws.wait_close(), 1000)
+        ws.wait_eof()
+
+    def test_script_close_reasons_go_out_as_valid_utf8(self):
+        script = ECHO_LUA + """
+confab.on("message", function(ev)
+  if ev.data == "long" then confab.close(ev.id, 4000, string.rep("\\u{e9}", 100)) end
+  if ev.data == "bad" then confab.close(ev.id, 4001, "ok\\xff\\xfe more") end
+  if ev.data == "emoji" then confab.close(ev.id, 4002, string.rep("x", 120) .. "\\u{1F600}") end
+end)
+"""
+        srv = self.serve(script=script)
+        for text, code, reason in (("long", 4000, "é" * 61), ("bad", 4001, "ok"),
+                                   ("emoji", 4002, "x" * 120)):
+            with self.subTest(text=text):
+                ws = self.raw(srv)
+                ws.send_text(text)
+                f = ws.wait_close()
+                self.assertValidClose(f, code)
+                self.assertEqual(f.payload[2:].decode(), reason)
+                ws.send_close(code)
+                ws.wait_eof()

@@ -88,7 +88,7 @@ TEST(hub_broadcast_shares_one_frame)
 
 TEST(hub_queue_limit_cuts_off_slow_consumer)
 {
-    hub_init(100, 10, &cb);
+    hub_init(200, 10, &cb); /* the first frame, and behind it 200 bytes counting OUTQ_FRAME_COST each */
     struct conn *slow = test_conn_open(), *fast = test_conn_open();
     hub_join(slow, "r", 1);
     hub_join(fast, "r", 1);
@@ -96,7 +96,7 @@ TEST(hub_queue_limit_cuts_off_slow_consumer)
     overflow_calls = 0;
     CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 2);
     CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 2);
-    /* The third would pass 100 bytes queued: both overflow, nothing more is queued. */
+    /* The third would pass 200 bytes behind the first: both overflow, nothing more is queued. */
     CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 0);
     CHECK_INT(overflow_calls, 2);
     CHECK(slow->out.bytes <= 100);

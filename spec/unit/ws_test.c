@@ -4,6 +4,7 @@
 
 #include "hub.h"
 #include "test.h"
+#include "utf8.h"
 #include "ws.h"
 
 static void q_queued(struct conn *c) {}
@@ -222,5 +223,232 @@ TEST(ws_violations_wslay_answers_badly_get_1002)
     const uint8_t header[] = {0x82, 0xff, 0, 0, 0x01, 0, 0, 0, 0, 0, 1, 2, 3, 4, 'x'};
     CHECK_INT(ws_feed(c, header, sizeof header), 1009);
     CHECK_INT(queued_close_code(c), 1009);
+    teardown(c);
+}
+
+/* ---- memory, control frames and close reasons (issue 7) ---------------------------------- */
+
+/* Bytes of heap in use, from the allocator that is really in use. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN_HEAP 1
+#endif
+#endif
+#ifdef ASAN_HEAP
+#include <sanitizer/allocator_interface.h>
+static size_t heap_in_use(void)
+{
+    return __sanitizer_get_current_allocated_bytes();
+}
+#else
+#include <malloc.h>
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+#endif
+
+/* The i-th frame queued for c (from the front), or NULL. */
+static struct frame *queued(struct conn *c, uint32_t i)
+{
+    if (i >= c->out.count)
+        return NULL;
+    return c->out.items[(c->out.head + i) & (c->out.cap - 1)];
+}
+
+TEST(ws_unfinished_fragments_cost_at_most_the_message_limit)
+{
+    /* 65,000 one-byte fragments of a message that never ends: wslay kept each as its own
+     * allocation (6.1 MB for a 64 KB limit); reassembled in one buffer it is the bytes. */
+    enum { FRAGMENTS = 65000 };
+    struct conn *c = setup(65536);
+    static uint8_t buf[FRAGMENTS * 7];
+    size_t n = client_frame(buf, 0, 1, "a", 1, 1);
+    for (int i = 1; i < FRAGMENTS; i++)
+        n += client_frame(buf + n, 0, 0, "a", 1, 1);
+    size_t before = heap_in_use();
+    for (size_t off = 0; off < n; off += 65536) /* in reads of 64 KB, as the server reads */
+        CHECK_INT(ws_feed(c, buf + off, n - off < 65536 ? n - off : 65536), 0);
+    size_t grown = heap_in_use() - before;
+    CHECK(c->ws != NULL);
+    CHECK_INT(got.count, 0);
+    /* The message so far (65,000 bytes, in a buffer of at most 64 KB) and wslay's context. */
+    if (grown > 65536 + 32768) {
+        printf("    heap grew by %zu bytes for a 65,000-byte unfinished message\n", grown);
+        test_failed_checks++;
+    }
+    /* The last fragment completes it. */
+    n = client_frame(buf, 1, 0, "b", 1, 1);
+    CHECK_INT(ws_feed(c, buf, n), 0);
+    CHECK(got.count == 1 && got.len == FRAGMENTS + 1 && got.data[FRAGMENTS] == 'b');
+    CHECK(c->ws == NULL);
+    teardown(c);
+}
+
+TEST(ws_pings_keep_one_pong_waiting)
+{
+    /* A peer that sends pings and never reads: an unsent pong is replaced by the newest one,
+     * whose payload it carries (RFC 6455 5.5.3), in one read or across reads. */
+    struct conn *c = setup(1024);
+    static uint8_t buf[1000 * 10];
+    size_t n = 0;
+    for (int i = 0; i < 1000; i++) {
+        char p[4];
+        snprintf(p, sizeof p, "%03d", i);
+        n += client_frame(buf + n, 1, 9, p, 3, 1);
+    }
+    CHECK_INT(ws_feed(c, buf, n / 2), 0);
+    CHECK_INT(ws_feed(c, buf + n / 2, n - n / 2), 0);
+    CHECK_INT(c->out.count, 1);
+    struct frame *pong = queued(c, 0);
+    CHECK(pong && pong->len == 5 && pong->data[0] == 0x8a && memcmp(pong->data + 2, "999", 3) == 0);
+
+    /* Once a pong is on the wire, the next one queues behind it (and replaces no more). */
+    outq_consume(&c->out, 1);
+    n = client_frame(buf, 1, 9, "new", 3, 1);
+    CHECK_INT(ws_feed(c, buf, n), 0);
+    CHECK_INT(c->out.count, 2);
+    CHECK(memcmp(queued(c, 1)->data + 2, "new", 3) == 0);
+    teardown(c);
+}
+
+/* The message handler of the ordering test: replies at once, as an echo script does. */
+static void reply_at_once(struct conn *c, int binary, const uint8_t *data, size_t len)
+{
+    on_message(c, binary, data, len);
+    struct frame *f = frame_ws(FRAME_TEXT, data, len);
+    hub_send(c, f);
+    frame_unref(f);
+}
+
+TEST(ws_pong_goes_before_the_reply_to_the_interrupted_message)
+{
+    static const struct ws_handlers echo = {reply_at_once};
+    struct conn *c = setup(1024);
+    ws_init(1024, &echo);
+    uint8_t buf[64];
+    size_t n = client_frame(buf, 0, 1, "ab", 2, 1);
+    n += client_frame(buf + n, 1, 9, "p", 1, 1);
+    n += client_frame(buf + n, 1, 0, "cd", 2, 1);
+    CHECK_INT(ws_feed(c, buf, n), 0); /* all three frames in one read */
+    CHECK_INT(c->out.count, 2);
+    CHECK(queued(c, 0) && queued(c, 0)->data[0] == 0x8a);           /* pong "p" */
+    CHECK(queued(c, 1) && queued(c, 1)->data[0] == 0x81 &&
+          memcmp(queued(c, 1)->data + 2, "abcd", 4) == 0);           /* then the echo */
+    teardown(c);
+}
+
+/* Payload of the last close frame queued for c (after the code), length in *len; NULL if the
+ * last frame is not a close. */
+static const uint8_t *queued_close_reason(struct conn *c, size_t *len)
+{
+    struct frame *f = queued(c, c->out.count ? c->out.count - 1 : 0);
+    if (!f || f->data[0] != 0x88 || f->len < 4)
+        return NULL;
+    *len = f->len - 4;
+    return f->data + 4;
+}
+
+TEST(ws_close_reason_checked_whatever_the_reads)
+{
+    /* A close with a reason split between two reads at every possible point: an invalid
+     * reason is 1007 (never echoed), a valid one (a character cut by the split) is echoed. */
+    static const struct { const char *what; const char *reason; int code; } cases[] = {
+        {"invalid", "bye \xff\xfe bye", 1007},
+        {"overlong", "\xc0\xaf!", 1007},
+        {"valid", "caf\xc3\xa9 \xe2\x82\xac", 1000},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        uint8_t body[64], buf[80];
+        size_t rlen = strlen(cases[k].reason);
+        body[0] = 0x03;
+        body[1] = 0xe8;
+        memcpy(body + 2, cases[k].reason, rlen);
+        size_t n = client_frame(buf, 1, 8, body, rlen + 2, 1);
+        for (size_t split = 1; split < n; split++) {
+            struct conn *c = setup(1024);
+            int rc = ws_feed(c, buf, split);
+            if (rc == 0)
+                rc = ws_feed(c, buf + split, n - split);
+            size_t len = 0;
+            const uint8_t *reason = queued_close_reason(c, &len);
+            if (rc != cases[k].code || queued_close_code(c) != cases[k].code || !reason ||
+                !utf8_valid(reason, len)) {
+                printf("    %s reason split at %zu: feed %d, queued close %d\n", cases[k].what,
+                       split, rc, queued_close_code(c));
+                test_failed_checks++;
+            }
+            teardown(c);
+        }
+    }
+}
+
+TEST(ws_close_frames_carry_valid_utf8_within_123_bytes)
+{
+    /* Reasons from the script or the core: cut at a character boundary within 123 bytes, and
+     * before any byte that is not UTF-8. */
+    char reason[400];
+    reason[0] = '\0';
+    for (int i = 0; i < 100; i++)
+        strcat(reason, "\xc3\xa9"); /* 200 bytes of 'é' */
+    struct frame *f = frame_ws_close(4000, reason);
+    CHECK(f && f->data[0] == 0x88);
+    size_t len = f->data[1];
+    CHECK_INT(len, 2 + 122); /* 61 characters: the 62nd would end past 123 */
+    CHECK(utf8_valid(f->data + 4, len - 2));
+    frame_unref(f);
+
+    strcpy(reason, "x\xf0\x9f\x98\x80"); /* 'x' and a 4-byte character across byte 123 */
+    char longer[200];
+    memset(longer, 'a', 120);
+    strcpy(longer + 120, reason);
+    f = frame_ws_close(4000, longer);
+    CHECK_INT(f->data[1], 2 + 121);
+    frame_unref(f);
+
+    f = frame_ws_close(4001, "ok\xff\xfe and more");
+    CHECK(f->data[1] == 4 && memcmp(f->data + 4, "ok", 2) == 0);
+    frame_unref(f);
+}
+
+TEST(ws_length_with_top_bit_or_not_minimal_is_1002)
+{
+    static const uint8_t cases[][15] = {
+        /* 64-bit length with the most significant bit set (RFC 6455 5.2) */
+        {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 'x'},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct conn *c = setup(1024);
+        CHECK_INT(ws_feed(c, cases[i], sizeof cases[i]), 1002);
+        CHECK_INT(queued_close_code(c), 1002);
+        teardown(c);
+    }
+}
+
+TEST(ws_nothing_after_the_close_is_delivered_or_answered)
+{
+    /* Pipelined behind the peer's close: a message and a ping. Neither is delivered nor
+     * answered; only the close echo is queued. */
+    struct conn *c = setup(1024);
+    uint8_t buf[64];
+    const uint8_t body[] = {0x03, 0xe8};
+    size_t n = client_frame(buf, 1, 8, body, 2, 1);
+    n += client_frame(buf + n, 1, 1, "late", 4, 1);
+    n += client_frame(buf + n, 1, 9, "p", 1, 1);
+    CHECK_INT(ws_feed(c, buf, n), 1000);
+    CHECK_INT(got.count, 0);
+    CHECK_INT(c->out.count, 1);
+    CHECK_INT(queued_close_code(c), 1000);
+    teardown(c);
+
+    /* The server closed it (a script's confab.close): pings are no longer answered. */
+    c = setup(1024);
+    c->flags |= CONN_CLOSE_SENT;
+    n = client_frame(buf, 1, 9, "p", 1, 1);
+    ws_feed(c, buf, n);
+    CHECK_INT(c->out.count, 0);
     teardown(c);
 }

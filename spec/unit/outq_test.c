@@ -1,0 +1,82 @@
+/* The outbound queue alone: the bound (a big frame into an empty queue, the limit on what waits
+ * behind, bookkeeping counted per frame) and the one pending pong. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "outq.h"
+#include "test.h"
+
+TEST(outq_empty_queue_takes_a_frame_as_large_as_a_message)
+{
+    outq_set_frame_max(16 << 20);
+    struct outq q = {0};
+    /* A 2 MB frame under a 1 MB limit: refused only when something is already queued. */
+    CHECK(outq_admit(&q, 2 << 20, 1 << 20));
+    CHECK(!outq_admit(&q, (16 << 20) + 1, 1 << 20)); /* beyond the largest message: never */
+    struct frame *big = frame_new(2 << 20), *small = frame_new(100);
+    CHECK_INT(outq_push(&q, big), 0);
+    /* Behind the frame being written, the limit holds for what waits. */
+    CHECK(outq_admit(&q, 100, 1 << 20));
+    CHECK(!outq_admit(&q, 1 << 20, 1 << 20));
+    CHECK(!outq_admit(&q, 2 << 20, 1 << 20));
+    /* Partly written or not, the first frame is not counted against the limit. */
+    outq_consume(&q, 1000);
+    CHECK(outq_admit(&q, (1 << 20) - OUTQ_FRAME_COST, 1 << 20));
+    CHECK(!outq_admit(&q, (1 << 20) - OUTQ_FRAME_COST + 1, 1 << 20));
+    outq_clear(&q);
+    frame_unref(big);
+    frame_unref(small);
+    outq_set_frame_max(0);
+}
+
+TEST(outq_tiny_frames_are_counted_with_their_bookkeeping)
+{
+    /* 3-byte frames under a 64 KB limit: without the per-frame cost 21,845 would be taken
+     * (about 1 MB of allocations); with it, at most 65536 / 67 behind the first. */
+    struct outq q = {0};
+    struct frame *f = frame_bytes("\x81\x01x", 3);
+    int n = 0;
+    while (outq_admit(&q, f->len, 65536) && n < 100000) {
+        CHECK_INT(outq_push(&q, f), 0);
+        n++;
+    }
+    CHECK_INT(n, 1 + 65536 / (3 + OUTQ_FRAME_COST));
+    outq_clear(&q);
+    CHECK_INT(f->refs, 1);
+    frame_unref(f);
+}
+
+TEST(outq_one_pong_waits)
+{
+    struct outq q = {0};
+    struct frame *data = frame_bytes("data", 4), *p1 = frame_bytes("pong1", 5),
+                 *p2 = frame_bytes("pong-2", 6), *p3 = frame_bytes("p3", 2);
+    CHECK_INT(outq_replace_pong(&q, p1), 0); /* none queued yet */
+    outq_push(&q, data);
+    outq_push(&q, p1);
+    outq_mark_pong(&q);
+    outq_push(&q, data);
+    /* A newer pong takes the older one's place (and bytes), the queue keeps its order. */
+    CHECK_INT(outq_replace_pong(&q, p2), 1);
+    CHECK_INT(q.count, 3);
+    CHECK(q.items[(q.head + 1) & (q.cap - 1)] == p2);
+    CHECK_INT(q.bytes, 14);
+    CHECK_INT(p1->refs, 1);
+    /* Once written, there is no pong to replace; once it is the first entry and partly
+     * written, neither. */
+    outq_consume(&q, 4 + 3);
+    CHECK_INT(outq_replace_pong(&q, p3), 0);
+    outq_consume(&q, 3 + 1); /* the pong, and one byte of the data behind it */
+    CHECK_INT(outq_replace_pong(&q, p3), 0);
+    outq_push(&q, p3);
+    outq_mark_pong(&q);
+    outq_drop_unsent(&q); /* keeps the partly written first frame, drops the pong */
+    CHECK_INT(q.count, 1);
+    CHECK_INT(outq_replace_pong(&q, p1), 0);
+    outq_clear(&q);
+    CHECK(data->refs == 1 && p1->refs == 1 && p2->refs == 1 && p3->refs == 1);
+    frame_unref(data);
+    frame_unref(p1);
+    frame_unref(p2);
+    frame_unref(p3);
+}
