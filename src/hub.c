@@ -95,6 +95,12 @@ static size_t entry_cost(size_t len)
     return sizeof(struct hist_entry) + len + 1;
 }
 
+/* A room holding history is charged to the history budget too (it may have no member left). */
+static size_t room_cost(const struct room *r)
+{
+    return sizeof *r + strlen(r->name) + 1;
+}
+
 static size_t attr_cost(const struct attr *a)
 {
     size_t klen = strlen(a->key);
@@ -114,7 +120,8 @@ static void entry_drop(struct room *r)
     r->hist_first = e->next;
     if (!r->hist_first)
         r->hist_tail = NULL;
-    r->hist_len--;
+    if (--r->hist_len == 0)
+        hub.hist_bytes -= room_cost(r);
     if (e->id > r->hist_dropped)
         r->hist_dropped = e->id;
     if (e->older)
@@ -493,8 +500,8 @@ int hub_history_add(const char *name, size_t rlen, uint64_t id, const char *data
         room_release(r);
         return -1;
     }
-    size_t cost = entry_cost(len);
-    if (hub.history_cap == 0 || len > SIZE_MAX / 2 || cost > hub.lim.history_memory) {
+    size_t cost = entry_cost(len), rcost = room_cost(r);
+    if (hub.history_cap == 0 || len > SIZE_MAX / 2 || cost + rcost > hub.lim.history_memory) {
         /* Not stored: as if it were added and dropped at once. */
         r->hist_last = r->hist_dropped = id;
         room_release(r);
@@ -515,7 +522,7 @@ int hub_history_add(const char *name, size_t rlen, uint64_t id, const char *data
     if (r->hist_len >= hub.history_cap)
         entry_drop(r);
     r->pinned++; /* evicting its own last entries must not free the room */
-    while (hub.hist_bytes + cost > hub.lim.history_memory)
+    while (hub.hist_bytes + cost + (r->hist_len ? 0 : rcost) > hub.lim.history_memory)
         evict_oldest();
     r->pinned--;
     if (r->hist_tail)
@@ -523,7 +530,8 @@ int hub_history_add(const char *name, size_t rlen, uint64_t id, const char *data
     else
         r->hist_first = e;
     r->hist_tail = e;
-    r->hist_len++;
+    if (r->hist_len++ == 0)
+        hub.hist_bytes += rcost;
     r->hist_last = id;
     e->older = hub.newest;
     e->newer = NULL;

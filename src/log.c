@@ -127,8 +127,11 @@ static void write_line(enum log_level level, const char *msg, size_t len, int cu
 
 static void report_suppressed(struct site *s)
 {
-    char msg[64];
-    int n = snprintf(msg, sizeof msg, "%lu similar lines suppressed", s->suppressed);
+    char msg[160];
+    int n = snprintf(msg, sizeof msg, "%lu similar lines suppressed (\"%.100s\")", s->suppressed,
+                     s->fmt);
+    if (n >= (int)sizeof msg)
+        n = (int)sizeof msg - 1;
     s->suppressed = 0;
     lg.pending--;
     write_line(s->level, msg, (size_t)n, 0);

@@ -211,20 +211,24 @@ TEST(hub_history_memory_evicts_oldest_across_rooms)
     memset(text, 'x', sizeof text);
     limits(SIZE_MAX, 0, SIZE_MAX);
     CHECK_INT(hub_history_add("a", 1, 1, text, sizeof text), 0);
-    size_t one = hub_history_bytes(); /* one entry with its overhead */
-    CHECK(one > sizeof text && one < sizeof text + 200);
+    size_t first = hub_history_bytes(); /* an entry and its room */
+    CHECK_INT(hub_history_add("a", 1, 2, text, sizeof text), 0);
+    size_t one = hub_history_bytes() - first, room = first - one; /* an entry; a room */
+    CHECK(one > sizeof text && one < sizeof text + 100);
+    CHECK(room > 0 && room < 300);
     hub_shutdown();
     CHECK_INT(hub_history_bytes(), 0);
 
-    /* Room for 10 entries: 30 adds over rooms a, b, c (ids 1..10 each) keep the last 10. */
-    limits(10 * one, 0, SIZE_MAX);
+    /* Room for 10 entries in 3 rooms: 30 adds over a, b, c (ids 1..10 each) keep the last 10. */
+    size_t limit = 10 * one + 3 * room;
+    limits(limit, 0, SIZE_MAX);
     for (uint64_t id = 1; id <= 10; id++) {
         CHECK_INT(hub_history_add("a", 1, id, text, sizeof text), 0);
         CHECK_INT(hub_history_add("b", 1, id, text, sizeof text), 0);
         CHECK_INT(hub_history_add("c", 1, id, text, sizeof text), 0);
-        CHECK(hub_history_bytes() <= 10 * one);
+        CHECK(hub_history_bytes() <= limit);
     }
-    CHECK_INT(hub_history_bytes(), 10 * one);
+    CHECK_INT(hub_history_bytes(), limit);
     /* Added in the order a1 b1 c1 a2 ...: the survivors are a8.. b7.. c7.. (the last ten). */
     struct collect got = {0};
     CHECK_INT(hub_history_each("a", 1, 0, collect_entry, &got), 0);
@@ -254,9 +258,11 @@ TEST(hub_room_freed_when_empty_and_evicted_keeps_ids)
     hub_init(1 << 20, 100, &cb);
     limits(SIZE_MAX, 0, SIZE_MAX);
     CHECK_INT(hub_history_add("old", 3, 1, "m", 1), 0);
-    size_t one = hub_history_bytes();
-    limits(5 * one, 0, SIZE_MAX);
-    for (uint64_t id = 2; id <= 5; id++)
+    size_t first = hub_history_bytes();
+    CHECK_INT(hub_history_add("old", 3, 2, "m", 1), 0);
+    size_t one = hub_history_bytes() - first, room = first - one;
+    limits(5 * one + 2 * room, 0, SIZE_MAX); /* 5 entries in 2 rooms */
+    for (uint64_t id = 3; id <= 5; id++)
         CHECK_INT(hub_history_add("old", 3, id, "m", 1), 0);
     struct conn *a = test_conn_open();
     hub_join(a, "old", 3);
@@ -264,6 +270,8 @@ TEST(hub_room_freed_when_empty_and_evicted_keeps_ids)
     for (uint64_t id = 1; id <= 5; id++)
         CHECK_INT(hub_history_add("new", 3, id, "m", 1), 0);
     CHECK(hub_room("old", 3) != NULL);
+    CHECK_INT(hub_room("old", 3)->hist_len, 0);
+    CHECK_INT(hub_history_bytes(), 5 * one + room);
     CHECK_INT(hub_history_last("old", 3), 5);
     /* Leaving an empty-history room frees it; its last id is not forgotten. */
     test_conn_close(a);
@@ -422,4 +430,27 @@ TEST(hub_members_leave_in_any_order)
     for (int i = 0; i < N; i++)
         test_conn_close(m[i]);
     CHECK(hub_room("r", 1) == NULL);
+}
+
+/* Rooms that exist only for their history are paid for from the history budget too. */
+TEST(hub_history_memory_counts_rooms)
+{
+    hub_init(1 << 20, 100, &cb);
+    limits(10000, 0, SIZE_MAX);
+    char name[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof name, "room%d", i);
+        uint64_t id = hub_history_last(name, strlen(name)) + 1; /* a freed room's slot may */
+        CHECK_INT(hub_history_add(name, strlen(name), id, "m", 1), 0); /* have a last id */
+    }
+    CHECK(hub_history_bytes() <= 10000);
+    int kept = 0;
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof name, "room%d", i);
+        kept += hub_room(name, strlen(name)) != NULL;
+    }
+    CHECK(kept > 0 && (size_t)kept * (sizeof(struct room) + sizeof(struct hist_entry)) <= 10000);
+    CHECK(hub_room("room999", 7) != NULL && hub_room("room0", 5) == NULL);
+    hub_shutdown();
+    hub_set_limits(NULL, &no_limits);
 }

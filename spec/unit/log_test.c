@@ -93,7 +93,7 @@ TEST(log_rate_limits_a_flooding_site)
     fake_now = 101;
     hook_failed(0);
     fflush(f);
-    CHECK(strstr(buf, "error " "9950 similar lines suppressed\n") != NULL);
+    CHECK(strstr(buf, "error 9950 similar lines suppressed (\"hook %s failed: %s\")\n") != NULL);
     CHECK_INT(count_lines(buf), LOG_BURST + 3);
     /* Sustained flooding: LOG_RATE lines a second, whatever the rate of calls. */
     for (int s = 0; s < 10; s++) {
@@ -109,7 +109,7 @@ TEST(log_rate_limits_a_flooding_site)
     log_flush();
     fflush(f);
     CHECK_INT(count_lines(buf), lines + 1);
-    CHECK(strstr(buf + len - 40, "similar lines suppressed\n") != NULL);
+    CHECK(strstr(buf + len - 70, "similar lines suppressed (\"hook %s failed: %s\")\n") != NULL);
     /* Notices are never held back. */
     for (int i = 0; i < 200; i++)
         log_notice("stopped %d", i);
