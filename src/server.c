@@ -671,6 +671,9 @@ static int http_read(struct conn *c)
     int full = (size_t)n == h->cap - h->len;
     h->len += (size_t)n;
     http_process(c);
+    /* An idle keep-alive connection keeps no buffer. */
+    if (c->http && c->http->len == 0 && c->http->body.fd < 0)
+        http_free(c);
     return full;
 }
 

@@ -245,3 +245,30 @@ class Framing(ConfabTest):
         self.assertEqual(r.status, 404, r)
         r = get(srv.port, "/")
         self.assertEqual((r.status, r.body), (200, b"<p>ok</p>\n"))
+
+
+class LargeFiles(ConfabTest):
+    """A file body is read from disk as the peer drains it: a large file costs a connection one
+    chunk, whatever its size, and any size is served."""
+
+    def test_large_file_to_non_readers_is_bounded_and_arrives_whole(self):
+        web = os.path.join(self.tmp, "web")
+        os.makedirs(web)
+        body = os.urandom(1 << 20) * 8  # 8 MB
+        with open(os.path.join(web, "big.bin"), "wb") as f:
+            f.write(body)
+        srv = self.start("--send-queue", "256K", "--handshake-timeout", "60", web=web)
+        base = proc_status(srv.pid, "VmRSS")
+        readers = [self.conn(srv) for _ in range(10)]
+        for c in readers:
+            c.send("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(3):  # the requests above were handled before this one is answered
+            self.assertEqual(get(srv.port, "/big.bin", method="HEAD").status, 200)
+        held = proc_status(srv.pid, "VmRSS") - base
+        self.assertLess(held, 16 * 1024, "10 non-readers of an 8 MB file cost %d kB" % held)
+        for c in readers[:1]:
+            r = c.read_response()
+            self.assertEqual((r.status, len(r.body)), (200, len(body)), r)
+            self.assertTrue(r.body == body, "the body arrived changed")
+        peak = proc_status(srv.pid, "VmHWM") - base
+        self.assertLess(peak, 16 * 1024, "server peaked %d kB above its start" % peak)
