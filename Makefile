@@ -4,6 +4,7 @@
 #   make run      install what is missing, build, serve the chat on http://localhost:8080
 #   make test     install what is missing, build, run every suite; last line "N passed, N failed"
 #   make bench    build the load generator and print the benchmark table
+#   make install  PREFIX/bin/confab with its scripts and page in PREFIX/share/confab (PREFIX=/usr/local)
 #   make clean
 #
 # SANITIZE=1 builds everything with AddressSanitizer and UBSan.
@@ -43,7 +44,7 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	chromium:/usr/bin/chromium nodejs:node npm:npm \
 	fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
-.PHONY: all deps run test unit-test bench clean
+.PHONY: all deps run test unit-test bench clean install
 all: $(BUILD)/confab
 
 # Install only what is missing; apt-get update once, and only when something is.
@@ -88,6 +89,13 @@ test: deps all $(BUILD)/unit_tests
 
 bench: deps all $(BUILD)/loadgen
 	@bench/run $(BUILD)
+
+# PREFIX/bin/confab finds its script and page in PREFIX/share/confab (src/paths.c).
+PREFIX  ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/confab
+	install -m 755 $(BUILD)/confab $(DESTDIR)$(PREFIX)/bin/confab
+	cp -R scripts web $(DESTDIR)$(PREFIX)/share/confab/
 
 clean:
 	rm -rf build build-san

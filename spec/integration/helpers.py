@@ -80,8 +80,8 @@ class Server:
     """One confab process listening on an ephemeral loopback port; stderr is collected."""
 
     def __init__(self, *flags, script=CHAT, web=WEB, wait_listening=True, preexec_fn=None,
-                 cwd=REPO):
-        argv = [BIN, "--addr", "127.0.0.1:0"]
+                 cwd=REPO, bin=BIN):
+        argv = [bin, "--addr", "127.0.0.1:0"]
         if script is not None:
             argv += ["--script", script]
         if web is not None:

@@ -2,9 +2,10 @@
 itself (NAME.web/), --pid-file, and --help naming the data directory."""
 
 import os
+import shutil
 import signal
 
-from helpers import BIN, CHAT, EXAMPLES, REPO, WEB, ConfabTest, get, run_confab
+from helpers import BIN, CHAT, EXAMPLES, REPO, WEB, ConfabTest, Server, get, run_confab
 
 
 def read(path):
@@ -31,6 +32,23 @@ class DefaultPaths(ConfabTest):
         c = self.client(srv)
         c.send("x")
         self.assertEqual(c.recv_raw(), "ok")
+
+    def test_an_installed_binary_uses_prefix_share_confab(self):
+        # The layout of make install: PREFIX/bin/confab, PREFIX/share/confab/{scripts,web}.
+        prefix = os.path.join(self.tmp, "usr")
+        os.makedirs(os.path.join(prefix, "bin"))
+        shutil.copy2(BIN, os.path.join(prefix, "bin", "confab"))
+        share = os.path.join(prefix, "share", "confab")
+        shutil.copytree(os.path.join(REPO, "scripts"), os.path.join(share, "scripts"))
+        shutil.copytree(WEB, os.path.join(share, "web"))
+        with open(os.path.join(share, "web", "index.html"), "a") as f:
+            f.write("<!-- installed copy -->\n")
+        srv = Server(script=None, web=None, cwd=self.tmp, bin=os.path.join(prefix, "bin", "confab"))
+        srv.check_exit = True
+        self.servers.append(srv)
+        self.addCleanup(self._stop, srv)
+        self.assertTrue(get(srv.port, "/").body.endswith(b"<!-- installed copy -->\n"))
+        self.assertIn(os.path.join(share, "scripts", "chat.lua"), srv.log)
 
     def test_help_names_the_data_directory(self):
         r = run_confab("--help")
