@@ -152,6 +152,19 @@ describe("confab_fake", function()
       assert.same({}, fake.confab.members("r1"))
     end)
 
+    it("bounds rooms and attribute keys per connection like the core", function()
+      local fake = confab_fake.new():load(script(RECORDER))
+      local a = fake:connect()
+      for i = 1, 1024 do assert.is_true(fake.confab.join(a, "r" .. i)) end
+      assert.same({ nil, "too many rooms" }, { fake.confab.join(a, "one more") })
+      assert.is_false(fake.confab.join(a, "r1"))
+      for i = 1, 256 do assert.is_true(fake.confab.set(a, "k" .. i, i)) end
+      assert.same({ nil, "too many attributes" }, { fake.confab.set(a, "one more", 1) })
+      assert.is_true(fake.confab.set(a, "k1", "replaced"))
+      assert.is_true(fake.confab.set(a, "k2", nil))
+      assert.is_true(fake.confab.set(a, "one more", 1))
+    end)
+
     it("uses code 1006 when the client left without a close frame", function()
       local fake = confab_fake.new():load(script(RECORDER))
       local a = fake:connect()

@@ -91,6 +91,26 @@ class AttributeMemory(ConfabTest):
             self.fail("a's attributes were never released")
 
 
+COUNTS_LUA = """
+local confab = require "confab"
+confab.on("message", function(ev)
+  for i = 1, 1024 do assert(confab.join(ev.id, "r" .. i)) end
+  local _, room_err = confab.join(ev.id, "one more")
+  for i = 1, 256 do assert(confab.set(ev.id, "k" .. i, i)) end
+  local _, attr_err = confab.set(ev.id, "one more", 1)
+  confab.send(ev.id, room_err .. ", " .. attr_err)
+end)
+"""
+
+
+class PerConnectionCounts(ConfabTest):
+    def test_rooms_and_attribute_keys_per_connection_are_bounded(self):
+        srv = self.start(script=self.script(COUNTS_LUA))
+        c = self.client(srv)
+        c.send("go")
+        self.assertEqual(c.recv_raw(), "too many rooms, too many attributes")
+
+
 FAILING_LUA = """
 local confab = require "confab"
 confab.on("message", function(ev)

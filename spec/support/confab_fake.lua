@@ -283,6 +283,7 @@ function Fake:_module(gen)
     if not c then return nil, NO_SUCH end
     local r = fake.rooms[room]
     if r and r.set[id] then return false end
+    if #c.rooms >= 1024 then return nil, "too many rooms" end -- the core's HUB_ROOMS_PER_CONN
     if not r then
       r = { list = {}, set = {} }
       fake.rooms[room] = r
@@ -330,6 +331,11 @@ function Fake:_module(gen)
     end
     local c = fake.conns[id]
     if not c then return nil, NO_SUCH end
+    if value ~= nil and c.attrs[key] == nil then
+      local n = 0
+      for _ in pairs(c.attrs) do n = n + 1 end
+      if n >= 256 then return nil, "too many attributes" end -- the core's HUB_ATTRS_PER_CONN
+    end
     c.attrs[key] = value
     return true
   end
