@@ -5,6 +5,7 @@
 #   make test     install what is missing, build, run every suite; last line "N passed, N failed"
 #   make bench    build the load generator and print the benchmark table
 #   make install  PREFIX/bin/confab with its scripts and page in PREFIX/share/confab (PREFIX=/usr/local)
+#   make fuzz     build the libFuzzer harnesses and run each FUZZ_TIME seconds (spec/fuzz/fuzz.mk)
 #   make clean
 #
 # SANITIZE=1 builds everything with AddressSanitizer and UBSan.
@@ -42,7 +43,8 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py \
 	python3-websocket:/usr/lib/python3/dist-packages/websocket/__init__.py \
 	chromium:/usr/bin/chromium nodejs:node npm:npm \
-	fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+	fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc clang:clang \
+	libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 
 .PHONY: all deps run test unit-test bench clean install
 all: $(BUILD)/confab
@@ -84,7 +86,7 @@ run: deps all
 	$(BUILD)/confab --addr :8080 --script scripts/chat.lua --web web
 
 # Each suite prints its own "NAME: N passed, N failed"; spec/run prints the sum last.
-test: deps all $(BUILD)/unit_tests
+test: deps all $(BUILD)/unit_tests fuzz-build
 	@spec/run $(BUILD)
 
 bench: deps all $(BUILD)/loadgen
@@ -98,6 +100,7 @@ install: all
 	cp -R scripts web $(DESTDIR)$(PREFIX)/share/confab/
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
+include spec/fuzz/fuzz.mk
 -include $(wildcard $(BUILD)/*.d $(BUILD)/unit/*.d)
