@@ -8,10 +8,15 @@
  *     again after each read, so a head must not complete early or differently);
  *   - a 101 went to a GET with one Host and one valid key, chose a subprotocol the server offers
  *     and the client asked for, and its response is one well-formed head with no injected lines;
+ *   - a 101 with an Origin (unless the policy is "*") names the server's own host (its --addr
+ *     host, the address reached, loopback names on loopback) or an origin on the allow list, by
+ *     a parse of our own: Host never decides (DNS rebinding);
  *   - an error response is a well-formed head with a plain-text body. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <http_parser.h>
 
@@ -56,12 +61,76 @@ static void check_response(const struct frame *f, int status)
         FUZZ_CHECK(body == 0, "101 response with a body");
 }
 
+/* Is s (len bytes) equal to one of the NULL-terminated names, ignoring case? */
+static int one_of(const char *s, size_t len, const char *const *names)
+{
+    for (; *names; names++)
+        if (strlen(*names) == len && strncasecmp(s, *names, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Would the policy let this Origin through? Only "http[s]://HOST[:PORT]" with HOST one of the
+ * server's own, or the whole origin on the list. */
+static int origin_allowed(const struct http_str *o, const struct hs_config *cfg)
+{
+    const char *p = o->p, *end = o->p + o->len;
+    if (cfg->allow_origin) {
+        const char *list = cfg->allow_origin;
+        while (*list) {
+            while (*list == ' ' || *list == ',')
+                list++;
+            size_t n = strcspn(list, ",");
+            size_t m = n;
+            while (m && list[m - 1] == ' ')
+                m--;
+            if (m && m == o->len && strncasecmp(list, p, m) == 0)
+                return 1;
+            list += n;
+        }
+    }
+    if ((size_t)(end - p) > 7 && strncasecmp(p, "http://", 7) == 0)
+        p += 7;
+    else if ((size_t)(end - p) > 8 && strncasecmp(p, "https://", 8) == 0)
+        p += 8;
+    else
+        return 0;
+    const char *host_end;
+    if (*p == '[') {
+        host_end = memchr(p, ']', (size_t)(end - p));
+        if (!host_end)
+            return 0;
+        host_end++;
+    } else {
+        host_end = p;
+        while (host_end < end && *host_end != ':')
+            host_end++;
+    }
+    if (host_end < end) { /* a port: digits only */
+        if (*host_end != ':' || host_end + 1 == end)
+            return 0;
+        for (const char *d = host_end + 1; d < end; d++)
+            if (*d < '0' || *d > '9')
+                return 0;
+    }
+    size_t hlen = (size_t)(host_end - p);
+    char bracketed[80];
+    snprintf(bracketed, sizeof bracketed, "[%s]", cfg->local_addr ? cfg->local_addr : "");
+    const char *own[] = {cfg->listen_host && *cfg->listen_host ? cfg->listen_host : "\n",
+                         cfg->local_addr ? cfg->local_addr : "\n", bracketed, NULL};
+    static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]", NULL};
+    return one_of(p, hlen, own) || (cfg->local_loopback && one_of(p, hlen, loopback));
+}
+
 static void check_handshake(const struct http_request *req)
 {
     static const struct hs_config configs[] = {
-        {.allow_origin = NULL, .subprotocols = "chat, superchat"},
-        {.allow_origin = "*", .subprotocols = NULL},
-        {.allow_origin = "http://friend.test, https://chat.test:8443", .subprotocols = "v2.chat"},
+        {.allow_origin = NULL, .subprotocols = "chat, superchat", .listen_host = "chat.test",
+         .local_addr = "192.0.2.10"},
+        {.allow_origin = "*", .subprotocols = NULL, .local_addr = "127.0.0.1",
+         .local_loopback = 1},
+        {.allow_origin = "http://friend.test, https://chat.test:8443", .subprotocols = "v2.chat",
+         .listen_host = "", .local_addr = "::1", .local_loopback = 1},
     };
     for (size_t i = 0; i < sizeof configs / sizeof *configs; i++) {
         struct hs_result res;
@@ -82,6 +151,10 @@ static void check_handshake(const struct http_request *req)
         FUZZ_CHECK(key && key->len == 24 && http_header_count(req, "Sec-WebSocket-Key") == 1,
                    "101 without one 24-byte key");
         FUZZ_CHECK(strlen(res.accept) == 28, "accept key of %zu bytes", strlen(res.accept));
+        const struct http_str *origin = http_header(req, "Origin");
+        if (origin && !(configs[i].allow_origin && strcmp(configs[i].allow_origin, "*") == 0))
+            FUZZ_CHECK(origin_allowed(origin, &configs[i]), "101 for Origin '%.*s' (policy %zu)",
+                       (int)origin->len, origin->p, i);
         if (res.protocol[0]) {
             FUZZ_CHECK(configs[i].subprotocols && strstr(configs[i].subprotocols, res.protocol),
                        "subprotocol '%s' was not offered by the server", res.protocol);

@@ -38,6 +38,10 @@ http = [
     "GET /ws HTTP/1.1\r\nHost: chat.test\r\n" + UP + KV + "Origin: http://friend.test\r\n\r\n",
     "GET /ws HTTP/1.1\r\nHost: evil.example:8080\r\n" + UP + KV
     + "Origin: http://evil.example:8080\r\n\r\n",
+    "GET /ws HTTP/1.1\r\nHost: x\r\n" + UP + KV + "Origin: http://localhost:8080\r\n\r\n",
+    "GET /ws HTTP/1.1\r\nHost: x\r\n" + UP + KV + "Origin: https://[::1]:9\r\n\r\n",
+    "GET /ws HTTP/1.1\r\nHost: x\r\n" + UP + KV + "Origin: http://192.0.2.10\r\n\r\n",
+    "GET /ws HTTP/1.1\r\nHost: x\r\n" + UP + KV + "Origin: null\r\n\r\n",
     "POST /ws HTTP/1.1\r\nHost: h\r\n" + UP + KV + "Content-Length: 0\r\n\r\n",
     "GET /ws HTTP/1.0\r\nHost: h\r\n" + UP + KV + "\r\n",
     "GET /ws HTTP/1.1\r\n" + UP + KV + "\r\n",
