@@ -1,12 +1,15 @@
 /* fuzz_webroot: request paths through webroot.c against a temporary tree made at start-up. The
  * tree holds files inside the root, a sibling directory whose name starts like the root's, a
- * secret next to it, and symlinks that stay inside, lead outside, loop or climb.
+ * secret next to it, symlinks that stay inside, lead outside, loop or climb, and a FIFO (opening
+ * it for reading blocks until a writer comes; libFuzzer's own alarm interrupts it after a second
+ * or two, so a call that takes over a second is reported as blocking).
  * Checks, besides the sanitizers:
  *   - a path that opens gives a regular file that is one of the files really inside the root
  *     (by device and inode, collected without following symlinks), and /proc/self/fd says it
  *     lives under the root; never the secret, never the sibling;
  *   - a refusal is -400 or -404; a success names a content type;
- *   - no descriptor is leaked, whatever the outcome. */
+ *   - no descriptor is leaked, whatever the outcome;
+ *   - no path blocks the server (the call returns within a second). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fuzz_common.h"
@@ -105,10 +109,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     link_to("..", "web/sub/up");
     link_to("../..", "web/sub/deeper/upup");
     link_to("loop", "web/loop");
+    link_to("sub/fifo", "web/pipe");
     link_to("/etc/passwd", "web/passwd");
     link_to("/", "web/slash");
-
     char p[PATH_MAX], err[256];
+    snprintf(p, sizeof p, "%s/web/sub/fifo", base);
+    if (mkfifo(p, 0644) != 0)
+        fuzz_fail("mkfifo %s", p);
+
     snprintf(p, sizeof p, "%s/web", base);
     if (!realpath(p, root))
         fuzz_fail("realpath %s", p);
@@ -123,7 +131,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *ctype = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int fd = webroot_open((const char *)data, size, &ctype);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    FUZZ_CHECK(took < 1.0, "webroot_open blocked for %.1f s on '%.*s'", took, (int)size,
+               (const char *)data);
     if (fd < 0) {
         FUZZ_CHECK(fd == -400 || fd == -404, "webroot_open returned %d", fd);
     } else {
