@@ -85,8 +85,10 @@ struct frame *frame_ws(int opcode, const void *payload, size_t len)
             return NULL;
         }
         done += (size_t)n;
-        iocb.data = (const uint8_t *)payload + done;
-        iocb.data_length = len - done;
+        if (done < len) { /* (payload may be NULL when len is 0: no pointer arithmetic on it) */
+            iocb.data = (const uint8_t *)payload + done;
+            iocb.data_length = len - done;
+        }
     } while (done < len);
     building = NULL;
     return f;
@@ -96,7 +98,7 @@ struct frame *frame_ws_close(uint16_t code, const char *reason)
 {
     uint8_t body[2 + FRAME_CLOSE_REASON_MAX];
     size_t rlen = reason ? strnlen(reason, FRAME_CLOSE_REASON_MAX) : 0;
-    rlen = utf8_valid_prefix(reason, rlen);
+    rlen = rlen ? utf8_valid_prefix(reason, rlen) : 0;
     body[0] = (uint8_t)(code >> 8);
     body[1] = (uint8_t)code;
     if (rlen)
