@@ -122,9 +122,9 @@ streams = [
     frame(1, 9, b"p" * 126),
     frame(1, 8, b"\x03"),
     frame(1, 8, close(1005)),
-    # Invalid close reasons: whole only until ws.c refuses them in any chunking (FUZZ_FINDINGS.md).
-    (frame(1, 8, close(1000, b"\xff\xfe")), "whole"),
-    (frame(1, 8, close(1000, b"caf\xc3")), "whole"),
+    frame(1, 8, close(1000, b"\xff\xfe")),
+    frame(1, 8, close(1000, b"caf\xc3")),
+    frame(1, 1, b"y" * 200) + frame(1, 8, close(13500, b"\xbe\xbf\xc0\xc1\xc2"))[:9],
     b"\x82\xff\x00\x00\x01\x00\x00\x00\x00\x00\x01\x02\x03\x04x",
     frame(1, 1, b"a", rsv=4),
     frame(1, 10, b"pong"),
@@ -139,12 +139,9 @@ streams = [
     frame(1, 1, b"\xf4\x90\x80\x80"),
 ]
 for i, s in enumerate(streams):
-    whole_only = isinstance(s, tuple)
-    s = s[0] if whole_only else s
     settings = bytes([i % 4])
     write("ws", settings + chunks(s, 255))
-    if not whole_only:
-        write("ws", settings + chunks(s, 1 + i % 5))
+    write("ws", settings + chunks(s, 1 + i % 5))
 
 
 # ---- utf8: byte strings (utf8_test.c and the classic edge cases) --------------------------
