@@ -310,11 +310,15 @@ static void io_update(struct conn *c)
                  (c->flags & CONN_WANT_WRITE ? EV_WRITE : 0);
     if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == events)
         return;
+    /* Stopping a watcher drops its pending event, such as the read fed by read_pause: keep it. */
+    int pending = ev_clear_pending(srv.loop, &c->io);
     ev_io_stop(srv.loop, &c->io);
     if (events) {
         ev_io_set(&c->io, c->fd, events);
         ev_io_start(srv.loop, &c->io);
     }
+    if (pending)
+        ev_feed_event(srv.loop, &c->io, pending);
 }
 
 static void want_write(struct conn *c, int on)
