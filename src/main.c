@@ -136,6 +136,9 @@ int main(int argc, char **argv)
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     struct script_config scfg = {cfg.hook_timeout_ms, cfg.script_memory, now_ms()};
     script_init(loop, &scfg);
+    /* Before the script loads: what its main chunk stores in the hub is bounded too. */
+    hub_set_limits(loop, &(struct hub_limits){cfg.history_memory, cfg.history_age, cfg.attr_memory,
+                                              NULL});
 
     if (cfg.check_path) {
         if (script_check(cfg.check_path, err, sizeof err) < 0) {
@@ -174,8 +177,6 @@ int main(int argc, char **argv)
         pid_file_remove();
         return 2;
     }
-    hub_set_limits(loop, &(struct hub_limits){cfg.history_memory, cfg.history_age, cfg.attr_memory,
-                                              NULL});
 
     if (cfg.watch && watch_start(loop, cfg.script_path, on_script_changed, err, sizeof err) < 0) {
         fprintf(stderr, "confab: %s\n", err);
