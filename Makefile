@@ -30,6 +30,7 @@ BUILD   ?= build
 CORE    := log config frame utf8 outq conn hub deadline http handshake webroot static ws script sandbox \
 	confab_lib script_timer script_limit server watch
 CORE    += paths urldecode
+CORE    += pattern
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
