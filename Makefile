@@ -73,6 +73,9 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(CORE_OBJ)
 $(BUILD)/loadgen: bench/loadgen.c
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
+$(BUILD)/pattern_bench: bench/pattern.c $(BUILD)/pattern.o
+	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/%.o: src/%.c | $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -90,8 +93,9 @@ run: deps all
 test: deps all $(BUILD)/unit_tests fuzz-build
 	@spec/run $(BUILD)
 
-bench: deps all $(BUILD)/loadgen
+bench: deps all $(BUILD)/loadgen $(BUILD)/pattern_bench
 	@bench/run $(BUILD)
+	@$(BUILD)/pattern_bench
 
 # PREFIX/bin/confab finds its script and page in PREFIX/share/confab (src/paths.c).
 PREFIX  ?= /usr/local

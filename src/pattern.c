@@ -432,9 +432,9 @@ static size_t start_offset(lua_Integer pos, size_t len)
     return len - (size_t)(-pos);
 }
 
-/* The first occurrence of p (lp bytes) in s (ls bytes), or NULL: glibc's memmem (linear time),
- * over windows of CHUNK_BYTES start positions (or lp, if longer) with a charge for each, so the
- * check runs during a long search and the whole search stays linear. */
+/* The first occurrence of p (lp bytes) in s (ls bytes), or NULL: memchr for the first byte,
+ * then memcmp for the rest. Each memchr is limited to CHUNK_BYTES and charged for what it
+ * scanned, each candidate for the bytes it may compare. */
 static const char *plain_find(struct matcher *m, const char *s, size_t ls, const char *p,
                               size_t lp)
 {
@@ -442,13 +442,19 @@ static const char *plain_find(struct matcher *m, const char *s, size_t ls, const
         return s;
     if (lp > ls)
         return NULL;
-    size_t starts_total = ls - lp + 1, stride = lp > CHUNK_BYTES ? lp : CHUNK_BYTES;
-    for (size_t first = 0; first < starts_total; first += stride) {
-        size_t starts = starts_total - first < stride ? starts_total - first : stride;
-        charge(m, (starts + lp) / SCAN_BYTES);
-        const char *at = memmem(s + first, starts + lp - 1, p, lp);
-        if (at)
-            return at;
+    size_t first = 0, starts = ls - lp + 1; /* candidate starts left: first .. starts-1 */
+    while (first < starts) {
+        size_t window = starts - first < CHUNK_BYTES ? starts - first : CHUNK_BYTES;
+        const char *hit = memchr(s + first, p[0], window);
+        if (!hit) {
+            charge(m, window / SCAN_BYTES + 1);
+            first += window;
+            continue;
+        }
+        charge(m, (size_t)(hit - (s + first)) / SCAN_BYTES + 1 + lp / SCAN_BYTES);
+        if (memcmp(hit + 1, p + 1, lp - 1) == 0)
+            return hit;
+        first = (size_t)(hit - s) + 1;
     }
     return NULL;
 }
