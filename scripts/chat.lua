@@ -4,6 +4,15 @@
 -- message ids and history are the room history rings. The tables below are caches and rate-limit
 -- state that the `reload` hook rebuilds (or that may simply start afresh).
 --
+-- Identity (for users whose hello carries a `key`, as the page's does) also lives in history rings,
+-- under keys no room name can take (room names never contain "~"):
+--   "~k:KEY"  -> the user id (uid) first given to that key       (one entry)
+--   "~u:UID"  -> the names that uid has used, latest last          ("k NAME" keyed, "a NAME" not)
+--   "~n:SKEL" -> the uids that held a name (by skeleton), latest last
+--   "~p:UID"  -> the uids of the people UID has direct messages with
+--   "~d:A:B"  -> the direct messages between uids A < B (ids, resume: like a room)
+-- A uid is the connection id of the key's first connection: never reused while the server runs.
+--
 -- Cost model: a connection that sends nothing has no Lua state at all, and joins nothing before its
 -- hello. A room message is one cjson.encode and one confab.broadcast (the core encodes the frame
 -- once for every member).
@@ -12,6 +21,11 @@ local confab = require "confab"
 local cjson = require "cjson"
 
 local NAME_MAX = 24          -- characters
+local NAME_MAX_BYTES = 60    -- so that "~n:" .. name fits the core's 64-byte room names
+local KEY_MIN, KEY_MAX = 16, 60  -- a client's secret key: characters of [A-Za-z0-9_-]
+local CID_MAX = 40           -- a client-chosen request id: 1-40 characters of [A-Za-z0-9_-]
+local LEAVE_GRACE = 5        -- seconds a keyed user's rooms wait for a reconnect before "left"
+local DM_RESUME_MAX = 100    -- pairs listed in resume.dms
 local ROOM_MAX = 32          -- characters
 local ROOM_MAX_BYTES = 64    -- the core's limit on a room name
 local TEXT_MAX = 2000        -- characters
@@ -34,6 +48,11 @@ local member = {}    -- id -> { [room] = true } (mirror of the core's rooms_of, 
 local flood = {}     -- id -> { tokens =, at = } (created on a connection's first message)
 local typing = {}    -- id -> { [room] = ms of the last typing notice sent }
 local roster = {}    -- room -> { tokens =, at =, timer = } for members broadcasts
+local keys = {}      -- id -> the key of its hello (keyed users only)
+local uids = {}      -- id -> uid (the connection id itself for users without a key)
+local pending = {}   -- skeleton -> { name=, key=, uid=, rooms = { [room] = true }, timer= }: in grace
+local ghosts = {}    -- room -> { [name] = true }: members in their leave grace, still listed
+local request = nil  -- { cid=, answered= } while a client message with a cid is handled
 
 ---------------------------------------------------------------------------------------------------
 -- Names: letters (Unicode letters allowed), digits, "_" and "-".
@@ -70,17 +89,58 @@ local function is_word_char(cp)
   return false
 end
 
--- "name" or "room" is `kind`; returns the string or nil, error code, message.
+local INDIC = { "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu",
+                "Kannada", "Malayalam", "Sinhala" }
+
+-- The script (writing system) of a name character, or nil for digits, "_" and "-" (which go with
+-- any script). Han, kana, Hangul, Bopomofo and Yi are one group, as Japanese and Korean names
+-- mix them; each Indic block is its own script.
+local function script_of(cp)
+  if cp < 0x80 then
+    if (cp >= 65 and cp <= 90) or (cp >= 97 and cp <= 122) then return "Latin" end
+    return nil
+  elseif cp >= 0xFF10 and cp <= 0xFF19 then return nil
+  elseif cp == 0xB5 or (cp >= 0x370 and cp <= 0x3FF) or (cp >= 0x1F00 and cp <= 0x1FFF) then
+    return "Greek"
+  elseif cp <= 0x2AF or (cp >= 0x1E00 and cp <= 0x1EFF) or (cp >= 0xFF21 and cp <= 0xFF5A) then
+    return "Latin"
+  elseif cp >= 0x400 and cp <= 0x52F then return "Cyrillic"
+  elseif cp >= 0x531 and cp <= 0x587 then return "Armenian"
+  elseif cp >= 0x5D0 and cp <= 0x5EA then return "Hebrew"
+  elseif cp >= 0x620 and cp <= 0x6FF then return "Arabic"
+  elseif cp >= 0x900 and cp <= 0xDFF then return INDIC[(cp - 0x900) // 0x80 + 1]
+  elseif cp >= 0xE01 and cp <= 0xE7F then return "Thai"
+  elseif cp >= 0xE81 and cp <= 0xEFF then return "Lao"
+  elseif cp >= 0x10A0 and cp <= 0x10FF then return "Georgian"
+  end
+  return "CJK"
+end
+
+-- "name" or "room" is `kind`; returns the string or nil, error code, message. A name's letters
+-- come from one script (see script_of): "аlice" with a Cyrillic "а" is refused.
 local function check_word(s, kind, max_chars)
   local code = kind == "room" and "bad_room" or "bad_name"
   if type(s) ~= "string" then return nil, "bad_field", kind .. " must be a string" end
   local n = utf8.len(s)
-  if not n or n == 0 or n > max_chars or (kind == "room" and #s > ROOM_MAX_BYTES) then
-    return nil, code, string.format("a %s is 1-%d letters, digits, _ or -", kind, max_chars)
+  local max_bytes = kind == "room" and ROOM_MAX_BYTES or NAME_MAX_BYTES
+  local what = string.format("a %s is 1-%d letters, digits, _ or -", kind, max_chars)
+  if not n or n == 0 then return nil, code, what end
+  if n > max_chars then
+    return nil, code, string.format("that %s is too long (%d characters; at most %d)", kind, n, max_chars)
   end
+  if #s > max_bytes then
+    return nil, code, string.format("that %s is too long (%d bytes; at most %d)", kind, #s, max_bytes)
+  end
+  local script
   for _, cp in utf8.codes(s) do
-    if not is_word_char(cp) then
-      return nil, code, string.format("a %s is 1-%d letters, digits, _ or -", kind, max_chars)
+    if not is_word_char(cp) then return nil, code, what end
+    local sc = kind == "name" and script_of(cp)
+    if sc then
+      if script and sc ~= script then
+        return nil, code, string.format("a name uses one script; this one mixes %s and %s letters",
+                                        script, sc)
+      end
+      script = sc
     end
   end
   return s
@@ -123,7 +183,44 @@ local function fold(name)
   return table.concat(out)
 end
 
--- Message text: 1-2000 characters, no control characters but newline and tab.
+-- Look-alikes, after case folding: Cyrillic and Greek letters that imitate Latin ones (in either
+-- case, since names compare case-insensitively: Cyrillic "В" folds to "в" and imitates "B"), a few
+-- Latin variants, and the digits 0 and 1. Two names with the same skeleton are one name.
+local CONFUSABLE = {
+  -- Cyrillic
+  [0x430] = "a", [0x432] = "b", [0x435] = "e", [0x450] = "e", [0x451] = "e", [0x43A] = "k",
+  [0x43C] = "m", [0x43D] = "h", [0x43E] = "o", [0x440] = "p", [0x441] = "c", [0x442] = "t",
+  [0x443] = "y", [0x445] = "x", [0x455] = "s", [0x456] = "i", [0x457] = "i", [0x458] = "j",
+  [0x4BB] = "h", [0x4CF] = "l", [0x501] = "d", [0x51B] = "q", [0x51D] = "w", [0x4AF] = "y",
+  [0x44C] = "b",
+  -- Greek
+  [0x3B1] = "a", [0x3B2] = "b", [0x3B5] = "e", [0x3B6] = "z", [0x3B7] = "h", [0x3B9] = "i",
+  [0x3BA] = "k", [0x3BC] = "m", [0x3BD] = "v", [0x3BF] = "o", [0x3C1] = "p", [0x3C4] = "t",
+  [0x3C5] = "u", [0x3C7] = "x", [0x3F2] = "c", [0x3F3] = "j", [0x3AF] = "i", [0x3CC] = "o",
+  -- Latin variants and digits
+  [0x131] = "i", [0x261] = "g", [0x269] = "i", [0x251] = "a", [0x30] = "o", [0x31] = "l",
+}
+
+-- The key names are unique by: folded, look-alikes mapped to Latin, "rn" read as "m".
+local function skeleton(name)
+  local out = {}
+  for _, cp in utf8.codes(name) do
+    local c = fold_cp(cp)
+    out[#out + 1] = CONFUSABLE[c] or utf8.char(c)
+  end
+  return (table.concat(out):gsub("rn", "m"))
+end
+
+-- Whitespace and invisible characters: a text made only of these says nothing.
+local function is_blank_cp(c)
+  return c == 9 or c == 10 or c == 32 or c == 0xA0 or c == 0x1680 or c == 0x180E
+    or (c >= 0x2000 and c <= 0x200F) or c == 0x2028 or c == 0x2029 or c == 0x202F
+    or (c >= 0x205F and c <= 0x2064) or c == 0x3000 or c == 0xFEFF
+end
+
+-- Message text: 1-2000 characters, no control characters but newline and tab, no bidi embedding,
+-- override or isolate controls (U+202A-202E, U+2066-2069: they reorder what follows them, the
+-- sender's name included), not only whitespace.
 local function check_text(s)
   if type(s) ~= "string" then return nil, "bad_field", "text must be a string" end
   local n = utf8.len(s)
@@ -133,6 +230,14 @@ local function check_text(s)
   if s:find("[\0-\8\11-\31\127]") or s:find("\194[\128-\159]") then
     return nil, "bad_text", "text contains control characters"
   end
+  if s:find("\226\128[\170-\174]") or s:find("\226\129[\166-\169]") then
+    return nil, "bad_text", "text contains bidi override or isolate controls (U+202A-202E, U+2066-2069)"
+  end
+  local blank = true
+  for _, cp in utf8.codes(s) do
+    if not is_blank_cp(cp) then blank = false break end
+  end
+  if blank then return nil, "bad_text", "text is only whitespace" end
   return s
 end
 
@@ -148,8 +253,18 @@ local function with_array(t, key, array)
   return cjson.encode(t):sub(1, -2) .. ',"' .. key .. '":[]}'
 end
 
+-- The client message being handled carries a cid: the first frame that answers it carries it too
+-- (the message or dm it made, or an error); when there is none, the handler's end sends "ok".
+local function take_cid()
+  if request and not request.answered then
+    request.answered = true
+    return request.cid
+  end
+  return nil
+end
+
 local function send_error(id, code, message)
-  confab.send(id, cjson.encode{ type = "error", code = code, message = message })
+  confab.send(id, cjson.encode{ type = "error", code = code, message = message, cid = take_cid() })
 end
 
 local function send_info(id, text)
@@ -160,10 +275,23 @@ local function name_of(id)
   return names[id]
 end
 
+-- Names of a room's members, in join order, then those in their leave grace (still listed: a
+-- reload should not make anyone blink out of the list). A user on two connections at once (the
+-- moment a new connection replaces an old one) is listed once.
 local function member_names(room)
-  local list = {}
+  local list, seen = {}, {}
   for _, id in ipairs(confab.members(room)) do
-    list[#list + 1] = names[id]
+    local n = names[id]
+    if n and not seen[n] then
+      seen[n] = true
+      list[#list + 1] = n
+    end
+  end
+  for n in pairs(ghosts[room] or {}) do
+    if not seen[n] then
+      seen[n] = true
+      list[#list + 1] = n
+    end
   end
   return list
 end
@@ -204,25 +332,106 @@ local function members_changed(room, joiner)
   if joiner then confab.send(joiner, members_frame(room)) end
 end
 
+-- Tells a room that `name` left (and `id` itself, when it asked to leave), and drops the name
+-- from the room's grace list.
+local function announce_left(room, name, id)
+  local g = ghosts[room]
+  if g then
+    g[name] = nil
+    if next(g) == nil then ghosts[room] = nil end
+  end
+  local frame = cjson.encode{ type = "left", room = room, name = name }
+  confab.broadcast(room, frame)
+  if id then confab.send(id, frame) end
+  if #confab.members(room) > 0 then
+    members_changed(room)
+  elseif roster[room] and not roster[room].timer then
+    roster[room] = nil
+  end
+end
+
+-- The grace period of a keyed user that went away ended without a reconnect: its rooms hear it.
+local function grace_over(skel)
+  local p = pending[skel]
+  pending[skel] = nil
+  if not p then return end
+  for room in pairs(p.rooms) do announce_left(room, p.name) end
+end
+
 ---------------------------------------------------------------------------------------------------
 -- Rooms and history.
 
+---------------------------------------------------------------------------------------------------
+-- Identity rings (see the header): small helpers over the core's history.
+
+-- The latest entry of a ring, or nil.
+local function ring_last(key)
+  local last = confab.history_last(key)
+  if last == 0 then return nil end
+  return confab.history(key, last - 1)[1]
+end
+
+-- Appends an entry unless it is already the latest. Storage trouble (a core memory limit) only
+-- costs what the ring would have remembered, never the event being handled.
+local function ring_push(key, data)
+  if ring_last(key) == data then return end
+  pcall(confab.history_add, key, confab.history_last(key) + 1, data)
+end
+
+-- The uid of a key: the one it was first given, or `id` for a new key.
+local function uid_of_key(key, id)
+  local uid = tonumber(ring_last("~k:" .. key) or "")
+  if uid then return math.tointeger(uid) end
+  ring_push("~k:" .. key, tostring(id))
+  return id
+end
+
+-- Records that `id` (name, uid, keyed or not) holds `name` now.
+local function claim(id, name)
+  local uid = uids[id]
+  ring_push("~u:" .. uid, (keys[id] and "k " or "a ") .. name)
+  ring_push("~n:" .. skeleton(name), tostring(uid))
+end
+
+-- The latest name of a uid and whether it is keyed, or nil.
+local function name_of_uid(uid)
+  local e = ring_last("~u:" .. uid)
+  if not e then return nil end
+  return e:sub(3), e:sub(1, 1) == "k"
+end
+
+local function pair_of(a, b)
+  if a > b then a, b = b, a end
+  return a .. "-" .. b, "~d:" .. a .. ":" .. b
+end
+
+-- What a client resuming from `after` gets from a ring: list, complete, reset (see send_history).
+local function ring_since(key, after)
+  if after == nil then
+    local list, complete = confab.history(key)
+    return list, complete, true
+  elseif after and after <= confab.history_last(key) then
+    local list, complete = confab.history(key, after)
+    if complete then return list, true, false end
+    return confab.history(key), false, true
+  end
+  return confab.history(key), false, true
+end
+
+---------------------------------------------------------------------------------------------------
 -- Sends the `history` of a room. `after` is the last id the client has (resume), or nil for a
 -- plain join, or false when the client's ids are from another server run.
 local function send_history(id, room, after)
-  local list, complete, reset
-  if after == nil then
-    list, complete = confab.history(room)
-    reset = true
-  elseif after and after <= confab.history_last(room) then
-    list, complete = confab.history(room, after)
-    reset = false
-    if not complete then list = confab.history(room) reset = true end
-  else
-    list = confab.history(room)
-    complete, reset = false, true
-  end
+  local list, complete, reset = ring_since(room, after)
   local head = cjson.encode{ type = "history", room = room, complete = complete, reset = reset }
+  confab.send(id, head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}")
+end
+
+-- The direct messages of one pair, the same way: `dm_history` with the pair and the peer's name.
+local function send_dm_history(id, pair, key, with, after)
+  local list, complete, reset = ring_since(key, after)
+  local head = cjson.encode{ type = "dm_history", pair = pair, with = with, complete = complete,
+                             reset = reset }
   confab.send(id, head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}")
 end
 
@@ -250,7 +459,7 @@ end
 local function post(id, room, text, kind)
   local mid = confab.history_last(room) + 1
   local frame = cjson.encode{ type = "message", room = room, id = mid, ts = confab.now(),
-                              from = name_of(id), text = text, kind = kind }
+                              from = name_of(id), text = text, kind = kind, cid = take_cid() }
   confab.history_add(room, mid, frame)
   confab.broadcast(room, frame)
   -- The message ends the sender's typing notice at the others: the next keystroke may say so again.
@@ -260,10 +469,11 @@ end
 local function rename(id, new)
   local old = name_of(id)
   if old == new then return send_info(id, "you are already " .. new) end
-  by_key[fold(old)] = nil
-  by_key[fold(new)] = id
+  by_key[skeleton(old)] = nil
+  by_key[skeleton(new)] = id
   confab.set(id, "name", new)
   names[id] = new
+  claim(id, new)
   local rooms = confab.rooms_of(id)
   for _, room in ipairs(rooms) do
     confab.broadcast(room, cjson.encode{ type = "renamed", room = room, from = old, to = new })
@@ -272,13 +482,42 @@ local function rename(id, new)
   if #rooms == 0 then send_info(id, "you are now " .. new) end
 end
 
+-- Who a direct message to `to` goes to: the connection holding the name (if online), the uid,
+-- the name. An offline name is reachable while its last holder had a key and still uses it.
+local function dm_target(to)
+  local skel = skeleton(to)
+  local target = by_key[skel]
+  if target then return target, uids[target], names[target] end
+  local p = pending[skel]
+  if p then return nil, p.uid, p.name end
+  local uid = math.tointeger(tonumber(ring_last("~n:" .. skel) or ""))
+  if not uid then return nil end
+  local name, keyed = name_of_uid(uid)
+  if not keyed or skeleton(name) ~= skel then return nil end
+  return nil, uid, name
+end
+
+-- A direct message: stored in the pair's ring (so it survives reloads and waits for an offline
+-- recipient), sent to the recipient if online and echoed to the sender.
 local function direct(id, to, text)
-  local target = by_key[fold(to)]
-  if not target then return send_error(id, "no_such_user", "nobody is called " .. to) end
-  local frame = cjson.encode{ type = "dm", from = name_of(id), to = name_of(target), text = text,
-                              ts = confab.now() }
-  confab.send(target, frame)
-  if target ~= id then confab.send(id, frame) end
+  local target, tuid, tname = dm_target(to)
+  if not tuid then return send_error(id, "no_such_user", "nobody is called " .. to) end
+  local uid = uids[id]
+  local pair, key = pair_of(uid, tuid)
+  local mid = confab.history_last(key) + 1
+  local t = { type = "dm", pair = pair, id = mid, from = name_of(id), to = tname, text = text,
+              ts = confab.now(), cid = take_cid() }
+  local frame = cjson.encode(t)
+  if not pcall(confab.history_add, key, mid, frame) then
+    t.id = nil                                -- not stored: no id to resume from
+    frame = cjson.encode(t)
+  elseif mid == 1 then
+    if keys[id] then ring_push("~p:" .. uid, tostring(tuid)) end
+    ring_push("~p:" .. tuid, tostring(uid))
+  end
+  if target and target ~= id then confab.send(target, frame) end
+  confab.send(id, frame)
+  if not target then send_info(id, tname .. " is offline; they will see it when they come back") end
 end
 
 local function send_rooms(id)
@@ -311,14 +550,22 @@ local function want_text(id, text)
   return ok
 end
 
-local function want_name(id, name)
+-- A name `id` may take. `key` is the key of a hello (a keyed user may take back its own name from
+-- its grace period or from an older connection). Returns the name and the connection it replaces.
+local function want_name(id, name, key)
   local ok, code, msg = check_word(name, "name", NAME_MAX)
   if not ok then return send_error(id, code, msg) end
-  local holder = by_key[fold(name)]
-  if holder and holder ~= id then
-    return send_error(id, "name_taken", name .. " is taken")
+  local skel = skeleton(name)
+  local holder = by_key[skel]
+  local held = holder and holder ~= id and names[holder] or (pending[skel] and pending[skel].name)
+  local mine = key and ((holder and holder ~= id and keys[holder] == key)
+                        or (not holder and pending[skel] and pending[skel].key == key))
+  if held and not mine then
+    if fold(held) == fold(name) then return send_error(id, "name_taken", name .. " is taken") end
+    return send_error(id, "name_confusable", name .. " looks too much like " .. held
+                      .. ", who is here")
   end
-  return ok
+  return ok, mine and holder ~= id and holder or nil
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -373,7 +620,14 @@ local handlers = {}
 
 function handlers.hello(id, msg)
   if name_of(id) then return send_error(id, "bad_type", "you already have a name; use nick") end
-  local name = want_name(id, msg.name)
+  local key = msg.key
+  if key == cjson.null then key = nil end
+  if key ~= nil and (type(key) ~= "string" or #key < KEY_MIN or #key > KEY_MAX
+                     or key:find("[^%w_-]")) then
+    return send_error(id, "bad_field", string.format("key is %d-%d characters of A-Z a-z 0-9 _ -",
+                                                     KEY_MIN, KEY_MAX))
+  end
+  local name, replaces = want_name(id, msg.name, key)
   if not name then return end
   local resume = msg.resume
   if resume == cjson.null then resume = nil end
@@ -396,13 +650,67 @@ function handlers.hello(id, msg)
     end
     table.sort(rooms, function(a, b) return a.room < b.room end)
   end
+  local dms = {}
+  if resume ~= nil and resume.dms ~= nil and resume.dms ~= cjson.null then
+    if type(resume.dms) ~= "table" then
+      return send_error(id, "bad_field", "resume.dms is {PAIR: LAST_ID, ...}")
+    end
+    local n = 0
+    for pair, last in pairs(resume.dms) do
+      last = math.type(last) and math.tointeger(last)
+      n = n + 1
+      if type(pair) ~= "string" or not last or last < 0 or n > DM_RESUME_MAX then
+        return send_error(id, "bad_field", "resume.dms is {PAIR: LAST_ID, ...} (at most "
+                          .. DM_RESUME_MAX .. ")")
+      end
+      dms[pair] = last
+    end
+  end
+  local skel = skeleton(name)
+  if replaces then
+    -- The same user (same key) on a new connection: the old one goes, quietly (see leave hook).
+    confab.close(replaces, 4000, "replaced by a newer connection")
+  end
+  local grace = pending[skel]
+  if grace then
+    pending[skel] = nil
+    grace.timer:cancel()
+  end
   confab.set(id, "name", name)
   names[id] = name
-  by_key[fold(name)] = id
-  confab.send(id, cjson.encode{ type = "welcome", name = name, epoch = confab.epoch })
-  if #rooms == 0 then return enter(id, LOBBY) end
-  local same_run = resume.epoch == confab.epoch
+  by_key[skel] = id
+  if key then
+    keys[id] = key
+    uids[id] = uid_of_key(key, id)
+    confab.set(id, "key", key)
+    confab.set(id, "uid", uids[id])
+  else
+    uids[id] = id
+  end
+  claim(id, name)
+  confab.send(id, cjson.encode{ type = "welcome", name = name, epoch = confab.epoch,
+                                uid = uids[id] })
+  local same_run = resume ~= nil and resume.epoch == confab.epoch
+  if #rooms == 0 then enter(id, LOBBY) end
   for _, r in ipairs(rooms) do enter(id, r.room, same_run and r.last) end
+  -- Rooms of the grace period the user did not come back to: now they hear it left.
+  if grace then
+    for room in pairs(grace.rooms) do
+      if ghosts[room] and ghosts[room][grace.name] then announce_left(room, grace.name) end
+    end
+  end
+  if key then
+    local seen = {}
+    for _, peer in ipairs(confab.history("~p:" .. uids[id])) do
+      peer = math.tointeger(tonumber(peer))
+      if peer and not seen[peer] then
+        seen[peer] = true
+        local pair, pkey = pair_of(uids[id], peer)
+        local last = dms[pair]
+        send_dm_history(id, pair, pkey, (name_of_uid(peer)), same_run and last or (last and false))
+      end
+    end
+  end
 end
 
 function handlers.say(id, msg)
@@ -498,67 +806,126 @@ end
 confab.on("message", function(ev)
   local id = ev.id
   local msg = not ev.binary and decode(ev.data)
+  local cid = msg and msg.cid
+  if cid == cjson.null then cid = nil end
+  local bad_cid = cid ~= nil and (type(cid) ~= "string" or #cid == 0 or #cid > CID_MAX
+                                  or cid:find("[^%w_-]") ~= nil)
+  if bad_cid then cid = nil end
+  request = cid and { cid = cid, answered = false } or nil
   -- The first hello is free and a well-formed typing notice has its own throttle; every other
   -- message (commands, bad frames included) costs a token.
   local free = msg and ((msg.type == "hello" and not name_of(id)) or (msg.type == "typing"
     and name_of(id) and type(msg.room) == "string" and member[id] and member[id][msg.room]))
   if not free and not take_token(id) then
-    return send_error(id, "flood", "too many messages; slow down")
+    send_error(id, "flood", "too many messages; slow down")
+  elseif not msg then
+    send_error(id, "bad_json", "send one JSON object per text frame")
+  elseif bad_cid then
+    send_error(id, "bad_field", "cid is 1-" .. CID_MAX .. " characters of A-Z a-z 0-9 _ -")
+  else
+    local handler = type(msg.type) == "string" and handlers[msg.type]
+    if not handler then
+      send_error(id, "bad_type", "unknown or missing type")
+    elseif msg.type ~= "hello" and not name_of(id) then
+      send_error(id, "no_name", "say hello with a name first")
+    else
+      handler(id, msg)
+      if request and not request.answered then
+        confab.send(id, cjson.encode{ type = "ok", cid = request.cid })
+      end
+    end
   end
-  if not msg then
-    return send_error(id, "bad_json", "send one JSON object per text frame")
-  end
-  local handler = type(msg.type) == "string" and handlers[msg.type]
-  if not handler then
-    return send_error(id, "bad_type", "unknown or missing type")
-  end
-  if msg.type ~= "hello" and not name_of(id) then
-    return send_error(id, "no_name", "say hello with a name first")
-  end
-  handler(id, msg)
+  request = nil
 end)
 
 ---------------------------------------------------------------------------------------------------
 -- Core events.
 
+-- A join is announced, unless the user is coming back from its leave grace (a reload, a dropped
+-- link) or is already in the room on its older connection: then only the joiner hears of it.
 confab.on("join", function(ev)
   local rooms = member[ev.id] or {}
   member[ev.id] = rooms
   rooms[ev.room] = true
   local name = name_of(ev.id)
   if not name then return end
-  confab.broadcast(ev.room, cjson.encode{ type = "joined", room = ev.room, name = name })
+  local frame = cjson.encode{ type = "joined", room = ev.room, name = name }
+  local quiet = ghosts[ev.room] and ghosts[ev.room][name]
+  if quiet then
+    ghosts[ev.room][name] = nil
+    if next(ghosts[ev.room]) == nil then ghosts[ev.room] = nil end
+  else
+    for _, other in ipairs(confab.members(ev.room)) do
+      if other ~= ev.id and names[other] == name then quiet = true end
+    end
+  end
+  if quiet then
+    confab.send(ev.id, frame)
+    confab.send(ev.id, members_frame(ev.room))
+    return
+  end
+  confab.broadcast(ev.room, frame)
   members_changed(ev.room, ev.id)
 end)
 
+-- A leave is announced at once when asked for or when the user has no key. A keyed user that
+-- disconnects is kept in the room's list for LEAVE_GRACE seconds (see disconnect): a reconnect
+-- within it is silent. A connection replaced by a newer one of the same user leaves quietly
+-- where the newer one is.
 confab.on("leave", function(ev)
   if member[ev.id] then member[ev.id][ev.room] = nil end
   if typing[ev.id] then typing[ev.id][ev.room] = nil end
   local name = name_of(ev.id)
   if not name then return end
-  local frame = cjson.encode{ type = "left", room = ev.room, name = name }
-  confab.broadcast(ev.room, frame)
-  if ev.reason == "leave" then confab.send(ev.id, frame) end
-  if #confab.members(ev.room) > 0 then
-    members_changed(ev.room)
-  elseif roster[ev.room] and not roster[ev.room].timer then
-    roster[ev.room] = nil
+  if ev.reason == "disconnect" then
+    local skel = skeleton(name)
+    local holder = by_key[skel]
+    if holder and holder ~= ev.id and member[holder] and member[holder][ev.room] then return end
+    if keys[ev.id] and holder == ev.id then
+      local p = pending[skel]
+      if not p then
+        p = { name = name, key = keys[ev.id], uid = uids[ev.id], rooms = {} }
+        pending[skel] = p
+      end
+      p.rooms[ev.room] = true
+      ghosts[ev.room] = ghosts[ev.room] or {}
+      ghosts[ev.room][name] = true
+      return
+    end
   end
+  announce_left(ev.room, name, ev.reason == "leave" and ev.id or nil)
 end)
 
+-- A keyed user's name stays reserved (for its key) through the grace period.
 confab.on("disconnect", function(ev)
   local name = name_of(ev.id)
-  if name and by_key[fold(name)] == ev.id then by_key[fold(name)] = nil end
+  if name and by_key[skeleton(name)] == ev.id then
+    local skel = skeleton(name)
+    by_key[skel] = nil
+    if keys[ev.id] then
+      local p = pending[skel]
+      if not p then
+        p = { name = name, key = keys[ev.id], uid = uids[ev.id], rooms = {} }
+        pending[skel] = p
+      end
+      p.timer = confab.after(LEAVE_GRACE, function() grace_over(skel) end)
+    end
+  end
   names[ev.id], member[ev.id], flood[ev.id], typing[ev.id] = nil, nil, nil, nil
+  keys[ev.id], uids[ev.id] = nil, nil
 end)
 
--- After a hot reload the caches are empty: rebuild them from the core.
+-- After a hot reload the caches are empty: rebuild them from the core. Grace periods running at
+-- the reload are forgotten (their timers went with the old script): those users drop out of the
+-- member lists at the next change, without a "left".
 confab.on("reload", function()
   for _, id in ipairs(confab.connections()) do
     local name = confab.get(id, "name")
     if name then
       names[id] = name
-      by_key[fold(name)] = id
+      by_key[skeleton(name)] = id
+      keys[id] = confab.get(id, "key")
+      uids[id] = confab.get(id, "uid") or id
     end
     local rooms = confab.rooms_of(id)
     if rooms and #rooms > 0 then
