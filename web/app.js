@@ -447,7 +447,16 @@
     },
 
     ok(m) {
-      if (m.cid === S.syncCid) { S.syncCid = null; pump(); return; }
+      if (m.cid === S.syncCid) {
+        // The hello's answers are all in. A stored view that did not come back gives way.
+        S.syncCid = null;
+        if (!S.view && S.rooms.size) {
+          S.pendingSwitch = null;
+          switchTo('room', S.rooms.has(S.lastRoom) ? S.lastRoom : [...S.rooms.keys()].sort()[0]);
+        } else if (!S.view) renderAll(true);
+        pump();
+        return;
+      }
       acked(m.cid);
     },
 
@@ -522,7 +531,7 @@
       }
       recount(r);
       trim(r);
-      if (!S.view || S.pendingSwitch === r.name) { switchTo('room', r.name); return; }
+      if (wantsView(r)) { switchTo('room', r.name); return; }
       if (isCurrent(r)) renderView(false);
       renderSidebar();
     },
@@ -533,7 +542,7 @@
       r.confirmed = true;
       r.members = m.members.map(String);
       if (isCurrent(r)) renderMembers();
-      else if (!S.view) switchTo('room', r.name);
+      else if (wantsView(r)) switchTo('room', r.name);
     },
 
     joined(m) {
@@ -543,7 +552,7 @@
       editMembers(r, (list) => { if (!list.includes(who)) list.push(who); });
       if (who === S.name) {
         r.confirmed = true;
-        if (!S.view || S.pendingSwitch === r.name) switchTo('room', r.name);
+        if (wantsView(r)) switchTo('room', r.name);
         else renderSidebar();
         save();
       } else {
@@ -668,6 +677,13 @@
 
     info(m) { noteHere(String(m.text), 'info'); },
   };
+
+  // Whether room `r` should become the view now: it is the one asked for, or nothing is shown
+  // and nothing else was asked for. (Opening a room marks it read: the rooms a resume brings
+  // back must not all flash by on the way to the stored view.)
+  function wantsView(r) {
+    return S.pendingSwitch === r.name || (!S.view && !S.pendingSwitch);
+  }
 
   function editMembers(r, edit) {
     if (!Array.isArray(r.members)) return;

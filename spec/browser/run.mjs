@@ -15,7 +15,7 @@ const BIN = process.env.CONFAB_BIN || path.join(root, 'build', 'confab');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = path.join(here, 'screenshots');
 const WAIT_MS = 10000;          // upper bound for any one awaited DOM state
-const WATCHDOG_MS = 120000;     // upper bound for the whole run
+const WATCHDOG_MS = 240000;     // upper bound for the whole run
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 760 };
 
@@ -236,7 +236,7 @@ async function main() {
   });   // launch() gives the browser a fresh temporary profile (user-data-dir) of its own
 
   const alice = await openPage(base);
-  const bob = await openPage(base);
+  let bob = await openPage(base);
   const tag = Date.now().toString(36);      // makes texts unique to this run
 
   await test('a: two pages pick names, chat, and see each other in the member list', async () => {
@@ -267,6 +267,32 @@ async function main() {
       assert(await carol.locator('#app').isHidden(), 'the chat must stay hidden');
       await shot(carol, 'login-error-desktop');
     } finally { await carol.close(); }
+  });
+
+  // The flood runs beside the other tests (the server paces it to 5 messages a second, so it
+  // takes about 45 s): a person types 200 lines as fast as the keyboard goes, in a room of its
+  // own; "flood: ..." below checks that every one arrived, once, in order.
+  const FLOOD_N = 200;
+  const floodTexts = Array.from({ length: FLOOD_N }, (_, i) => `flood ${i + 1} ${tag}`);
+  let flood = null;
+  await test('flood: 200 lines typed quickly are all kept (one calm notice, no error lines)', async () => {
+    const flo = await openPage(base);
+    const obs = await openPage(base);
+    await login(flo, 'flo');
+    await login(obs, 'obs');
+    for (const p of [flo, obs]) {
+      await say(p, '/join flood');
+      await p.locator('#view-title', { hasText: 'flood' }).waitFor();
+      await say(p, '/leave lobby');
+      await p.locator('#room-list li[data-room="lobby"]').waitFor({ state: 'detached' });
+    }
+    for (const t of floodTexts) await say(flo, t);
+    // Everything typed is on screen at once: accepted lines and pending ones, in order.
+    const shown = await flo.$$eval('#log li.msg .text', (els) => els.map((e) => e.textContent));
+    eq(shown, floodTexts, 'flo\'s screen right after typing');
+    await flo.locator('#outbox-status', { hasText: /Sending \d+ messages/ }).waitFor();
+    await shot(flo, 'flood-desktop');
+    flood = { flo, obs };
   });
 
   await test('b: /join dev switches room, rooms stay apart, unread count on the other room', async () => {
@@ -419,6 +445,183 @@ async function main() {
       noDuplicates(c, 'carol');
       eq(c.map((l) => l.key + ' ' + l.text), a.map((l) => l.key + ' ' + l.text), 'carol\'s lobby equals alice\'s');
     } finally { await carol.close(); proxy.close(); }
+  });
+
+  await test('bidi: a right-to-left name keeps its place before the text; bidi controls are refused', async () => {
+    const sara = await openPage(base);
+    try {
+      await login(sara, 'سارة');
+      await alice.locator('#member-list li[data-name="سارة"]').waitFor();
+      await say(sara, `123 apples ${tag}`);
+      await waitLine(alice, `123 apples ${tag}`);
+      const li = alice.locator('#log li.msg').filter({ hasText: `123 apples ${tag}` });
+      // Visually: time, name, then the text starting with "123" (not "123سارة apples").
+      const pos = await li.evaluate((e) => {
+        const name = e.querySelector('.from').getBoundingClientRect();
+        const r = document.createRange();
+        const t = e.querySelector('.text').firstChild;
+        r.setStart(t, 0);
+        r.setEnd(t, 3);
+        const digits = r.getBoundingClientRect();
+        return { nameRight: name.right, digitsLeft: digits.left };
+      });
+      assert(pos.digitsLeft >= pos.nameRight, `"123" drawn left of the name: ${JSON.stringify(pos)}`);
+      await shot(alice, 'bidi-desktop');
+      await say(sara, `\u202Eevil ${tag}`);
+      await sara.locator('#log li.pending.failed', { hasText: 'bidi' }).waitFor();
+      eq(await alice.locator('#log li.msg', { hasText: `evil ${tag}` }).count(), 0, 'an override-laden text reached alice');
+      await say(sara, '   ');
+      await sara.locator('#log li.pending').filter({ hasText: 'evil' }).locator('button', { hasText: 'discard' }).click();
+      eq(await sara.locator('#log li.pending').count(), 0, 'a blank text is not even sent');
+    } finally { await sara.close(); }
+  });
+
+  await test('names: a look-alike of a present name, a mixed-script name and a too-long name are refused with reasons', async () => {
+    const eve = await openPage(base);
+    try {
+      await eve.locator('#login-name').fill('\u0430lice');          // Cyrillic а + Latin lice
+      await eve.locator('#login-button').click();
+      await eve.locator('#login-error', { hasText: 'mixes Cyrillic and Latin' }).waitFor();
+      await eve.locator('#login-name').fill('\u0430\u0406\u0456\u0441\u0435'.slice(0, 0) + 'ALlCE'.replace('l', '1').replace('1', 'l').replace('L', 'L'));
+      await eve.locator('#login-name').fill('b0b');
+      await eve.locator('#login-button').click();
+      await eve.locator('#login-error', { hasText: 'looks too much like bob' }).waitFor();
+      const long = 'abcdefghijklmnopqrstuvwxyz';
+      await eve.locator('#login-name').fill(long);
+      eq(await eve.locator('#login-name').inputValue(), long, 'the name field cut the name');
+      await eve.locator('#login-error', { hasText: 'too long (26 characters; at most 24)' }).waitFor();
+      await shot(eve, 'login-too-long-desktop');
+    } finally { await eve.close(); }
+  });
+
+  await test('links: http(s) URLs are safe links, javascript: stays text', async () => {
+    await say(bob, `see https://example.com/a_(b)?q=1. or javascript:alert(1) ${tag}`);
+    await waitLine(alice, `see https://example.com/a_(b)?q=1. or javascript:alert(1) ${tag}`);
+    const links = await alice.locator('#log li.msg').last().locator('a').evaluateAll((as) => as.map((a) => ({
+      href: a.getAttribute('href'), rel: a.rel, target: a.target, text: a.textContent })));
+    eq(links, [{ href: 'https://example.com/a_(b)?q=1', rel: 'noopener noreferrer', target: '_blank', text: 'https://example.com/a_(b)?q=1' }], 'links');
+    eq(await alice.locator('#log a[href^="javascript"]').count(), 0, 'a javascript: link');
+  });
+
+  await test('unread: counts survive a reload without growing, the divider marks the first unread line', async () => {
+    await alice.locator('#room-list li[data-room="lobby"] button').click();
+    await alice.locator('#view-title', { hasText: 'lobby' }).waitFor();
+    await say(bob, '/join dev');
+    await bob.locator('#view-title', { hasText: 'dev' }).waitFor();
+    await say(bob, `unread one ${tag}`);
+    await say(bob, `unread two ${tag}`);
+    await alice.locator('#room-list li[data-room="dev"] .badge', { hasText: '2' }).waitFor();
+    await alice.reload();
+    await alice.waitForSelector('body[data-state="online"]');
+    await alice.locator('#room-list li[data-room="dev"]').waitFor();
+    await until(alice, () => document.querySelector('#log li.msg'));
+    eq(await unreadOf(alice, 'dev'), '2', 'dev unread after a reload');
+    eq(await unreadOf(alice, 'lobby'), '', 'lobby unread after a reload');
+    await alice.locator('#room-list li[data-room="dev"] button').click();
+    await waitLine(alice, `unread two ${tag}`);
+    const after = await alice.$$eval('#log li', (els) => els.map((e) => (e.classList.contains('divider') ? '--' : e.querySelector('.text') && e.querySelector('.text').textContent)).filter(Boolean));
+    eq(after.slice(-3), ['--', `unread one ${tag}`, `unread two ${tag}`], 'divider above the first unread line');
+    await shot(alice, 'unread-divider-desktop');
+    await alice.reload();
+    await alice.waitForSelector('body[data-state="online"]');
+    await alice.locator('#view-title', { hasText: 'dev' }).waitFor();
+    await waitLine(alice, `unread two ${tag}`);
+    eq(await unreadOf(alice, 'dev'), '', 'dev unread after reading and reloading');
+    eq(await alice.locator('#log li.divider').count(), 0, 'no divider once read');
+    await alice.locator('#room-list li[data-room="lobby"] button').click();
+    await bob.locator('#room-list li[data-room="lobby"] button').click();
+  });
+
+  await test('quick reload: no left/joined lines in the room; a real leave is announced after the grace period', async () => {
+    const ctxR = await newContext();
+    const rita = await openPage(base, DESKTOP, ctxR);
+    const zed = await openPage(base);
+    await login(rita, 'rita');
+    await login(zed, 'zed');
+    await alice.locator('#member-list li[data-name="zed"]').waitFor();
+    const notes = () => alice.$$eval('#log li.note.presence', (els) => els.map((e) => e.textContent)
+      .filter((t) => /^(rita|zed) /.test(t)));
+    await alice.locator('#log li.note.presence', { hasText: 'zed joined' }).waitFor();
+    const before = await notes();
+    await rita.reload();
+    await rita.waitForSelector('body[data-state="online"]');
+    await rita.locator('#view-title', { hasText: 'lobby' }).waitFor();
+    await zed.close();
+    // zed's grace period started after rita's reload: once "zed left" shows, rita's would have too.
+    await alice.locator('#log li.note.presence', { hasText: 'zed left' }).waitFor({ timeout: 15000 });
+    const added = (await notes()).slice(before.length);
+    eq(added, ['zed left'], 'presence lines after rita\'s reload and zed\'s leaving');
+    const listed = await members(alice);
+    assert(listed.includes('rita') && !listed.includes('zed'), `alice's member list: ${listed}`);
+    await rita.close();
+    await ctxR.close();
+  });
+
+  await test('leave everything: the page says what to do, and a room can be joined from there', async () => {
+    const leo = await openPage(base);
+    try {
+      await login(leo, 'leo');
+      await leo.locator('#leave-button').click();
+      await leo.locator('#empty', { hasText: 'You are not in any room' }).waitFor();
+      await leo.locator('#view-title', { hasText: 'Not in any room' }).waitFor();
+      const ph = await leo.locator('#input').getAttribute('placeholder');
+      assert(/join/i.test(ph) && !/lobby/.test(ph.replace('/join ROOM', '')), `placeholder: ${ph}`);
+      await say(leo, 'anyone here?');
+      await leo.locator('#composer-error', { hasText: 'not in any room' }).waitFor();
+      await shot(leo, 'no-room-desktop');
+      await leo.setViewportSize(PHONE);
+      await shot(leo, 'no-room-phone');
+      await leo.setViewportSize(DESKTOP);
+      await leo.locator('#empty button', { hasText: 'Join' }).click();
+      await leo.locator('#view-title', { hasText: 'lobby' }).waitFor();
+      assert(await leo.locator('#empty').isHidden(), 'the empty state stays');
+    } finally { await leo.close(); }
+  });
+
+  await test('DMs: kept across a reload and delivered after being offline, each in its own view', async () => {
+    const ctxB = bob.context();
+    await say(alice, `/msg bob before reload ${tag}`);
+    await bob.locator('#dm-list li[data-dm="alice"]').waitFor();
+    await bob.reload();
+    await bob.waitForSelector('body[data-state="online"]');
+    await bob.locator('#dm-list li[data-dm="alice"] button').click();
+    await waitLine(bob, `before reload ${tag}`);
+    // bob goes away (page closed): alice writes; bob comes back in a new tab and signs in.
+    await bob.close();
+    await say(alice, `/msg bob while you were away ${tag}`);
+    await alice.locator('#log li.note.info', { hasText: 'bob is offline' }).waitFor();
+    bob = await openPage(base, DESKTOP, ctxB);
+    await login(bob, 'bob');
+    await bob.locator('#dm-list li[data-dm="alice"] .badge', { hasText: '1' }).waitFor();
+    await bob.locator('#dm-list li[data-dm="alice"] button').click();
+    await waitLine(bob, `while you were away ${tag}`);
+    const t = texts(await lines(bob));
+    eq(t.slice(-2), [`before reload ${tag}`, `while you were away ${tag}`], 'bob\'s DM view');
+    await shot(bob, 'dm-after-offline-desktop');
+    await bob.locator('#room-list li[data-room="lobby"] button').click();
+    await bob.locator('#view-title', { hasText: 'lobby' }).waitFor();
+  });
+
+  await test('flood: every one of the 200 lines arrived once, in order, grouped, with no error lines', async () => {
+    assert(flood, 'the flood did not start');
+    const { flo, obs } = flood;
+    // The server takes 5 a second: the last of 200 lands about 40 s after the first.
+    await flo.waitForFunction(() => !document.querySelector('#log li.pending'), null, { polling: 100, timeout: 90000 });
+    await waitCount(obs, FLOOD_N);
+    eq(texts(await lines(obs)), floodTexts, 'obs sees the 200 lines in order');
+    eq(texts(await lines(flo)), floodTexts, 'flo\'s own lines, all accepted');
+    noDuplicates(await lines(obs), 'obs');
+    eq(await flo.locator('#log li.note.error').count(), 0, 'error lines on flo\'s page');
+    eq(await flo.locator('#log li.pending').count(), 0, 'pending lines left');
+    await flo.locator('#outbox-status').waitFor({ state: 'hidden' });
+    eq(await obs.locator('#log li.msg.cont').count(), FLOOD_N - 1, 'grouped lines');
+    await shot(obs, 'grouped-desktop');
+    await obs.setViewportSize(PHONE);
+    const w = await obs.locator('#log li.msg .text').last().evaluate((e) => e.getBoundingClientRect().width / document.getElementById('log').clientWidth);
+    assert(w > 0.9, `on a phone the text has ${Math.round(w * 100)} % of the width`);
+    await shot(obs, 'grouped-phone');
+    await flo.close();
+    await obs.close();
   });
 
   await test('d: a server restart shows offline, reconnects and resumes with no duplicated lines', async () => {
