@@ -1159,8 +1159,9 @@
     const i = v ? v.items.lastIndexOf(it) : -1;
     const prev = i > 0 ? v.items[i - 1] : null;
     const nodes = [];
-    if (v && dividerBefore(v, it) && !el.log.querySelector('li.divider')) nodes.push(dividerLi());
-    nodes.push(renderItem(it, prev));
+    const divide = v && dividerBefore(v, it) && !el.log.querySelector('li.divider');
+    if (divide) nodes.push(dividerLi());
+    nodes.push(renderItem(it, divide ? null : prev));
     const firstPending = el.log.querySelector('li.pending');
     if (firstPending) firstPending.before(...nodes); else el.log.append(...nodes);
     if (stick) scrollToBottom();
@@ -1177,8 +1178,9 @@
     let divNode = null;
     if (v) {
       v.items.forEach((it, i) => {
-        if (!divided && dividerBefore(v, it)) { divided = true; divNode = dividerLi(); nodes.push(divNode); }
-        nodes.push(renderItem(it, v.items[i - 1]));
+        const divide = !divided && dividerBefore(v, it);
+        if (divide) { divided = true; divNode = dividerLi(); nodes.push(divNode); }
+        nodes.push(renderItem(it, divide ? null : v.items[i - 1]));
       });
       for (const o of S.outbox) if (viewOf(o) === v) nodes.push(pendingLi(o));
     }

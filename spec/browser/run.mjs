@@ -388,6 +388,14 @@ async function main() {
     // The drawer slides in: wait until it is fully on screen (also what the screenshot needs).
     await until(bob, () => document.getElementById('sidebar').getBoundingClientRect().left === 0);
     await shot(bob, 'drawer-phone');
+    await bob.emulateMedia({ colorScheme: 'dark' });
+    await shot(bob, 'drawer-phone-dark');
+    await bob.keyboard.press('Escape');
+    await bob.locator('#sidebar').waitFor({ state: 'hidden' });
+    await shot(bob, 'chat-phone-dark');
+    await bob.emulateMedia({ colorScheme: 'light' });
+    await bob.locator('#menu-button').click();
+    await bob.locator('#sidebar').waitFor({ state: 'visible' });
     await bob.keyboard.press('Escape');
     await bob.locator('#sidebar').waitFor({ state: 'hidden' });
     await bob.setViewportSize(DESKTOP);
