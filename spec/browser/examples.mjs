@@ -316,8 +316,11 @@ confab.on("message", function(ev) confab.broadcast("all", ev.data:upper()) end)
       // b has not logged in, but hears a's upper-cased hello, which switches it too.
       for (const p of [a, b]) await p.waitForSelector('body[data-state="plain"] #plain', { state: 'attached' });
       assert(await a.locator('#login').isHidden(), 'the login card is gone');
-      await waitText(a, '#plain-log .plain-in .plain-text', '{"TYPE":"HELLO","NAME":"ALICE"}');
-      await waitText(b, '#plain-log .plain-in .plain-text', '{"TYPE":"HELLO","NAME":"ALICE"}');
+      // The page's hello also carries a random key and cid (README, chat protocol): match its start.
+      for (const p of [a, b]) {
+        await until(p, (x) => [...document.querySelectorAll('#plain-log .plain-in .plain-text')]
+          .some((e) => e.textContent.startsWith(x)), '{"TYPE":"HELLO","NAME":"ALICE",');
+      }
       await a.locator('#plain-input').fill(`shout ${tag}`);
       await a.locator('#plain-input').press('Enter');
       await waitText(b, '#plain-log .plain-in .plain-text', `SHOUT ${tag.toUpperCase()}`);
