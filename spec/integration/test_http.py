@@ -3,6 +3,9 @@
 import os
 import select
 import time
+from unittest import mock
+
+import procfs
 
 from helpers import WEB, ConfabTest, get, http, proc_status
 
@@ -162,7 +165,8 @@ class Pipelining(ConfabTest):
     costs the server a bounded amount of memory, and still gets every response once it reads."""
 
     def test_pipelined_requests_to_a_non_reader_are_bounded_then_all_answered(self):
-        srv = self.start("--send-queue", "256K", "--handshake-timeout", "60")
+        with mock.patch.dict(os.environ, procfs.asan_env()):  # measured: no ASan quarantine
+            srv = self.start("--send-queue", "256K", "--handshake-timeout", "60")
         size = os.path.getsize(os.path.join(WEB, "app.js"))
         n = 3000  # ~90 MB of responses; the requests (75 KB) fit in the socket buffers
         c = self.conn(srv)
@@ -257,7 +261,8 @@ class LargeFiles(ConfabTest):
         body = os.urandom(1 << 20) * 8  # 8 MB
         with open(os.path.join(web, "big.bin"), "wb") as f:
             f.write(body)
-        srv = self.start("--send-queue", "256K", "--handshake-timeout", "60", web=web)
+        with mock.patch.dict(os.environ, procfs.asan_env()):  # measured: no ASan quarantine
+            srv = self.start("--send-queue", "256K", "--handshake-timeout", "60", web=web)
         base = proc_status(srv.pid, "VmRSS")
         readers = [self.conn(srv) for _ in range(10)]
         for c in readers:
