@@ -65,6 +65,7 @@ static struct {
     struct dl_list closing;   /* closing: time allowed to finish */
     struct frame *ping_frame; /* one ping frame shared by every connection */
     size_t nconns;
+    size_t request_bytes;     /* request buffers of every connection together */
     int shutting_down;
 } srv;
 
@@ -72,6 +73,7 @@ static uint8_t readbuf[64 * 1024];
 
 static void on_conn_io(EV_P_ ev_io *w, int revents);
 static void conn_flush(struct conn *c);
+static void http_free(struct conn *c);
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
@@ -141,6 +143,7 @@ static void conn_kill(struct conn *c, uint16_t code)
     ev_io_stop(srv.loop, &c->io);
     dl_remove(&c->timeout);
     dl_remove(&c->ping);
+    http_free(c); /* its request buffer goes back to --request-memory at once */
     close_list_add(c);
 }
 
@@ -200,6 +203,7 @@ static struct conn *conn_new(int fd)
 static void http_free(struct conn *c)
 {
     if (c->http) {
+        srv.request_bytes -= c->http->cap;
         static_close(&c->http->body);
         free(c->http);
         c->http = NULL;
@@ -352,17 +356,19 @@ static void read_pause(struct conn *c, int on)
  * so a body costs one chunk of memory whatever the file's size. */
 static void body_fill(struct conn *c)
 {
-    struct static_body *b = c->http ? &c->http->body : NULL;
-    while (b && b->fd >= 0 && c->out.bytes < STATIC_CHUNK && c->state != CONN_DEAD) {
-        struct frame *f = static_next(b);
+    while (c->http && c->http->body.fd >= 0 && c->out.bytes < STATIC_CHUNK) {
+        struct frame *f = static_next(&c->http->body);
         if (!f) {
             log_warn("conn %d: file shrank or could not be read while sent; closed", c->fd);
-            conn_kill(c, 1006);
+            conn_kill(c, 1006); /* frees c->http */
             return;
         }
-        if (outq_push(&c->out, f) < 0)
-            conn_kill(c, 1011);
+        int rc = outq_push(&c->out, f);
         frame_unref(f);
+        if (rc < 0) {
+            conn_kill(c, 1011);
+            return;
+        }
     }
 }
 
@@ -591,8 +597,8 @@ static int upgrade(struct conn *c, const struct http_request *req)
 /* Handles the complete requests in c's buffer while its output has room for more. */
 static void http_process(struct conn *c)
 {
-    struct http_conn *h = c->http;
-    while (h && h->len && c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
+    struct http_conn *h;
+    while ((h = c->http) && h->len && c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
         if (!http_has_room(c)) {
             read_pause(c, 1); /* resumed by conn_flush once the output drains */
             return;
@@ -611,16 +617,18 @@ static void http_process(struct conn *c)
             return;
         }
         if (is_ws_path(req.path)) {
-            if (upgrade(c, &req)) {
-                c->http = NULL;
-                /* Frames sent right behind the handshake are already here. */
-                if (c->state == CONN_WS && h->len > req.head_len)
-                    ws_input(c, (const uint8_t *)h->buf + req.head_len, h->len - req.head_len);
-                free(h);
-            }
+            /* The buffer leaves the connection (req points into it): accepted or refused, no
+             * other request is read from it. */
+            c->http = NULL;
+            srv.request_bytes -= h->cap;
+            if (upgrade(c, &req) && c->state == CONN_WS && h->len > req.head_len)
+                ws_input(c, (const uint8_t *)h->buf + req.head_len, h->len - req.head_len);
+            free(h);
             return;
         }
         serve_file(c, &req);
+        if (c->state == CONN_DEAD)
+            return; /* out of memory: c->http is gone */
         /* A request with a body is answered and the connection closed: bodies are never read,
          * so the next request could not be found. */
         if (req.content_length || req.chunked)
@@ -656,9 +664,18 @@ static int http_read(struct conn *c)
         return 0;
     struct http_conn *h = c->http;
     if (!h || h->len == h->cap) {
+        size_t old = h ? h->cap : 0;
         size_t cap = h ? h->cap * 2 : HTTP_BUF_MIN;
         if (cap > srv.cfg->max_request)
             cap = srv.cfg->max_request;
+        /* Connections still sending requests share one budget: a crowd of half-sent heads
+         * cannot take more than --request-memory, whatever the descriptor limit. */
+        if (srv.request_bytes - old + cap > srv.cfg->request_memory) {
+            log_warn("conn %d: request buffers are at --request-memory (%zu bytes); 503",
+                     c->fd, srv.request_bytes);
+            http_fail(c, 503, "server busy: too many requests in progress", NULL);
+            return 0;
+        }
         struct http_conn *n = realloc(h, sizeof *h + cap);
         if (!n) {
             conn_kill(c, 1006);
@@ -668,6 +685,7 @@ static int http_read(struct conn *c)
             *n = (struct http_conn){.body = {-1, 0}};
         n->cap = cap;
         c->http = h = n;
+        srv.request_bytes += cap - old;
     }
     ssize_t n = sock_read(c, h->buf + h->len, h->cap - h->len);
     if (n <= 0)

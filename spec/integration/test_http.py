@@ -277,3 +277,29 @@ class LargeFiles(ConfabTest):
             self.assertTrue(r.body == body, "the body arrived changed")
         peak = proc_status(srv.pid, "VmHWM") - base
         self.assertLess(peak, 16 * 1024, "server peaked %d kB above its start" % peak)
+
+
+class RequestMemory(ConfabTest):
+    def test_half_sent_heads_share_one_budget(self):
+        # 16K for every request buffer together, heads of up to 8K: two connections holding
+        # 5000 bytes of an unfinished head each take it all; the third is told 503.
+        srv = self.start("--request-memory", "16K", "--max-request", "8K")
+        partial = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + "a" * 5000
+        holders = []
+        for _ in range(2):
+            c = self.conn(srv)
+            c.send(partial)
+            procfs.await_server_read_all(srv, c.sock)
+            holders.append(c)
+        late = self.conn(srv)
+        late.send(partial)
+        r = late.read_response()
+        self.assertEqual(r.status, 503, r)
+        self.assertIn(b"busy", r.body, r)
+        holders[0].close()  # its buffer goes back to the budget
+        srv.wait_log(r"conn \d+: request buffers are at --request-memory")
+        for _ in range(3):  # bounded: the server notices the close within a loop pass or two
+            if get(srv.port, "/").status == 200:
+                break
+        else:
+            self.fail("no room after a holder left")
