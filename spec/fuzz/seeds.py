@@ -164,7 +164,7 @@ paths = ["/", "/index.html", "/app.js", "/sub/", "/sub", "/%61pp.js", "/inside.j
          "/loop", "/passwd", "/slash/etc/passwd", "/sub/a%20b.txt", "/sub/%2541.txt",
          "/sub/deeper/x.json", "/.hidden", "/empty/", "//app.js", "/./app.js", "/sub/./index.html",
          "/a\\..\\secret.txt", "/%5c..%5csecret.txt", "/style.css", "/sub/deeper/",
-         "/" + "a/" * 200, "/%ff%fe", "/sub/up/../../secret.txt"]
+         "/" + "a/" * 200, "/%ff%fe", "/sub/up/../../secret.txt", "/pipe", "/sub/fifo"]
 for p in paths:
     write("webroot", p)
 
