@@ -9,9 +9,11 @@
  *   - setmetatable refuses __gc (finalizers run with hooks off, and while a state closes);
  *   - load reads its chunk in pieces, checking the limit between them;
  *   - table.sort compares through a function call the limit can stop;
+ *   - string.rep builds its result in pieces, checking the limit between them;
  *   - cjson's depth limits (C recursion) can be lowered but not raised. */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "log.h"
@@ -223,6 +225,47 @@ static int l_sort(lua_State *L)
     return 0;
 }
 
+/* string.rep(s, n [, sep]): as Lua's, but the result is filled by doubling copies of at most
+ * REP_PIECE bytes, with the time limit checked between them (one call may build --script-memory
+ * bytes). */
+#define REP_PIECE (1 << 20)
+
+static int l_rep(lua_State *L)
+{
+    size_t l, lsep;
+    const char *s = luaL_checklstring(L, 1, &l);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    const char *sep = luaL_optlstring(L, 3, "", &lsep);
+    if (n <= 0 || l + lsep == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    size_t unit = l + lsep;
+    if (unit < l || unit > (size_t)INT32_MAX * 1024 / (size_t)n) /* far above any memory cap */
+        return luaL_error(L, "resulting string too large");
+    size_t total = (size_t)n * unit - lsep;
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, total);
+    memcpy(p, s, l);
+    if (total > l)
+        memcpy(p + l, sep, lsep);
+    /* p[0, filled) repeats s..sep and filled is a whole number of them: copying from the start
+     * keeps the pattern. */
+    size_t filled = total < unit ? total : unit;
+    while (filled < total) {
+        size_t c = filled;
+        if (c > REP_PIECE)
+            c = REP_PIECE / unit > 0 ? REP_PIECE / unit * unit : unit;
+        if (c > total - filled)
+            c = total - filled;
+        memcpy(p + filled, p, c);
+        filled += c;
+        script_limit_check(L);
+    }
+    luaL_pushresultsize(&b, total);
+    return 1;
+}
+
 /* cjson's depth setters recurse in C as deep as they are told: keep them at most the default. */
 #define CJSON_DEPTH_MAX 1000
 
@@ -396,6 +439,10 @@ int sandbox_open(lua_State *L)
     wrap_global(L, "coroutine", "wrap", l_wrap);
     wrap_global(L, NULL, "setmetatable", l_setmetatable);
     wrap_global(L, "table", "sort", l_sort);
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lua_pushcfunction(L, l_rep);
+    lua_setfield(L, -2, "rep");
+    lua_pop(L, 1);
 
     /* Strings share one metatable; the script may use it but not change it. */
     lua_pushliteral(L, "");

@@ -353,7 +353,10 @@ static int run_event(struct event *ev)
     int rc = lua_pcall(L, 1, 0, 0);
     script_limit_leave();
     if (rc != LUA_OK) {
-        log_failure(what, lua_tostring(L, -1));
+        /* A time limit abort was logged by the hook it stopped (it may surface again here when
+         * the hook set by the limit's signal fires on the way out). */
+        if (!script_abort_msg())
+            log_failure(what, lua_tostring(L, -1));
         lua_pop(L, 1);
         return -1;
     }

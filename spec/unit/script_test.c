@@ -298,6 +298,8 @@ TEST(script_sandbox_keeps_limits_out_of_reach)
         {"return (pcall(setmetatable, {}, {__gc = function() end}))", "ok false"},
         {"return (pcall(setmetatable, {}, {__gc = true}))", "ok false"},
         {"return getmetatable(setmetatable({}, {__index = {a = 1}})).__index.a", "ok 1"},
+        {"return (pcall(string.rep, 'x', math.maxinteger))", "ok false"},
+        {"return (pcall(string.rep, 'xy', 1 << 62, ','))", "ok false"},
         /* A room name with NUL could be joined twice and never left. */
         {"return (pcall(confab.join, 1, 'a\\0b'))", "ok false"},
         {"return select(2, pcall(confab.join, 1, 'a\\0b')):match('NUL') ~= nil", "ok true"},
@@ -313,6 +315,32 @@ TEST(script_sandbox_keeps_limits_out_of_reach)
         }
     }
     test_conn_close(c);
+}
+
+/* string.rep is built in pieces (to check the time limit between them): same results as Lua's
+ * definition, n copies of s separated by sep, across the piece size (1 MiB) too. */
+TEST(script_string_rep_is_luas)
+{
+    setup();
+    struct script_config cfg = {.hook_timeout_ms = 10000, .memory = 64 * 1024 * 1024};
+    script_init(loop, &cfg);
+    char err[512];
+    CHECK_INT(load(evaluator, err, sizeof err), 0);
+    struct conn *c = test_conn_open();
+    CHECK_STR(ask(c, "local function ref(s, n, sep) if n <= 0 then return '' elseif n == 1 then return s end "
+         "  local h = ref(s, n // 2, sep) local r = h .. sep .. h "
+         "  if n % 2 == 1 then r = r .. sep .. s end return r end "
+         "for _, str in ipairs{'', 'a', 'ab', 'xyz'} do "
+         "  for _, sep in ipairs{'', ',', '--'} do "
+         "    for _, n in ipairs{-1, 0, 1, 2, 3, 7, 1000, 262145, 300001} do "
+         "      if str:rep(n, sep) ~= ref(str, n, sep) then return str .. sep .. n end "
+         "      if sep == '' and str:rep(n) ~= ref(str, n, '') then return str .. n end "
+         "      collectgarbage() "
+         "    end "
+         "  end "
+         "end return 'same'"), "ok same");
+    test_conn_close(c);
+    script_shutdown();
 }
 
 /* A __gc that starts a timer while the old state closes on reload (a timer inside freed
