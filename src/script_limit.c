@@ -73,8 +73,11 @@ static void limit_hook(lua_State *L, lua_Debug *ar)
         lua_pushstring(L, call.abort_msg);
         lua_error(L);
     }
-    if (lua_gethookmask(L) != LUA_MASKCOUNT)
+    if (lua_gethookmask(L) != LUA_MASKCOUNT) {
         lua_sethook(L, limit_hook, LUA_MASKCOUNT, COUNT_EVERY);
+        if (call.expired) /* the signal came in between: keep its setting */
+            lua_sethook(L, limit_hook, MASK_ALL, 1);
+    }
 }
 
 static void on_signal(int sig)
