@@ -10,6 +10,8 @@
  *   - load reads its chunk in pieces, checking the limit between them;
  *   - table.sort compares through a function call the limit can stop;
  *   - string.rep builds its result in pieces, checking the limit between them;
+ *   - find, match, gmatch and gsub are pattern.c's, which check the limit every few thousand
+ *     matching steps;
  *   - cjson's depth limits (C recursion) can be lowered but not raised. */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pattern.h"
 #include "script_int.h"
 
 /* Registry key of the table of modules require may return. */
@@ -439,9 +442,11 @@ int sandbox_open(lua_State *L)
     wrap_global(L, "coroutine", "wrap", l_wrap);
     wrap_global(L, NULL, "setmetatable", l_setmetatable);
     wrap_global(L, "table", "sort", l_sort);
+    /* The string table is also the string metatable's __index: s:find() gets these too. */
     lua_getglobal(L, LUA_STRLIBNAME);
     lua_pushcfunction(L, l_rep);
     lua_setfield(L, -2, "rep");
+    pattern_install(L, lua_gettop(L), script_limit_check);
     lua_pop(L, 1);
 
     /* Strings share one metatable; the script may use it but not change it. */

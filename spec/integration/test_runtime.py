@@ -10,7 +10,7 @@ import unittest
 
 import websockets  # Debian python3-websockets (asyncio), for the many-client test
 
-from helpers import WAIT, WEB, ConfabTest, run_confab
+from helpers import EXAMPLES, WAIT, WEB, ConfabTest, run_confab
 
 
 def wait_lines(srv, pattern, count, timeout=WAIT):
@@ -656,6 +656,11 @@ confab.on("message", function(ev)
     confab.send(ev.id, "spinning")
     xpcall(spin, spin)             -- the handler runs with hooks off once the abort is raised
     confab.send(ev.id, "escaped")
+  elseif ev.data == "find" then
+    confab.send(ev.id, "finding")
+    local s = ("a"):rep(2048)
+    s:find(".-.-b")                -- about 16 s in Lua's own string.find
+    confab.send(ev.id, "found")
   elseif ev.data == "storm" then
     -- 200 timers of 40 ms each every millisecond: 8 s of timer work per pass of the loop.
     local told = false
@@ -691,6 +696,28 @@ class Hostile(ConfabTest):
         self.assertEqual(b.recv_raw(), "echo after")
         a.send("again")
         self.assertEqual(a.recv_raw(), "echo again")  # never "escaped"
+
+    def test_a_pathological_pattern_is_stopped_by_the_time_limit(self):
+        srv = self.start("--hook-timeout", "50", script=self.script(HOSTILE_LUA))
+        a, b = self.client(srv), self.client(srv)
+        a.send("find")
+        self.assertEqual(a.recv_raw(), "finding")
+        wait_lines(srv, r"hook message failed: .*time limit", 1)
+        b.send("after")
+        self.assertEqual(b.recv_raw(), "echo after")
+        a.send("again")
+        self.assertEqual(a.recv_raw(), "echo again")  # never "found"
+
+    def test_namefirst_example_survives_a_hostile_name(self):
+        # namefirst.lua trims with match("^%s*(.-)%s*$"): quadratic on this text, 30 s in Lua's
+        # own string.match for every client of the server.
+        srv = self.start(script=os.path.join(EXAMPLES, "namefirst.lua"))
+        a, b = self.client(srv), self.client(srv)
+        a.send("a" + " " * 65000 + "b")
+        wait_lines(srv, r"hook message failed: .*time limit", 1)
+        b.send("bob")
+        b.send("hello")
+        self.assertEqual(b.recv_raw(), "bob: hello")
 
     def test_a_timer_storm_does_not_starve_the_clients(self):
         srv = self.start("--hook-timeout", "50", script=self.script(HOSTILE_LUA))

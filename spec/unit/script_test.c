@@ -301,6 +301,8 @@ TEST(script_sandbox_keeps_limits_out_of_reach)
         {"return (pcall(setmetatable, {}, {__gc = function() end}))", "ok false"},
         {"return (pcall(setmetatable, {}, {__gc = true}))", "ok false"},
         {"return getmetatable(setmetatable({}, {__index = {a = 1}})).__index.a", "ok 1"},
+        /* Strings' methods are the sandbox's string table (where the pattern functions are). */
+        {"return ('x').find == string.find and ('x').gsub == string.gsub", "ok true"},
         {"return (pcall(string.rep, 'x', math.maxinteger))", "ok false"},
         {"return (pcall(string.rep, 'xy', 1 << 62, ','))", "ok false"},
         /* A room name with NUL could be joined twice and never left. */
@@ -409,6 +411,11 @@ TEST(script_time_limit_holds_for_handlers_and_c_functions)
         "local src = ('x = 1 '):rep(200000) while true do load(src) end",
         "local t = {} for i = 1, 300000 do t[i] = tostring(i) end "
         "while true do table.sort(t) end",
+        /* Pattern functions (pattern.c's, with a step budget), called both ways. */
+        "local s = ('a'):rep(2048) while true do s:find('.-.-b') end",
+        "local s = 'a' .. (' '):rep(65000) .. 'b' string.match(s, '^%s*(.-)%s*$')",
+        "local s = ('a'):rep(65536) s:gsub('(.-)x', '')",
+        "for w in (('a'):rep(65536)):gmatch('.-b') do end",
     };
     for (size_t i = 0; i < sizeof hogs / sizeof *hogs; i++) {
         double t0 = now_ms();
