@@ -3,6 +3,9 @@
 #include "hub.h"
 
 #include <assert.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -217,11 +220,54 @@ void hub_each(void (*fn)(struct conn *c, void *arg), void *arg)
     HASH_ITER(hh, hub.conns, c, tmp) fn(c, arg);
 }
 
+/* The hash of a room name for the rooms table: SipHash (OpenSSL's) under a key drawn at start,
+ * so that nobody can choose names that pile up in one chain of the table (uthash's own hash is
+ * unkeyed: names found offline to collide would make every room lookup walk them all). Without
+ * SipHash or randomness it falls back to FNV-1a, as predictable as uthash's. */
+static unsigned room_hash(const char *name, size_t len)
+{
+    static EVP_MAC_CTX *ctx;
+    static unsigned char key[16];
+    static int state; /* 0: not set up, 1: SipHash, -1: fallback */
+    static size_t out_size = 8;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &out_size),
+                           OSSL_PARAM_construct_end()};
+    if (state == 0) {
+        EVP_MAC *mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
+        ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+        EVP_MAC_free(mac); /* the context keeps its own reference */
+        state = ctx && RAND_bytes(key, sizeof key) == 1 ? 1 : -1;
+    }
+    unsigned char out[8];
+    size_t n;
+    if (state == 1 && EVP_MAC_init(ctx, key, sizeof key, params) == 1 &&
+        EVP_MAC_update(ctx, (const unsigned char *)name, len) == 1 &&
+        EVP_MAC_final(ctx, out, &n, sizeof out) == 1) {
+        unsigned h;
+        memcpy(&h, out, sizeof h);
+        return h;
+    }
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    return h;
+}
+
 struct room *hub_room(const char *name, size_t len)
 {
     struct room *r;
-    HASH_FIND(hh, hub.rooms, name, len, r);
+    HASH_FIND_BYHASHVALUE(hh, hub.rooms, name, len, room_hash(name, len), r);
     return r;
+}
+
+size_t hub_rooms_longest_chain(void)
+{
+    size_t longest = 0;
+    if (hub.rooms)
+        for (unsigned i = 0; i < hub.rooms->hh.tbl->num_buckets; i++)
+            if (hub.rooms->hh.tbl->buckets[i].count > longest)
+                longest = hub.rooms->hh.tbl->buckets[i].count;
+    return longest;
 }
 
 static struct room *room_get(const char *name, size_t len)
@@ -237,7 +283,7 @@ static struct room *room_get(const char *name, size_t len)
     memcpy(r->name, name, len);
     r->name[len] = '\0';
     r->hist_last = r->hist_dropped = hub.freed_last[slot_of(name, len)];
-    HASH_ADD_KEYPTR(hh, hub.rooms, r->name, len, r);
+    HASH_ADD_KEYPTR_BYHASHVALUE(hh, hub.rooms, r->name, len, room_hash(name, len), r);
     return r;
 }
 

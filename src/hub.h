@@ -125,6 +125,9 @@ int hub_leave(struct conn *c, const char *room, size_t len);
 /* The room with this name (members or history), or NULL. */
 struct room *hub_room(const char *name, size_t len);
 
+/* For tests: the most rooms in one chain of the rooms hash table. */
+size_t hub_rooms_longest_chain(void);
+
 /* Calls fn for every room that has members. */
 void hub_each_room(void (*fn)(struct room *r, void *arg), void *arg);
 

@@ -454,3 +454,23 @@ TEST(hub_history_memory_counts_rooms)
     hub_shutdown();
     hub_set_limits(NULL, &no_limits);
 }
+
+/* Room names found to collide under uthash's own (unkeyed) hash do not pile up in one chain. */
+TEST(hub_room_names_cannot_flood_one_hash_chain)
+{
+    hub_init(1 << 20, 3, &cb);
+    struct conn *a = test_conn_open();
+    char name[32];
+    int made = 0;
+    for (unsigned i = 0; made < 300; i++) {
+        snprintf(name, sizeof name, "x%u", i);
+        unsigned hv;
+        HASH_JEN(name, strlen(name), hv);
+        if ((hv & 0xfff) == 0) { /* same bucket in every table of up to 4096 buckets */
+            CHECK_INT(hub_join(a, name, strlen(name)), 1);
+            made++;
+        }
+    }
+    CHECK(hub_rooms_longest_chain() < 20);
+    test_conn_close(a);
+}
