@@ -2,6 +2,7 @@
  * subjects and patterns (well-formed and malformed, every function and argument form), the step
  * budget (a check that raises aborts the call; the number of checks grows with the work for
  * every kind of pathological pattern), and hand-written cases for each feature. */
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -77,10 +78,16 @@ static const char harness[] =
     "  elseif k == 4 then return tostring(r[1]):upper() elseif k == 5 then return ''\n"
     "  else return r.n > 2 and {} or '#' end\n"
     "end\n"
+    "local repl_meta = setmetatable({b = 'B'}, {__index = function(_, k)\n"
+    "  log[#log + 1] = 'index ' .. type(k) .. ':' .. tostring(k)\n"
+    "  if type(k) == 'number' then return k * 2 end\n"
+    "  if #k > 2 then error('long key ' .. k) end\n"
+    "  return #k == 1 and k .. k or nil\n"
+    "end})\n"
     "local function run(impl, kind, args)\n"
     "  log = {}\n"
     "  if args.repl == 'table' then args[3] = repl_table elseif args.repl == 'function' then\n"
-    "    args[3] = repl_fn end\n"
+    "    args[3] = repl_fn elseif args.repl == 'meta' then args[3] = repl_meta end\n"
     "  local f = impl[kind]\n"
     "  local ok, res = pcall(function()\n"
     "    if kind == 'gmatch' then\n"
@@ -112,6 +119,15 @@ static uint64_t rnd(void)
 static int below(int n) { return (int)(rnd() % (uint64_t)n); }
 static int chance(int percent) { return below(100) < percent; }
 
+/* What the generator makes: subject length, pattern items, repeated items (these bound the
+ * backtracking of both implementations), and how often it uses any byte, builds the pattern
+ * from the subject, or builds a deep pattern near the nesting and capture limits. */
+struct gen_config {
+    int max_subject, max_items, max_repeats;
+    int wide_percent, from_subject_percent, deep_percent;
+};
+static const struct gen_config *gen;
+
 struct buf {
     char b[1024];
     size_t n;
@@ -133,6 +149,8 @@ static char subject_char(void)
 {
     if (chance(3))
         return '\0';
+    if (gen->wide_percent && chance(gen->wide_percent))
+        return (char)below(256);
     return subject_chars[below((int)sizeof subject_chars - 1)];
 }
 
@@ -193,8 +211,8 @@ static void gen_single(struct buf *b)
         gen_set(b);
 }
 
-/* A pattern of up to max_items items, at most 3 of them repeated, so that the backtracking of
- * both implementations stays short. */
+/* A pattern of up to max_items items, at most gen->max_repeats of them repeated, so that the
+ * backtracking of both implementations stays short. */
 static void gen_pattern(struct buf *b, int max_items)
 {
     int repeats = 0, open = 0;
@@ -205,7 +223,7 @@ static void gen_pattern(struct buf *b, int max_items)
         int k = below(100);
         if (k < 55) {
             gen_single(b);
-            if (repeats < 3 && chance(40)) {
+            if (repeats < gen->max_repeats && chance(40)) {
                 putc_(b, "*+-?"[below(4)]);
                 repeats++;
             }
@@ -251,6 +269,87 @@ static void gen_pattern(struct buf *b, int max_items)
         putc_(b, '$');
 }
 
+/* A pattern made from a piece of the subject: each byte kept, escaped, replaced by '.', by a
+ * class that contains it or by a set, some repeated, some captured, so that it often matches. */
+static void gen_pattern_from(struct buf *b, const struct buf *subject)
+{
+    if (chance(15))
+        putc_(b, '^');
+    if (subject->n == 0) {
+        gen_pattern(b, 2);
+        return;
+    }
+    size_t from = (size_t)below((int)subject->n), len = (size_t)below(6) + 1;
+    int repeats = 0, open = 0;
+    for (size_t i = from; i < subject->n && i < from + len; i++) {
+        unsigned char c = (unsigned char)subject->b[i];
+        if (chance(15)) {
+            putc_(b, '(');
+            open++;
+        }
+        int k = below(10);
+        if (k < 4 && !strchr("^$*+?.([%-])", c))
+            putc_(b, (char)c);
+        else if (k < 5)
+            putc_(b, '.');
+        else if (k < 7) {
+            static const char classes[] = "acdglpsuwx";
+            char cl = '%';
+            for (int tries = 0; tries < 10; tries++) {
+                char try = classes[below(10)];
+                if ((try == 'a' && isalpha(c)) || (try == 'c' && iscntrl(c)) ||
+                    (try == 'd' && isdigit(c)) || (try == 'g' && isgraph(c)) ||
+                    (try == 'l' && islower(c)) || (try == 'p' && ispunct(c)) ||
+                    (try == 's' && isspace(c)) || (try == 'u' && isupper(c)) ||
+                    (try == 'w' && isalnum(c)) || (try == 'x' && isxdigit(c))) {
+                    cl = try;
+                    break;
+                }
+            }
+            putc_(b, '%');
+            putc_(b, cl == '%' && c == 0 ? 'z' : (cl == '%' ? (char)c : cl));
+        } else if (k < 8) {
+            putc_(b, '%');
+            putc_(b, (char)c);
+        } else {
+            putc_(b, '[');
+            putc_(b, (char)c);
+            if (chance(50)) {
+                putc_(b, '-');
+                putc_(b, (char)(c + below(4)));
+            }
+            putc_(b, ']');
+        }
+        if (repeats < gen->max_repeats && chance(30)) {
+            putc_(b, "*+-?"[below(4)]);
+            repeats++;
+        }
+        if (open && chance(30)) {
+            putc_(b, ')');
+            open--;
+        }
+    }
+    while (open-- > 0)
+        putc_(b, ')');
+    if (chance(20)) {
+        putc_(b, '%');
+        putc_(b, (char)('1' + below(2)));
+    }
+    if (chance(15))
+        putc_(b, '$');
+}
+
+/* A long pattern near the limits: 100-260 items of one kind (optional items and captures nest
+ * a level each; captures stop at 32). */
+static void gen_deep(struct buf *b)
+{
+    static const char *const units[] = {"a?", "(a)", "a-", "()", "%a?", "[ab]?", "(a?)"};
+    const char *unit = units[below(7)];
+    int n = 100 + below(161);
+    for (int i = 0; i < n; i++)
+        puts_(b, unit);
+}
+
 static void gen_template(struct buf *b)
 {
     int parts = below(4);
@@ -293,11 +392,22 @@ static void push_number_arg(lua_State *L, int small)
 }
 
 /* Pushes a new args table for one generated call of kind. */
-static void push_args(lua_State *L, const char *kind, int max_subject, int max_items)
+static void push_args(lua_State *L, const char *kind)
 {
     struct buf s = {.n = 0}, p = {.n = 0};
-    gen_subject(&s, max_subject);
-    gen_pattern(&p, max_items);
+    int max_subject = gen->max_subject;
+    if (gen->deep_percent && chance(gen->deep_percent)) {
+        gen_deep(&p);
+        int len = below(300);
+        for (int i = 0; i < len; i++)
+            putc_(&s, chance(90) ? 'a' : 'b');
+    } else {
+        gen_subject(&s, max_subject);
+        if (chance(gen->from_subject_percent))
+            gen_pattern_from(&p, &s);
+        else
+            gen_pattern(&p, gen->max_items);
+    }
     lua_newtable(L);
     int n = 2;
     if (chance(2))
@@ -318,6 +428,10 @@ static void push_args(lua_State *L, const char *kind, int max_subject, int max_i
             struct buf t = {.n = 0};
             gen_template(&t);
             lua_pushlstring(L, t.b, t.n);
+        } else if (k < 50) {
+            lua_pushliteral(L, "meta");
+            lua_setfield(L, -2, "repl");
+            lua_pushboolean(L, 0); /* replaced by a table with an __index function in run */
         } else if (k < 60) {
             lua_pushliteral(L, "table");
             lua_setfield(L, -2, "repl");
@@ -367,14 +481,52 @@ static void print_escaped(const char *label, const char *s, size_t n)
     printf("\"\n");
 }
 
+/* The errors Lua raised in the generated cases, counted by message (what the generator
+ * covers; printed with the test). */
+static const char *const error_kinds[] = {
+    "malformed pattern (ends with '%')",
+    "malformed pattern (missing ']')",
+    "malformed pattern (missing arguments to '%b')",
+    "missing '[' after '%f' in pattern",
+    "invalid capture index",
+    "invalid pattern capture",
+    "unfinished capture",
+    "too many captures",
+    "pattern too complex",
+    "invalid use of '%' in replacement string",
+    "invalid replacement value",
+    "bad argument",
+};
+#define NKINDS (sizeof error_kinds / sizeof error_kinds[0])
+
 struct diff_stats {
     long cases, errors, mismatches, matched;
+    long by_kind[NKINDS + 1]; /* the last: any other message */
 };
 
-/* Generates count calls of each kind and compares ours with Lua's. */
-static void differential(uint64_t seed, int count, int max_subject, int max_items,
+static void count_error(struct diff_stats *st, const char *result)
+{
+    for (size_t k = 0; k < NKINDS; k++)
+        if (strstr(result, error_kinds[k])) {
+            st->by_kind[k]++;
+            return;
+        }
+    st->by_kind[NKINDS]++;
+}
+
+static void print_stats(const struct diff_stats *st)
+{
+    printf("    %ld cases, %ld matched, %ld errors, %ld differ; errors by message:\n", st->cases,
+           st->matched, st->errors, st->mismatches);
+    for (size_t k = 0; k <= NKINDS; k++)
+        printf("      %6ld %s\n", st->by_kind[k], k < NKINDS ? error_kinds[k] : "(other)");
+}
+
+/* Generates count calls (the four kinds in turn) and compares ours with Lua's. */
+static void differential(uint64_t seed, int count, const struct gen_config *config,
                          struct diff_stats *st)
 {
+    gen = config;
     static const char *const kinds[] = {"find", "match", "gmatch", "gsub"};
     lua_State *L = new_state();
     CHECK(luaL_loadstring(L, harness) == LUA_OK && lua_pcall(L, 0, 1, 0) == LUA_OK);
@@ -383,7 +535,7 @@ static void differential(uint64_t seed, int count, int max_subject, int max_item
     raise_after = 0;
     for (int i = 0; i < count; i++) {
         const char *kind = kinds[i % 4];
-        push_args(L, kind, max_subject, max_items);
+        push_args(L, kind);
         int args = lua_gettop(L);
         size_t la, lb;
         lua_pushvalue(L, run);
@@ -399,8 +551,10 @@ static void differential(uint64_t seed, int count, int max_subject, int max_item
         lua_call(L, 3, 1);
         const char *mine = lua_tolstring(L, -1, &lb);
         st->cases++;
-        if (strncmp(theirs, "error", 5) == 0)
+        if (strncmp(theirs, "error", 5) == 0) {
             st->errors++;
+            count_error(st, theirs);
+        }
         else if (strncmp(theirs, "ok 0,", 5) != 0 && strncmp(theirs, "ok 1,nil", 8) != 0)
             st->matched++;
         if (la != lb || memcmp(theirs, mine, la) != 0) {
@@ -430,14 +584,27 @@ static void differential(uint64_t seed, int count, int max_subject, int max_item
 
 TEST(pattern_differential_short)
 {
-    struct diff_stats st = {0, 0, 0, 0};
-    differential(0x5eed0001, 40000, 12, 6, &st);
-    printf("    %ld cases, %ld matched, %ld errors, %ld differ\n", st.cases, st.matched,
-           st.errors, st.mismatches);
+    static const struct gen_config config = {12, 6, 3, 0, 0, 0};
+    struct diff_stats st = {0};
+    differential(0x5eed0001, 40000, &config, &st);
+    print_stats(&st);
     CHECK_INT(st.mismatches, 0);
     /* The generator must exercise both outcomes and the errors, or it tests little. */
     CHECK(st.matched > st.cases / 5);
     CHECK(st.errors > st.cases / 50);
+}
+
+/* Longer subjects of any byte, patterns made from the subject (so that they match often, with
+ * captures and back-references), and deep patterns at the nesting and capture limits. */
+TEST(pattern_differential_long)
+{
+    static const struct gen_config config = {200, 5, 2, 10, 60, 5};
+    struct diff_stats st = {0};
+    differential(0x5eed0002, 20000, &config, &st);
+    print_stats(&st);
+    CHECK_INT(st.mismatches, 0);
+    CHECK(st.matched > st.cases / 4);
+    CHECK(st.errors > st.cases / 100);
 }
 
 /* ---- the budget ---- */
