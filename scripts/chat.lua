@@ -486,6 +486,7 @@ end
 -- the name. An offline name is reachable while its last holder had a key and still uses it.
 local function dm_target(to)
   local skel = skeleton(to)
+  if #skel > NAME_MAX_BYTES then return nil end   -- no name is that long ("~n:" keys stay < 64 bytes)
   local target = by_key[skel]
   if target then return target, uids[target], names[target] end
   local p = pending[skel]

@@ -474,6 +474,13 @@ describe("chat.lua", function()
       assert.same({}, fake.broadcasts)
     end)
 
+    it("to a name longer than any name is no_such_user, with its cid", function()
+      local a = user("alice")
+      fake:clear()
+      fake:message(a, { type = "dm", to = string.rep("z", 70), text = "x", cid = "c1" })
+      assert.same({ "no_such_user", "c1" }, { fake:last(a, "error").code, fake:last(a, "error").cid })
+    end)
+
     it("to oneself arrive once", function()
       local a = user("alice")
       fake:clear()

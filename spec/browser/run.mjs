@@ -490,7 +490,6 @@ async function main() {
       await eve.locator('#login-name').fill('\u0430lice');          // Cyrillic а + Latin lice
       await eve.locator('#login-button').click();
       await eve.locator('#login-error', { hasText: 'mixes Cyrillic and Latin' }).waitFor();
-      await eve.locator('#login-name').fill('\u0430\u0406\u0456\u0441\u0435'.slice(0, 0) + 'ALlCE'.replace('l', '1').replace('1', 'l').replace('L', 'L'));
       await eve.locator('#login-name').fill('b0b');
       await eve.locator('#login-button').click();
       await eve.locator('#login-error', { hasText: 'looks too much like bob' }).waitFor();
