@@ -593,8 +593,10 @@ async function main() {
     await bob.waitForSelector('body[data-state="online"]');
     await bob.locator('#dm-list li[data-dm="alice"] button').click();
     await waitLine(bob, `before reload ${tag}`);
-    // bob goes away (page closed): alice writes; bob comes back in a new tab and signs in.
+    // bob goes away (page closed); once the room hears he left (after the grace period), alice
+    // writes; bob comes back in a new tab and signs in.
     await bob.close();
+    await alice.locator('#log li.note.presence', { hasText: 'bob left' }).waitFor({ timeout: 15000 });
     await say(alice, `/msg bob while you were away ${tag}`);
     await alice.locator('#log li.note.info', { hasText: 'bob is offline' }).waitFor();
     bob = await openPage(base, DESKTOP, ctxB);
@@ -607,6 +609,47 @@ async function main() {
     await shot(bob, 'dm-after-offline-desktop');
     await bob.locator('#room-list li[data-room="lobby"] button').click();
     await bob.locator('#view-title', { hasText: 'lobby' }).waitFor();
+  });
+
+  await test('notifications: opt-in; a DM or a mention while the tab is hidden notifies and flashes the title', async () => {
+    // Test doubles for what headless Chromium cannot show: whether the tab is hidden, and the
+    // Notification API (recorded instead of shown).
+    const ctxN = await newContext();
+    await ctxN.addInitScript(() => {
+      window.__hidden = false;
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => window.__hidden });
+      window.__shown = [];
+      function FakeNotification(title, opts) { window.__shown.push([title, opts && opts.body]); this.close = () => {}; }
+      FakeNotification.permission = 'default';
+      FakeNotification.requestPermission = async () => { FakeNotification.permission = 'granted'; return 'granted'; };
+      window.Notification = FakeNotification;
+    });
+    const nina = await openPage(base, DESKTOP, ctxN);
+    const hide = (h) => nina.evaluate((x) => { window.__hidden = x; document.dispatchEvent(new Event('visibilitychange')); }, h);
+    try {
+      await login(nina, 'nina');
+      await hide(true);
+      await say(bob, `/msg nina not opted in ${tag}`);
+      await nina.locator('#dm-list li[data-dm="bob"] .badge').waitFor();
+      eq(await nina.evaluate(() => window.__shown), [], 'notified before opting in');
+      assert(!(await nina.title()).startsWith('★'), 'title flashed before opting in');
+      await hide(false);
+      await nina.locator('#notify').check();
+      await until(nina, () => Notification.permission === 'granted');
+      await hide(true);
+      await say(bob, `hello nina, look ${tag}`);
+      await until(nina, () => window.__shown.length === 1);
+      eq(await nina.evaluate(() => window.__shown), [['bob in #lobby', `hello nina, look ${tag}`]], 'the mention\'s notification');
+      await until(nina, () => document.title.startsWith('★'));
+      await say(bob, `/msg nina psst ${tag}`);
+      await until(nina, () => window.__shown.length === 2);
+      eq((await nina.evaluate(() => window.__shown))[1], ['Direct message from bob', `psst ${tag}`], 'the DM\'s notification');
+      await say(bob, `nothing for nina${tag}x`);     // "nina" inside a word is not a mention
+      await waitLine(nina, `nothing for nina${tag}x`);
+      eq(await nina.evaluate(() => window.__shown.length), 2, 'notifications after a non-mention');
+      await hide(false);
+      await until(nina, () => !document.title.startsWith('★'));
+    } finally { await nina.close(); await ctxN.close(); }
   });
 
   await test('flood: every one of the 200 lines arrived once, in order, grouped, with no error lines', async () => {
