@@ -14,12 +14,16 @@ buffer is set small so that the server's queue, not the kernel, holds what it ca
   tiny       1-byte text messages pipelined (32 MB), echoed, never reading the replies
   pipelined  --max-message-sized messages pipelined (16 MB), echoed, never reading the replies
   ctrlmix    fragments, pings and closes interleaved: 1-byte fragment + empty ping, repeated
+  flood      not memory but turns: 16 MB of 1-byte messages whose echoes the attacker does read
+             (--send-queue 256M, so it is never cut off), while a second connection sends a
+             ping every 5 ms; reports the victim's pong round trip (p50, p99, max)
 
 It prints key=value lines (one block per scenario) and a table row per scenario; it never judges
 the figures. Linux only (reads /proc)."""
 
 import os
 import re
+import select
 import selectors
 import shutil
 import socket
@@ -208,6 +212,57 @@ def run(binary, flags, name, conns):
     return result
 
 
+def flood(binary, flags):
+    """The victim's ping round trips while another connection floods tiny messages."""
+    import statistics
+    import threading
+    srv = Server(binary, flags + ["--send-queue", "256M"])
+    try:
+        victim, att = connect(srv.port), connect(srv.port)
+        stop = threading.Event()
+
+        def drain():
+            while not stop.is_set():
+                if not select.select([att], [], [], 0.2)[0]:
+                    continue
+                try:
+                    if not att.recv(1 << 20):
+                        return
+                except OSError:
+                    return
+
+        rtts = []
+
+        def probe():
+            victim.settimeout(10)
+            while not stop.is_set():
+                t = time.monotonic()
+                victim.sendall(frame(9, b"p"))
+                got = b""
+                while len(got) < 3:
+                    got += victim.recv(3 - len(got))
+                rtts.append(time.monotonic() - t)
+                stop.wait(0.005)
+
+        threads = [threading.Thread(target=drain, daemon=True),
+                   threading.Thread(target=probe, daemon=True)]
+        for t in threads:
+            t.start()
+        att.sendall(frame(1, b"x") * (16 * 1024 * 1024 // 7))
+        srv.settle()
+        stop.set()
+        for t in threads:
+            t.join(5)
+        rtts.sort()
+        ms = lambda x: round(x * 1000, 2)
+        return {"scenario": "flood", "conns": 2, "attack_bytes_per_conn": 16 * 1024 * 1024 // 7 * 7,
+                "victim_pings": len(rtts), "victim_rtt_p50_ms": ms(statistics.median(rtts)),
+                "victim_rtt_p99_ms": ms(rtts[int(len(rtts) * 0.99)]),
+                "victim_rtt_max_ms": ms(rtts[-1]), "server_alive": int(srv.proc.poll() is None)}
+    finally:
+        srv.stop()
+
+
 def main(argv):
     binary, conns, names, flags = "build/confab", 20, [], []
     if "--" in argv:
@@ -230,13 +285,18 @@ def main(argv):
     names = names or ["fragments", "bigframe", "pings", "tiny", "pipelined", "ctrlmix"]
     rows = []
     for name in names:
-        r = run(binary, flags, name, conns)
+        r = flood(binary, flags) if name == "flood" else run(binary, flags, name, conns)
         for k, v in r.items():
             print("%s=%s" % (k, v))
         print()
         rows.append(r)
     print("%-10s %s" % ("scenario", "server peak RSS growth per hostile connection"))
     for r in rows:
+        if r["scenario"] == "flood":
+            print("%-10s victim ping round trip p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+                  % ("flood", r["victim_rtt_p50_ms"], r["victim_rtt_p99_ms"],
+                     r["victim_rtt_max_ms"]))
+            continue
         print("%-10s %8.1f KB  (%d conns, %d KB sent each, server %s)"
               % (r["scenario"], r["peak_per_conn_bytes"] / 1024, r["conns"],
                  r["attack_bytes_per_conn"] // 1024, "alive" if r["server_alive"] else "DEAD"))

@@ -26,7 +26,8 @@ enum {
     CONN_SHUT_WR = 1 << 4,      /* shutdown(SHUT_WR) done: only reading until EOF remains */
     CONN_IN_CLOSE_LIST = 1 << 5,/* on the server's list of connections to tear down */
     CONN_OPENED = 1 << 6,       /* the connect hook accepted it: disconnect will be reported */
-    CONN_READ_PAUSED = 1 << 7,  /* HTTP: not reading requests until the output drains */
+    CONN_READ_PAUSED = 1 << 7,  /* not reading: HTTP until the output drains, WS while held */
+    CONN_INPUT_HELD = 1 << 8,   /* on the server's list of connections whose input ws holds */
 };
 
 /* What the upgrade request said, kept for the script's confab.info. One allocation: the
@@ -61,6 +62,7 @@ struct conn {
     struct outq out;           /* hub: frames waiting to be written */
     struct conn *next_flush;   /* server: list of connections with output */
     struct conn *next_close;   /* server: list of connections to tear down */
+    struct conn *next_input;   /* server: list of connections with input held by ws */
     struct conn *all_prev, *all_next; /* server: the list of every connection */
     struct http_conn *http;    /* server: request buffer, only while reading a request */
     struct ws_conn *ws;        /* ws: wslay state, only while a message is in progress */

@@ -58,6 +58,7 @@ static struct {
     ev_timer grace;
     struct conn *flush_list;  /* connections with output to write this loop pass */
     struct conn *close_list;  /* connections to report gone and/or free */
+    struct conn *input_list;  /* WebSocket input held by ws (its budget used): fed next pass */
     struct conn *all;         /* every connection, whatever its state */
     struct dl_list requests;  /* HTTP: time allowed for a request */
     struct dl_list silence;   /* WebSocket: time since the peer last sent anything */
@@ -74,6 +75,8 @@ static uint8_t readbuf[64 * 1024];
 static void on_conn_io(EV_P_ ev_io *w, int revents);
 static void conn_flush(struct conn *c);
 static void http_free(struct conn *c);
+static void read_pause(struct conn *c, int on);
+static void ws_input(struct conn *c, const uint8_t *data, size_t len);
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
@@ -217,6 +220,12 @@ static void conn_free(struct conn *c)
         close(c->fd);
     dl_remove(&c->timeout);
     dl_remove(&c->ping);
+    if (c->flags & CONN_INPUT_HELD) {
+        struct conn **p = &srv.input_list;
+        while (*p != c)
+            p = &(*p)->next_input;
+        *p = c->next_input;
+    }
     hub_remove(c);
     ws_free(c);
     http_free(c);
@@ -263,6 +272,19 @@ static void report_disconnect(struct conn *c)
  * idle watcher active, so the loop polls without blocking and comes back here at once. */
 static void on_prepare(EV_P_ ev_prepare *w, int revents)
 {
+    /* Input a feed held back (a flood of tiny messages): one more budget's worth each, after
+     * every other connection had its turn; reading resumes once nothing is held. */
+    struct conn *held = srv.input_list;
+    srv.input_list = NULL;
+    while (held) {
+        struct conn *c = held;
+        held = c->next_input;
+        c->flags &= (uint16_t)~CONN_INPUT_HELD;
+        if (c->state == CONN_WS)
+            ws_input(c, NULL, 0);
+        if (!(c->flags & CONN_INPUT_HELD) && c->state != CONN_DEAD)
+            read_pause(c, 0);
+    }
     for (int round = 0; round < 8 && (srv.close_list || srv.flush_list); round++) {
         struct conn *dead = NULL;
         /* This round reports what was listed when it began; what the hooks close goes to the
@@ -293,7 +315,7 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
             conn_free(c);
         }
     }
-    if (!srv.close_list && !srv.flush_list)
+    if (!srv.close_list && !srv.flush_list && !srv.input_list)
         ev_idle_stop(EV_A_ & srv.idle);
     if (srv.shutting_down && srv.nconns == 0)
         ev_break(EV_A_ EVBREAK_ALL);
@@ -476,6 +498,13 @@ static void ws_input(struct conn *c, const uint8_t *data, size_t len)
             log_info("conn %llu: closed with %d (%s)", (unsigned long long)c->id, rc,
                      close_reason((uint16_t)rc));
         conn_closing(c, (uint16_t)rc);
+    } else if (rc == 0 && ws_held(c) && !(c->flags & CONN_INPUT_HELD)) {
+        /* Its budget of messages used: the rest waits for the next pass, reading paused. */
+        c->flags |= CONN_INPUT_HELD;
+        c->next_input = srv.input_list;
+        srv.input_list = c;
+        read_pause(c, 1);
+        safe_point_arm();
     }
 }
 
@@ -707,7 +736,7 @@ static void conn_read(struct conn *c)
                 return;
             continue;
         }
-        if (c->state == CONN_DEAD)
+        if (c->state == CONN_DEAD || (c->flags & CONN_INPUT_HELD))
             return;
         ssize_t n = sock_read(c, readbuf, sizeof readbuf);
         if (n <= 0)
@@ -715,7 +744,7 @@ static void conn_read(struct conn *c)
         /* After a close or an HTTP error, the peer's last words are not needed. */
         if (c->state == CONN_WS)
             ws_input(c, readbuf, (size_t)n);
-        if ((size_t)n < sizeof readbuf)
+        if ((size_t)n < sizeof readbuf || (c->flags & CONN_INPUT_HELD))
             return;
     }
 }

@@ -18,6 +18,9 @@ struct ws_conn {
     struct conn *conn;
     const uint8_t *in;     /* bytes being fed, not yet taken */
     size_t in_len;
+    uint8_t *held;         /* a copy of the input left over by a feed that used its budget */
+    size_t held_len;       /* bytes in held */
+    unsigned turn_messages; /* message ends handed to wslay during this feed */
     /* The boundary scan (on_recv): a data frame's header is handed to wslay whole, its payload
      * straight from the input; a control frame is gathered whole first, so that wslay never
      * gets it in two pieces. */
@@ -88,12 +91,17 @@ static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
             w->pass -= take;
             n += take;
         } else if (w->unit_ready) {
+            /* A feed dispatches at most WS_MESSAGES_PER_FEED messages: the rest waits. */
+            if (w->unit_pos == 0 && w->turn_messages >= WS_MESSAGES_PER_FEED)
+                break;
             size_t left = (size_t)(w->unit_len - w->unit_pos);
             /* wslay asks for bytes only once its 4 KB buffer is nearly empty: a unit never has
              * to be split unless it shares the hand-over with bytes before it. */
             if (left > len - n && n > 0)
                 break;
             size_t take = left < len - n ? left : len - n;
+            if (w->unit_pos == 0 && (w->unit[0] & 0x88) == 0x80)
+                w->turn_messages++; /* the final frame of a data message */
             memcpy(buf + n, w->unit + w->unit_pos, take);
             w->unit_pos += (uint8_t)take;
             n += take;
@@ -260,6 +268,7 @@ void ws_free(struct conn *c)
     if (c->ws) {
         wslay_event_context_free(c->ws->ctx);
         free(c->ws->msg);
+        free(c->ws->held);
         free(c->ws);
         c->ws = NULL;
         ws_live--;
@@ -313,15 +322,64 @@ static int queue_close(struct conn *c, uint16_t code, const char *reason)
     return code;
 }
 
+int ws_held(const struct conn *c)
+{
+    return c->ws && c->ws->in_len > 0;
+}
+
+/* Keeps the input a feed left over (its budget used) in w->held, unless it is there already. */
+static int hold_rest(struct ws_conn *w)
+{
+    if (w->in_len == 0) {
+        free(w->held);
+        w->held = NULL;
+        w->held_len = 0;
+        return 0;
+    }
+    if (w->held && w->in >= w->held && w->in + w->in_len == w->held + w->held_len)
+        return 0;
+    uint8_t *p = malloc(w->in_len);
+    if (!p)
+        return -1;
+    memcpy(p, w->in, w->in_len);
+    free(w->held);
+    w->held = p;
+    w->held_len = w->in_len;
+    w->in = p;
+    return 0;
+}
+
 int ws_feed(struct conn *c, const uint8_t *data, size_t len)
 {
     struct ws_conn *w = ws_get(c);
     if (!w)
         return -1;
-    w->in = data;
-    w->in_len = len;
+    if (len && w->in_len) {
+        /* New bytes behind held ones (the server pauses reading meanwhile, but the bytes that
+         * came with the upgrade request arrive in two pieces): they join the held input. */
+        uint8_t *p = malloc(w->in_len + len);
+        if (!p)
+            return -1;
+        memcpy(p, w->in, w->in_len);
+        memcpy(p + w->in_len, data, len);
+        free(w->held);
+        w->held = p;
+        w->held_len = w->in_len + len;
+        w->in = p;
+        w->in_len = w->held_len;
+    } else if (len) {
+        w->in = data;
+        w->in_len = len;
+    }
+    w->turn_messages = 0;
     int rc = wslay_event_recv(w->ctx);
     if (w->oom)
+        return -1;
+    /* Only a feed stopped by its budget keeps input: after a failure or a close, the rest of
+     * what the peer sent is not needed. */
+    if (w->fail_code || !conn_is_open(c) || !wslay_event_get_read_enabled(w->ctx))
+        w->in_len = 0;
+    if (hold_rest(w) < 0)
         return -1;
     /* wslay's frame layer reports the RFC violations it finds in a header (a fragmented or long
      * control frame, a length with the top bit set) as a callback failure. */
@@ -349,7 +407,7 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
     }
 
     /* Every byte made whole frames and no message is half-way: nothing is kept. */
-    if (w->framed == w->fed && !w->fragmented && w->unit_len == 0 && w->pass == 0)
+    if (w->framed == w->fed && !w->fragmented && w->unit_len == 0 && w->pass == 0 && !w->in_len)
         ws_free(c);
     return 0;
 }

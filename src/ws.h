@@ -28,11 +28,21 @@ struct ws_handlers {
 /* Sets the largest message accepted and the handlers. */
 void ws_init(size_t max_message, const struct ws_handlers *handlers);
 
+/* Messages one feed dispatches at most: a peer sending thousands of tiny messages per read gets
+ * its turn like everyone else, not the loop for as long as its hooks run. */
+#define WS_MESSAGES_PER_FEED 256
+
 /* Feeds bytes read from c's socket. Returns 0 while the WebSocket stays open; a close code > 0
  * once it is closing, its close frame queued: the peer's close was received (its code is echoed;
  * 1005 when it had none), or the connection failed (1002 protocol error, 1007 invalid UTF-8,
- * 1009 message too big); -1 when out of memory. */
+ * 1009 message too big); -1 when out of memory. At most WS_MESSAGES_PER_FEED messages are
+ * dispatched: what follows them is kept (ws_held) until the next feed, which may bring no new
+ * bytes (data NULL, len 0). */
 int ws_feed(struct conn *c, const uint8_t *data, size_t len);
+
+/* Whether c has input kept by a feed that used its budget: feed it again (without reading
+ * more from the socket) at the next turn. */
+int ws_held(const struct conn *c);
 
 /* Releases c's framing state. */
 void ws_free(struct conn *c);

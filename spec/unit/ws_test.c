@@ -453,3 +453,52 @@ TEST(ws_nothing_after_the_close_is_delivered_or_answered)
     CHECK_INT(c->out.count, 0);
     teardown(c);
 }
+
+TEST(ws_one_feed_dispatches_a_bounded_number_of_messages)
+{
+    /* 1,000 one-byte messages in one read: each feed dispatches WS_MESSAGES_PER_FEED, keeps the
+     * rest, and the next feeds (no new bytes) go on from there, in order. */
+    enum { MESSAGES = 1000 };
+    struct conn *c = setup(1024);
+    static uint8_t buf[MESSAGES * 7 + 64];
+    size_t n = 0;
+    for (int i = 0; i < MESSAGES - 1; i++)
+        n += client_frame(buf + n, 1, 2, (uint8_t[]){(uint8_t)i}, 1, 1);
+    n += client_frame(buf + n, 0, 1, "la", 2, 1); /* the last one in two fragments */
+    size_t tail = client_frame(buf + n, 1, 0, "st", 2, 1);
+    CHECK_INT(ws_feed(c, buf, n), 0);
+    CHECK_INT(got.count, WS_MESSAGES_PER_FEED);
+    CHECK(ws_held(c));
+    CHECK(got.len == 1 && (uint8_t)got.data[0] == WS_MESSAGES_PER_FEED - 1);
+    /* Bytes that arrive meanwhile join the held ones, behind them. */
+    CHECK_INT(ws_feed(c, buf + n, tail), 0);
+    CHECK_INT(got.count, 2 * WS_MESSAGES_PER_FEED);
+    int feeds = 2;
+    while (ws_held(c) && feeds < 100) {
+        int before = got.count;
+        CHECK_INT(ws_feed(c, NULL, 0), 0);
+        CHECK(got.count - before <= WS_MESSAGES_PER_FEED);
+        feeds++;
+    }
+    CHECK_INT(got.count, MESSAGES);
+    CHECK_INT(feeds, (MESSAGES + WS_MESSAGES_PER_FEED - 1) / WS_MESSAGES_PER_FEED);
+    CHECK(got.len == 4 && memcmp(got.data, "last", 4) == 0);
+    CHECK(c->ws == NULL); /* all consumed: nothing kept */
+
+    /* A close among them: what follows it is dropped, nothing is held. */
+    n = 0;
+    for (int i = 0; i < 300; i++)
+        n += client_frame(buf + n, 1, 2, "x", 1, 1);
+    const uint8_t body[] = {0x03, 0xe8};
+    size_t at = n;
+    n += client_frame(buf + n, 1, 8, body, 2, 1);
+    for (int i = 0; i < 300; i++)
+        n += client_frame(buf + n, 1, 2, "y", 1, 1);
+    got.count = 0;
+    CHECK_INT(ws_feed(c, buf, at), 0);
+    CHECK(ws_held(c));
+    CHECK_INT(ws_feed(c, buf + at, n - at), 1000); /* appended: 44 more, then the close */
+    CHECK_INT(got.count, 300);
+    CHECK(!ws_held(c));
+    teardown(c);
+}
