@@ -66,8 +66,9 @@ class BigFrames(ConfabTest):
     flood of tiny replies is bounded in memory, not only in payload bytes."""
 
     def serve(self, *flags):
+        # A generous hook time limit: on a loaded machine a descheduled echo must not count.
         with mock.patch.dict(os.environ, procfs.asan_env()):
-            return self.start(*flags, script=self.script(ECHO_LUA))
+            return self.start("--hook-timeout", "5000", *flags, script=self.script(ECHO_LUA))
 
     def test_a_2mb_message_is_echoed_to_a_peer_that_reads(self):
         # --send-queue stays at its 1 MB default: the echo goes into an empty queue.
