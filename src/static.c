@@ -24,7 +24,11 @@ struct frame *static_open(const struct http_request *req, struct static_body *bo
     const char *ctype;
     int fd = webroot_open(req->path.p, req->path.len, &ctype);
     if (fd < 0)
-        return fail(err, -fd, fd == -400 ? "malformed path" : "no such file", NULL);
+        return fail(err, -fd,
+                    fd == -400   ? "malformed path"
+                    : fd == -503 ? "server busy: out of file descriptors, try again"
+                                 : "no such file",
+                    fd == -503 ? "Retry-After: 1\r\n" : NULL);
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);

@@ -1,5 +1,6 @@
 #include "webroot.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -109,6 +110,10 @@ int webroot_open(const char *path, size_t len, const char **ctype)
     struct stat st;
     /* Non-blocking: opening a FIFO or a device must not wait (only regular files are kept). */
     int fd = inside ? open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) : -1;
+    if (fd < 0 && inside && (errno == EMFILE || errno == ENFILE)) {
+        free(real);
+        return -503; /* the file is there; the server is out of descriptors */
+    }
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         close(fd);
         fd = -1;
@@ -120,6 +125,10 @@ int webroot_open(const char *path, size_t len, const char **ctype)
             return -404;
         inside = strncmp(real, root_real, root_len) == 0 && real[root_len] == '/';
         fd = inside ? open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) : -1;
+        if (fd < 0 && inside && (errno == EMFILE || errno == ENFILE)) {
+            free(real);
+            return -503;
+        }
     }
     if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
         close(fd);

@@ -13,7 +13,7 @@ void webroot_free(void);
 
 /* Resolves a percent-encoded request path to an open regular file. Returns the file descriptor
  * (and its content type in *ctype), or a negative HTTP status: -400 for a malformed path, -404
- * for a missing file or one outside the root. */
+ * for a missing file or one outside the root, -503 when out of file descriptors. */
 int webroot_open(const char *path, size_t len, const char **ctype);
 
 /* The Content-Type for a file name, by extension. */

@@ -165,6 +165,19 @@ class Accept(ConfabTest):
         srv.wait_log(r"accepting connections again")
 
 
+    def test_a_file_asked_for_while_out_of_descriptors_is_503_not_404(self):
+        def low_fd_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+        srv = self.start("--handshake-timeout", "60", script=self.script(ECHO_LUA),
+                         preexec_fn=low_fd_limit)
+        held = [self.conn(srv) for _ in range(40)]  # the first ones are accepted, in order
+        srv.wait_log(r"cannot accept connections")
+        held[0].send("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = held[0].read_response()
+        self.assertEqual(r.status, 503, r)
+        self.assertIn(b"descriptors", r.body, r)
+
+
 class SafePoint(ConfabTest):
     def test_work_left_after_the_round_limit_runs_without_waiting_for_io(self):
         # 40 closes in a chain need 40 rounds of the safe point (it does 8 per loop pass): the
