@@ -607,9 +607,13 @@ static int upgrade(struct conn *c, const struct http_request *req)
         hub_remove(c); /* drops the 101 and anything the hook queued */
         free(c->meta);
         c->meta = NULL;
-        conn_set_state(c, CONN_HTTP);
+        /* Back to HTTP for the error response, unless the hook already closed it (then it is
+         * closing, or dead, and the close frame went with the 101). */
+        if (c->state == CONN_WS)
+            conn_set_state(c, CONN_HTTP);
         log_info("conn from %s refused by the connect hook: %s", remote, reason);
-        conn_queue_raw(c, http_error(rc == -1 ? 403 : 500, reason, NULL));
+        if (c->state != CONN_DEAD)
+            conn_queue_raw(c, http_error(rc == -1 ? 403 : 500, reason, NULL));
         c->flags |= CONN_HTTP_CLOSE;
         return 0;
     }

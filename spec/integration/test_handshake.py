@@ -180,3 +180,21 @@ class Handshake(ConfabTest):
         self.assertEqual(asyncio.run(talk()),
                          ("superchat", "superchat", "ünïcode ✓", b"\x00\x01\xff"))
 
+
+
+CLOSE_THEN_REFUSE_LUA = """
+local confab = require "confab"
+confab.on("connect", function(ev) confab.close(ev.id, 4000, "bye"); return false, "nope" end)
+"""
+
+
+class ConnectRefusal(ConfabTest):
+    def test_a_hook_that_closes_then_refuses_gets_403_and_no_bug_report(self):
+        srv = self.start(script=self.script(CLOSE_THEN_REFUSE_LUA))
+        r, c, _ = handshake(srv.port)
+        self.assertEqual(r.status, 403, r)
+        self.assertIn(b"nope", r.body)
+        self.assertEqual(c.wait_eof(), b"")  # nothing after the response: no close frame
+        c.close()
+        srv.wait_log(r"refused by the connect hook: nope")
+        self.assertIsNone(srv.find_log(r"\bbug\b"), srv.log_tail())
