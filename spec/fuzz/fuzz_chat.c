@@ -8,6 +8,7 @@
  *   b D BYTES            a binary frame
  *   f D BYTES            raw client bytes (frames of the fuzzer's own making) into the framing
  *   h D NAME [\t JSON]   {"type":"hello","name":NAME} (with "resume":JSON when given)
+ *   k D NAME \t KEY      {"type":"hello","name":NAME,"key":KEY} (a returning user)
  *   j/l/w/t D ROOM       join, leave, who, typing
  *   s/m D ROOM \t TEXT   say, me
  *   n D NAME             nick
@@ -17,6 +18,8 @@
  *   R                    the script is reloaded (its reload hook runs), at most twice an input
  * Strings in the JSON shapes are escaped for quotes, backslashes and control bytes only, so bytes
  * that are not UTF-8 get through to the framing (which answers 1007).
+ *
+ * FUZZ_VERBOSE=1 prints every frame queued (to see how deep an input gets).
  *
  * After every step comes a safe point like the server's: connections the script or the framing
  * closed are reported to the disconnect hook and freed; then the checks, and every queue is read
@@ -401,6 +404,18 @@ static void check_conn(struct conn *c)
     int last;
     const struct outq *q = &c->out;
     fuzz_check_queue(c, &last);
+    static int verbose = -1;
+    if (verbose < 0)
+        verbose = getenv("FUZZ_VERBOSE") != NULL;
+    for (uint32_t k = 0; verbose && k < q->count; k++) {
+        const struct frame *f = q->items[(q->head + k) & (q->cap - 1)];
+        const uint8_t *p;
+        size_t len;
+        int op = fuzz_check_server_frame(f, &p, &len);
+        fprintf(stderr, "  conn %llu <- %s %.*s\n", (unsigned long long)c->id,
+                op == 1 ? "text" : op == 8 ? "close" : "frame", (int)(len < 200 ? len : 200),
+                op == 1 ? (const char *)p : "");
+    }
     if (is_chat)
         for (uint32_t k = 0; k < q->count; k++) {
             const struct frame *f = q->items[(q->head + k) & (q->cap - 1)];
@@ -508,6 +523,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 'b': send_frame(i, 2, (const uint8_t *)arg, alen); break;
         case 'f': send_raw(i, (const uint8_t *)arg, alen); break;
         case 'h': send_shape(i, "hello", "name", "resume", arg, alen); break;
+        case 'k': send_shape(i, "hello", "name", "key", arg, alen); break;
         case 'j': send_shape(i, "join", "room", NULL, arg, alen); break;
         case 'l': send_shape(i, "leave", "room", NULL, arg, alen); break;
         case 'w': send_shape(i, "who", "room", NULL, arg, alen); break;

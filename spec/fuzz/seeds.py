@@ -197,6 +197,13 @@ chat = [
     "h0ann\nh1bo\nh2cy\nh3di\ns0lobby\tall four\nx0\nx1\nx2\nx3\nh0eve\ns0lobby\tanyone?",
     "h0ann\nd0ann\tself\nd0\thi\n0{\"type\":\"dm\",\"to\":5,\"text\":\"x\"}",
     "h0ann\n0{\"type\":\"hello\",\"name\":\"again\"}\n0{\"type\":\"typing\",\"room\":5}",
+    # Keys (test_chat.py): the same user on a new connection replaces the old one; keyed DMs.
+    "k0ann\tkey-ann-0123456789ab\nk1bob\tkey-bob-0123456789ab\nd0bob\thi bob\nd1ann\thi ann\n"
+    "k2ann\tkey-ann-0123456789ab\ns2lobby\tback\nx2\nk3ANN\tkey-ann-0123456789ab",
+    "k0ann\tshort\nk0ann\tbad key with spaces!!\nk0ann\tkey-ann-0123456789ab\nk1ann\tkey-other-0123456789\n"
+    "h2ann\nx0\nh1ann",
+    '0{"type":"hello","name":"ann","key":"key-ann-0123456789ab","resume":{"epoch":42,'
+    '"rooms":{"lobby":1},"dms":{"1:2":3,"x":1}}}\n1{"type":"hello","name":"cy","key":5}',
 ]
 for c in chat:
     write("chat", c)
