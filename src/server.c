@@ -839,7 +839,10 @@ static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
         conn_closing(c, 1006);
         return;
     }
-    log_info("conn %d: requests not completed within %.1f s, closed", c->fd, l->timeout);
+    if (c->http && c->http->len)
+        log_info("conn %d: request not completed within %.1f s, closed", c->fd, l->timeout);
+    else /* idle keep-alive, or never sent a byte: nothing worth a line at info */
+        log_debug("conn %d: no request in progress after %.1f s, closed", c->fd, l->timeout);
     conn_kill(c, 1006);
 }
 

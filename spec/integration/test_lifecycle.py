@@ -1,5 +1,6 @@
 """The process: command line, --check, broken scripts, SIGTERM."""
 
+import os
 import re
 import resource
 import select
@@ -176,6 +177,27 @@ class Accept(ConfabTest):
         r = held[0].read_response()
         self.assertEqual(r.status, 503, r)
         self.assertIn(b"descriptors", r.body, r)
+
+
+class StuckWriters(ConfabTest):
+    def test_sigterm_with_peers_that_read_nothing_exits_within_the_grace(self):
+        # An HTTP peer mid-way through a large file (past its request time: finishing the
+        # response) and a WebSocket peer with a full queue: neither reads; SIGTERM still ends
+        # the server once the grace period is over.
+        web = os.path.join(self.tmp, "web")
+        os.makedirs(web)
+        with open(os.path.join(web, "big.bin"), "wb") as f:
+            f.write(b"x" * (8 << 20))
+        srv = self.start("--handshake-timeout", "1", script=self.script(ECHO_LUA), web=web)
+        http_peer = self.conn(srv, rcvbuf=4096)
+        http_peer.send("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        ws = self.raw(srv, rcvbuf=4096)
+        for _ in range(100):
+            ws.send_text("y" * 4000)
+        srv.wait_log(r"no more requests after 1\.0 s; finishing the response")
+        srv.signal(signal.SIGTERM)
+        self.assertEqual(srv.wait_exit(10), 0, srv.log_tail())
+        self.assertTrue(srv.find_log(r"still open after the grace period|stopped"))
 
 
 class SafePoint(ConfabTest):
