@@ -39,7 +39,10 @@
   // below that, so a flood refusal is the exception (it is retried after a pause, never shown).
   const SEND_BURST = 8;
   const SEND_RATE = 4.5;            // per second
-  const IN_FLIGHT = 8;              // sent and not yet acknowledged
+  // One message in flight at a time: the server answers each in order, so a refused one (a flood
+  // refusal after all, say) is sent again before anything typed after it. Costs a round trip per
+  // line, which the pacing hides below about 200 ms.
+  const IN_FLIGHT = 1;
   const FLOOD_PAUSE_MS = 1000;
   const GROUP_MS = 5 * 60 * 1000;   // consecutive lines of one person within this are grouped
 
