@@ -292,6 +292,15 @@ async function main() {
     eq(shown, floodTexts, 'flo\'s screen right after typing');
     await flo.locator('#outbox-status', { hasText: /Sending \d+ messages/ }).waitFor();
     await shot(flo, 'flood-desktop');
+    // A reload in the middle loses nothing and sends nothing twice: the outbox is kept in the
+    // tab's storage, and lines the server took before the reload come back in the history with
+    // their cid.
+    await flo.reload();
+    await flo.waitForSelector('body[data-state="online"]');
+    await flo.locator('#view-title', { hasText: 'flood' }).waitFor();
+    await until(flo, (n) => document.querySelectorAll('#log li.msg').length === n, FLOOD_N);
+    const again = await flo.$$eval('#log li.msg .text', (els) => els.map((e) => e.textContent));
+    eq(again, floodTexts, 'flo\'s screen after a reload in the middle of the flood');
     flood = { flo, obs };
   });
 
