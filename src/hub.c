@@ -442,7 +442,8 @@ int hub_send(struct conn *c, struct frame *f)
 {
     if (c->flags & CONN_CLOSE_SENT)
         return -1; /* nothing may follow a close frame */
-    if (!outq_admit(&c->out, f->len, hub.queue_limit)) {
+    int admitted = outq_admit(&c->out, f->len, hub.queue_limit);
+    if (!admitted) {
         hub.cb.overflow(c);
         return -1;
     }
@@ -451,6 +452,8 @@ int hub_send(struct conn *c, struct frame *f)
         hub.cb.overflow(c);
         return -1;
     }
+    if (admitted == OUTQ_BIG)
+        outq_mark_big(&c->out);
     if (was_empty)
         hub.cb.queued(c);
     return 0;

@@ -10,14 +10,31 @@ void outq_set_frame_max(size_t len)
     frame_max = len;
 }
 
+/* The frame at position i (0: the first). */
+static struct frame *entry(const struct outq *q, uint32_t i)
+{
+    return q->items[(q->head + i) & (q->cap - 1)];
+}
+
 int outq_admit(const struct outq *q, size_t len, size_t limit)
 {
+    int big_enough = len <= frame_max;
     if (q->count == 0)
-        return len <= frame_max || len + OUTQ_FRAME_COST <= limit;
-    /* What waits behind the first entry (the one being written, or next to be). */
-    const struct frame *first = q->items[q->head];
-    size_t behind = q->bytes - (first->len - q->off) + (size_t)(q->count - 1) * OUTQ_FRAME_COST;
-    return behind + len + OUTQ_FRAME_COST <= limit;
+        return big_enough || len + OUTQ_FRAME_COST <= limit ? OUTQ_FITS : 0;
+    /* What waits behind the first entry (the one being written, or next) and the big frame. */
+    size_t counted = q->bytes - (entry(q, 0)->len - q->off) +
+                     (size_t)(q->count - 1) * OUTQ_FRAME_COST;
+    int big_waits = q->big > 1;
+    if (big_waits)
+        counted -= entry(q, q->big - 1)->len + OUTQ_FRAME_COST;
+    if (counted + len + OUTQ_FRAME_COST <= limit)
+        return OUTQ_FITS;
+    return !big_waits && big_enough ? OUTQ_BIG : 0;
+}
+
+void outq_mark_big(struct outq *q)
+{
+    q->big = q->count;
 }
 
 int outq_push(struct outq *q, struct frame *f)
@@ -86,6 +103,8 @@ void outq_consume(struct outq *q, size_t n)
         q->count--;
         if (q->pong)
             q->pong--; /* 1 → 0: the pong itself went out */
+        if (q->big)
+            q->big--;
         frame_unref(f);
     }
     /* Zero-length frames (never built today) would linger; the array goes once empty. */
@@ -107,6 +126,8 @@ void outq_drop_unsent(struct outq *q)
     q->count = keep;
     if (q->pong > keep)
         q->pong = 0;
+    if (q->big > keep)
+        q->big = 0;
     if (keep == 0) {
         free(q->items);
         q->items = NULL;

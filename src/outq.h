@@ -1,11 +1,13 @@
 /* outq: a connection's queue of frames waiting to be written, drained by writev. The array of
  * entries exists only while something is queued, so an idle connection holds none.
  *
- * The queue's bound (outq_admit) is for peers that fall behind, not for one big frame: a frame
+ * The queue's bound (outq_admit) is for peers that fall behind, not for big frames: a frame
  * carrying a message as large as the server accepts always goes into an empty queue, and the
- * limit applies to what waits behind the frame being written, each frame counted with
- * OUTQ_FRAME_COST bytes of bookkeeping so that a flood of tiny frames is bounded in memory, not
- * only in payload bytes. At most one pong waits unsent: a newer one replaces it (RFC 6455 5.5.3). */
+ * limit applies to what waits behind the first frame (the one being written, or next) except one
+ * more such big frame, each frame counted with OUTQ_FRAME_COST bytes of bookkeeping so that a
+ * flood of tiny frames is bounded in memory, not only in payload bytes. So a queue holds at most
+ * the limit plus two frames of the largest size. At most one pong waits unsent: a newer one
+ * replaces it (RFC 6455 5.5.3). */
 #ifndef CONFAB_OUTQ_H
 #define CONFAB_OUTQ_H
 
@@ -26,6 +28,7 @@ struct outq {
     uint32_t cap;         /* size of items, a power of two */
     uint32_t off;         /* bytes of the first entry already written */
     uint32_t pong;        /* 1 + position (from head) of a pong not yet started, 0 if none */
+    uint32_t big;         /* 1 + position (from head) of the big frame outside the limit, or 0 */
     size_t bytes;         /* bytes queued and not yet written */
 };
 
@@ -33,10 +36,18 @@ struct outq {
  * outq_admit: one carrying the largest message the server accepts (0 until set). */
 void outq_set_frame_max(size_t len);
 
-/* Whether a frame of len bytes may be queued under limit: always into an empty queue when len
- * is at most the frame maximum (or the limit); otherwise only if what waits behind the first
- * entry, with it, stays within limit (each frame counted with OUTQ_FRAME_COST). */
+/* outq_admit's answers besides 0 (refused: the peer fell behind). */
+enum { OUTQ_FITS = 1, OUTQ_BIG = 2 };
+
+/* Whether a frame of len bytes may be queued under limit: into an empty queue when len is at
+ * most the frame maximum (or the limit); OUTQ_FITS when what waits behind the first entry and
+ * the big frame, with it, stays within limit (each frame counted with OUTQ_FRAME_COST);
+ * OUTQ_BIG when it does not but no other big frame waits and len is at most the frame maximum:
+ * push it, then outq_mark_big. */
 int outq_admit(const struct outq *q, size_t len, size_t limit);
+
+/* Marks the last entry as the big frame outside the limit (see outq_admit). */
+void outq_mark_big(struct outq *q);
 
 /* Appends a new reference to f. Returns 0, or -1 when out of memory (nothing queued). */
 int outq_push(struct outq *q, struct frame *f);

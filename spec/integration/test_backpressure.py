@@ -81,6 +81,37 @@ class BigFrames(ConfabTest):
         self.assertEqual(ws.recv_text(), "and after it")
         self.assertIsNone(srv.find_log(r"slow consumer"))
 
+    BURST_LUA = """
+local confab = require "confab"
+confab.on("message", function(ev)
+  if ev.data == "join" then
+    confab.join(ev.id, "all")
+    return confab.send(ev.id, "joined")
+  end
+  -- A burst in one hook: a small message, then one as large as --max-message allows.
+  confab.broadcast("all", "small")
+  confab.broadcast("all", string.rep("b", 200000))
+  confab.broadcast("all", "after")
+end)
+"""
+
+    def test_a_big_message_right_behind_a_small_one_reaches_a_reader(self):
+        # The big frame lands behind the small one in every member's queue (same pass): it
+        # waits outside the 64 KB limit, as one such frame may. Before, every member got 1008.
+        with mock.patch.dict(os.environ, procfs.asan_env()):
+            srv = self.start("--send-queue", "64K", "--max-message", "256K",
+                             script=self.script(self.BURST_LUA))
+        readers = [self.raw(srv) for _ in range(2)]
+        for ws in readers:
+            ws.send_text("join")
+            self.assertEqual(ws.recv_text(), "joined")
+        readers[0].send_text("go")
+        for ws in readers:
+            self.assertEqual(ws.recv_text(timeout=30), "small")
+            self.assertEqual(ws.recv_text(timeout=30), "b" * 200000)
+            self.assertEqual(ws.recv_text(timeout=30), "after")
+        self.assertIsNone(srv.find_log(r"slow consumer"))
+
     def test_a_peer_that_does_not_read_big_echoes_is_cut_off_1008(self):
         srv = self.serve("--max-message", "16M")
         ws = self.raw(srv, rcvbuf=4096)

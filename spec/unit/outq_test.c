@@ -9,22 +9,46 @@
 TEST(outq_empty_queue_takes_a_frame_as_large_as_a_message)
 {
     outq_set_frame_max(16 << 20);
+    const size_t limit = 1 << 20;
     struct outq q = {0};
-    /* A 2 MB frame under a 1 MB limit: refused only when something is already queued. */
-    CHECK(outq_admit(&q, 2 << 20, 1 << 20));
-    CHECK(!outq_admit(&q, (16 << 20) + 1, 1 << 20)); /* beyond the largest message: never */
-    struct frame *big = frame_new(2 << 20), *small = frame_new(100);
+    /* A 2 MB frame under a 1 MB limit goes into an empty queue; beyond the largest message,
+     * never. */
+    CHECK_INT(outq_admit(&q, 2 << 20, limit), OUTQ_FITS);
+    CHECK_INT(outq_admit(&q, (16 << 20) + 1, limit), 0);
+    struct frame *big = frame_new(2 << 20), *big2 = frame_new(2 << 20), *small = frame_new(100);
     CHECK_INT(outq_push(&q, big), 0);
-    /* Behind the frame being written, the limit holds for what waits. */
-    CHECK(outq_admit(&q, 100, 1 << 20));
-    CHECK(!outq_admit(&q, 1 << 20, 1 << 20));
-    CHECK(!outq_admit(&q, 2 << 20, 1 << 20));
-    /* Partly written or not, the first frame is not counted against the limit. */
+    /* Behind the first frame: small ones count against the limit; one more big frame may wait
+     * outside it, a second may not. */
+    CHECK_INT(outq_admit(&q, 100, limit), OUTQ_FITS);
+    CHECK_INT(outq_admit(&q, 2 << 20, limit), OUTQ_BIG);
+    CHECK_INT(outq_push(&q, big2), 0);
+    outq_mark_big(&q);
+    CHECK_INT(outq_admit(&q, 2 << 20, limit), 0);
+    CHECK_INT(outq_admit(&q, limit - OUTQ_FRAME_COST, limit), OUTQ_FITS);
+    CHECK_INT(outq_admit(&q, limit - OUTQ_FRAME_COST + 1, limit), 0);
+    CHECK_INT(outq_push(&q, small), 0);
+    /* Partly written or not, the first frame is not counted. */
     outq_consume(&q, 1000);
-    CHECK(outq_admit(&q, (1 << 20) - OUTQ_FRAME_COST, 1 << 20));
-    CHECK(!outq_admit(&q, (1 << 20) - OUTQ_FRAME_COST + 1, 1 << 20));
+    CHECK_INT(outq_admit(&q, limit - 2 * OUTQ_FRAME_COST - 100, limit), OUTQ_FITS);
+    CHECK_INT(outq_admit(&q, limit - 2 * OUTQ_FRAME_COST - 99, limit), 0);
+    /* Once the first is written, the big one is first: the slot for another is free. */
+    outq_consume(&q, (2 << 20) - 1000);
+    CHECK_INT(outq_admit(&q, 2 << 20, limit), OUTQ_BIG);
     outq_clear(&q);
+
+    /* A small frame, then a big one in the same pass (a chat burst): both go in, and more
+     * small ones behind them. */
+    CHECK_INT(outq_push(&q, small), 0);
+    CHECK_INT(outq_admit(&q, 2 << 20, limit), OUTQ_BIG);
+    CHECK_INT(outq_push(&q, big), 0);
+    outq_mark_big(&q);
+    CHECK_INT(outq_admit(&q, 100, limit), OUTQ_FITS);
+    outq_drop_unsent(&q); /* nothing started: all dropped, the mark with them */
+    CHECK(q.count == 0 && q.big == 0);
+    outq_clear(&q);
+    CHECK(big->refs == 1 && big2->refs == 1 && small->refs == 1);
     frame_unref(big);
+    frame_unref(big2);
     frame_unref(small);
     outq_set_frame_max(0);
 }
