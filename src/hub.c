@@ -30,8 +30,11 @@ static struct {
     ev_timer expiry;
 } hub = {.lim = {SIZE_MAX, 0, SIZE_MAX, NULL}};
 
+static void room_hash_setup(void);
+
 void hub_init(size_t queue_limit, unsigned history_cap, const struct hub_callbacks *cb)
 {
+    room_hash_setup();
     hub.queue_limit = queue_limit;
     hub.history_cap = history_cap;
     hub.cb = *cb;
@@ -58,6 +61,7 @@ static void on_expiry(EV_P_ ev_timer *w, int revents)
 
 void hub_set_limits(struct ev_loop *loop, const struct hub_limits *limits)
 {
+    room_hash_setup();
     hub.lim = *limits;
     if (hub.loop) {
         ev_ref(hub.loop);
@@ -224,25 +228,35 @@ void hub_each(void (*fn)(struct conn *c, void *arg), void *arg)
  * so that nobody can choose names that pile up in one chain of the table (uthash's own hash is
  * unkeyed: names found offline to collide would make every room lookup walk them all). Without
  * SipHash or randomness it falls back to FNV-1a, as predictable as uthash's. */
+static struct {
+    EVP_MAC_CTX *ctx;
+    unsigned char key[16];
+    int state; /* 0: not set up, 1: SipHash, -1: fallback */
+} sip;
+
+/* Sets SipHash up. Done at start (hub_init, hub_set_limits): OpenSSL's first fetch takes
+ * milliseconds, which must not land inside a hook's time limit. */
+static void room_hash_setup(void)
+{
+    if (sip.state)
+        return;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
+    sip.ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac); /* the context keeps its own reference */
+    sip.state = sip.ctx && RAND_bytes(sip.key, sizeof sip.key) == 1 ? 1 : -1;
+}
+
 static unsigned room_hash(const char *name, size_t len)
 {
-    static EVP_MAC_CTX *ctx;
-    static unsigned char key[16];
-    static int state; /* 0: not set up, 1: SipHash, -1: fallback */
     static size_t out_size = 8;
     OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &out_size),
                            OSSL_PARAM_construct_end()};
-    if (state == 0) {
-        EVP_MAC *mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
-        ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-        EVP_MAC_free(mac); /* the context keeps its own reference */
-        state = ctx && RAND_bytes(key, sizeof key) == 1 ? 1 : -1;
-    }
     unsigned char out[8];
     size_t n;
-    if (state == 1 && EVP_MAC_init(ctx, key, sizeof key, params) == 1 &&
-        EVP_MAC_update(ctx, (const unsigned char *)name, len) == 1 &&
-        EVP_MAC_final(ctx, out, &n, sizeof out) == 1) {
+    room_hash_setup();
+    if (sip.state == 1 && EVP_MAC_init(sip.ctx, sip.key, sizeof sip.key, params) == 1 &&
+        EVP_MAC_update(sip.ctx, (const unsigned char *)name, len) == 1 &&
+        EVP_MAC_final(sip.ctx, out, &n, sizeof out) == 1) {
         unsigned h;
         memcpy(&h, out, sizeof h);
         return h;
