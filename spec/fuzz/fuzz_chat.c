@@ -302,6 +302,8 @@ static void send_frame(int i, int opcode, const uint8_t *p, size_t len)
     for (size_t k = 0; k < len; k++)
         buf[n + k] = p[k] ^ key[k & 3];
     int rc = ws_feed(c, buf, n + len);
+    while (rc == 0 && ws_held(c)) /* the rest of a read past its budget: next passes */
+        rc = ws_feed(c, NULL, 0);
     free(buf);
     if (rc != 0 && c->state == CONN_WS) {
         /* ws queued the close (a reply or its own); the server then tears the connection down. */
@@ -320,6 +322,8 @@ static void send_raw(int i, const uint8_t *p, size_t len)
     uint8_t *copy = malloc(len);
     memcpy(copy, p, len);
     int rc = ws_feed(c, copy, len);
+    while (rc == 0 && ws_held(c))
+        rc = ws_feed(c, NULL, 0);
     free(copy);
     if (rc != 0 && c->state == CONN_WS) {
         c->flags |= CONN_CLOSE_SENT;

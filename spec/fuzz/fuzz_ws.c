@@ -2,8 +2,9 @@
  *
  * Input: one byte of settings (the message size limit), then chunks, each a length byte and that
  * many bytes of client stream. The stream is fed twice to two fresh connections: once in the
- * fuzzer's chunks and once whole, the way the server feeds reads, stopping at the first non-zero
- * result as the server does. Checks, besides the sanitizers and the leak checker:
+ * fuzzer's chunks and once whole, the way the server feeds reads (a feed that held input back,
+ * its budget of messages used, is fed again), stopping at the first non-zero result as the
+ * server does. Checks, besides the sanitizers and the leak checker:
  *   - the chunking changes nothing: same messages (count, kinds, bytes), same result, same frames
  *     queued for the peer (when the connection fails, the same close frame: the pongs for pings
  *     that came before the failure in the same read are dropped with wslay's queue, which is
@@ -92,6 +93,8 @@ static void feed(const uint8_t *data, size_t size, int whole, struct outcome *o)
         }
         if (n)
             rc = ws_feed(c, all, n);
+        while (rc == 0 && ws_held(c)) /* a feed dispatches a bounded number: the server */
+            rc = ws_feed(c, NULL, 0); /* feeds the rest at its next passes */
         free(all);
     } else {
         for (size_t i = 0; i < size && rc == 0;) {
@@ -103,6 +106,8 @@ static void feed(const uint8_t *data, size_t size, int whole, struct outcome *o)
                 memcpy(chunk, data + i, len);
                 rc = ws_feed(c, chunk, len);
                 free(chunk);
+                while (rc == 0 && ws_held(c))
+                    rc = ws_feed(c, NULL, 0);
             }
             i += len;
             if (rc == 0 && !c->ws)
