@@ -510,6 +510,30 @@ async function main() {
     } finally { await eve.close(); }
   });
 
+  await test('two tabs of one browser, one name: the newer takes over, the older waits for a click (no tug of war)', async () => {
+    const ctxT = await newContext();
+    const t1 = await openPage(base, DESKTOP, ctxT);
+    const t2 = await openPage(base, DESKTOP, ctxT);
+    try {
+      await login(t1, 'tess');
+      await login(t2, 'tess');
+      await t1.locator('#banner', { hasText: 'another tab' }).waitFor();
+      await say(alice, `for tess ${tag}`);
+      await waitLine(t2, `for tess ${tag}`);
+      // t1 did not reconnect by itself: t2 is still the one online after a message round trip.
+      await say(t2, `tess here ${tag}`);
+      await waitLine(alice, `tess here ${tag}`);
+      eq(await t2.evaluate(() => document.body.dataset.state), 'online', 'the newer tab');
+      eq(await t1.evaluate(() => document.body.dataset.state), 'offline', 'the older tab');
+      const banner = await t1.locator('#banner-text').textContent();
+      assert(!/reconnecting/.test(banner), `the older tab schedules a reconnect: ${banner}`);
+      await shot(t1, 'replaced-desktop');
+      await t1.locator('#banner-retry', { hasText: 'Use it here' }).click();
+      await t1.waitForSelector('body[data-state="online"]');
+      await t2.locator('#banner', { hasText: 'another tab' }).waitFor();
+    } finally { await t1.close(); await t2.close(); await ctxT.close(); }
+  });
+
   await test('links: http(s) URLs are safe links, javascript: stays text', async () => {
     await say(bob, `see https://example.com/a_(b)?q=1. or javascript:alert(1) ${tag}`);
     await waitLine(alice, `see https://example.com/a_(b)?q=1. or javascript:alert(1) ${tag}`);
