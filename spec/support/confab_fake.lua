@@ -23,6 +23,8 @@ local cjson = require "cjson"
 
 local M = {}
 
+local guard_cjson
+
 local Fake = {}
 Fake.__index = Fake
 
@@ -30,37 +32,100 @@ local EVENTS = { connect = true, message = true, join = true, leave = true, disc
                  reload = true }
 local LEVELS = { debug = true, info = true, warn = true, error = true }
 local NO_SUCH = "no such connection"
-local ROOM_MAX_BYTES = 64
+local ROOM_MAX_BYTES = 64      -- the core's HUB_ROOM_NAME_MAX
+local ROOMS_PER_CONN = 1024    -- HUB_ROOMS_PER_CONN
+local ATTRS_PER_CONN = 256     -- HUB_ATTRS_PER_CONN
 local CONNECT_FAILED = "the server's connect hook failed"
 
--- Argument checks, worded like luaL_argerror so that specs see the C core's kind of error.
-local function arg_error(fname, n, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+-- Argument checks that behave like the core's lauxlib ones (luaL_check*, luaL_argerror): same
+-- conversions (a number is a string, a numeric string is a number), same messages, and the error
+-- carries the position of the script's call. `n` is the number of arguments passed (from
+-- select("#", ...)), so that a missing argument is "no value" as in C.
+local THIS_FILE = debug.getinfo(1, "S").source
+
+-- Raises msg with the position of the first caller outside this file (the script's call of the
+-- API), as luaL_error in a C function does; none when that caller is a C function (e.g. pcall).
+local function raise(msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info or info.source ~= THIS_FILE then break end
+    level = level + 1
+  end
+  error(msg, level)
 end
 
-local function check_integer(fname, n, v)
-  local i = math.tointeger(type(v) == "string" and tonumber(v) or v)
-  if not i then arg_error(fname, n, "integer expected, got " .. type(v)) end
-  return i
+local function arg_error(fname, i, msg)
+  raise(string.format("bad argument #%d to '%s' (%s)", i, fname, msg))
 end
 
-local function check_string(fname, n, v)
+local function typename(n, i, v)
+  if i > n then return "no value" end
+  return type(v)
+end
+
+local function type_error(fname, i, n, v, expected)
+  arg_error(fname, i, expected .. " expected, got " .. typename(n, i, v))
+end
+
+-- luaL_checkinteger
+local function check_integer(fname, i, n, v)
+  local num = (type(v) == "number" or type(v) == "string") and tonumber(v) or nil
+  if num == nil then type_error(fname, i, n, v, "number") end
+  local int = math.tointeger(num)
+  if not int then
+    arg_error(fname, i, "number has no integer representation")
+  end
+  return int
+end
+
+-- luaL_optinteger: nil or absent gives def
+local function opt_integer(fname, i, n, v, def)
+  if v == nil then return def end
+  return check_integer(fname, i, n, v)
+end
+
+-- luaL_checknumber
+local function check_number(fname, i, n, v)
+  local num = (type(v) == "number" or type(v) == "string") and tonumber(v) or nil
+  if num == nil then type_error(fname, i, n, v, "number") end
+  return num
+end
+
+-- luaL_checklstring
+local function check_string(fname, i, n, v)
   if type(v) == "number" then return tostring(v) end
-  if type(v) ~= "string" then arg_error(fname, n, "string expected, got " .. type(v)) end
+  if type(v) ~= "string" then type_error(fname, i, n, v, "string") end
   return v
 end
 
-local function check_room(fname, n, v)
-  v = check_string(fname, n, v)
-  if #v == 0 or #v > ROOM_MAX_BYTES then
-    arg_error(fname, n, "room name must be 1-" .. ROOM_MAX_BYTES .. " bytes")
+-- luaL_checkoption with no default
+local function check_option(fname, i, n, v, set)
+  v = check_string(fname, i, n, v)
+  if not set[v] then
+    arg_error(fname, i, "invalid option '" .. v .. "'")
   end
   return v
 end
 
-local function check_text(fname, data, binary)
+local function check_room(fname, i, n, v)
+  v = check_string(fname, i, n, v)
+  if #v == 0 or #v > ROOM_MAX_BYTES then
+    arg_error(fname, i, "room name must be 1 to " .. ROOM_MAX_BYTES .. " bytes")
+  end
+  if v:find("\0", 1, true) then arg_error(fname, i, "room name must not contain NUL") end
+  return v
+end
+
+local function check_key(fname, i, n, v)
+  v = check_string(fname, i, n, v)
+  if v:find("\0", 1, true) then arg_error(fname, i, "key must not contain NUL") end
+  return v
+end
+
+local function check_text(fname, i, data, binary)
   if not binary and not utf8.len(data) then
-    error(string.format("bad argument #2 to '%s' (text frame is not valid UTF-8)", fname), 3)
+    arg_error(fname, i, "text must be valid UTF-8 (send binary instead)")
   end
 end
 
@@ -81,6 +146,9 @@ end
 --   epoch = E              confab.epoch (default: the start of the clock)
 --   instruction_limit = N  VM instructions per hook call before it is aborted like a hook timeout
 --                          (default 10,000,000; false disables)
+--   memory = BYTES         cap of what the script holds, like --script-memory (default: no cap);
+--                          past it the script gets "not enough memory" errors (an estimate)
+--   attr_memory = BYTES    --attr-memory: all attributes together (default 16 MiB)
 --   strict = true          re-raise the first hook error at the end of the fake call that caused it
 --   verbose = true         print confab.log lines and hook errors
 function M.new(opts)
@@ -90,6 +158,9 @@ function M.new(opts)
     clock = start,
     epoch = opts.epoch or start,
     history_size = opts.history or 100,
+    memory = opts.memory,           -- --script-memory in bytes, or nil: not modelled
+    attr_memory = opts.attr_memory or 16 * 1024 * 1024,
+    attr_bytes = 0,
     instruction_limit = opts.instruction_limit == nil and 10000000 or opts.instruction_limit,
     strict = opts.strict or false,
     verbose = opts.verbose or false,
@@ -131,22 +202,70 @@ function Fake:_deliver(c, data, binary)
   return true
 end
 
--- Runs fn(...) like the core's one protected helper: errors are recorded, not raised.
-function Fake:_protect(what, fn, ...)
-  local outer = self.depth == 0
-  local saved
-  if outer and self.instruction_limit then
-    saved = table.pack(debug.gethook())
-    debug.sethook(function() error("hook timeout in " .. what, 2) end, "", self.instruction_limit)
+-- ---- limits: --hook-timeout and --script-memory -------------------------------------------
+-- A protected run (a hook call, a timer, the load) has an instruction budget standing in for
+-- --hook-timeout and, with the option `memory`, a cap standing in for --script-memory. The fake
+-- shares its Lua state with busted, so what the script holds is an estimate: the growth of
+-- collectgarbage("count") during its runs (after a full collection), summed over its runs since
+-- it was loaded. It is checked every MEM_STEP instructions and before string.rep; past the cap the
+-- run raises "not enough memory" (no position), as a failed allocation in the core does.
+local MEM_STEP = 1000
+
+local function heap() return collectgarbage("count") * 1024 end
+
+-- Whether the script would hold more than the cap with extra more bytes (collecting first).
+function Fake:_mem_over(extra)
+  local run = self.mem_run
+  if not run then return false end
+  local function used() return run.gen.bytes + heap() - run.base + (extra or 0) end
+  if used() <= self.memory then return false end
+  collectgarbage("collect")
+  return used() > self.memory
+end
+
+-- Runs fn(...) under the limits (budget: instructions); returns xpcall's results, packed.
+function Fake:_limited(what, gen, budget, handler, fn, ...)
+  local mem = self.memory
+  local step = mem and MEM_STEP or budget
+  if budget and budget < step then step = budget end
+  local saved = table.pack(debug.gethook())
+  if mem then
+    collectgarbage("collect")
+    self.mem_run = { gen = gen, base = heap() }
   end
-  self.depth = self.depth + 1
-  local res = table.pack(xpcall(fn, function(e)
-    return { message = tostring(e), traceback = debug.traceback(tostring(e), 2) }
-  end, ...))
-  self.depth = self.depth - 1
-  if outer and self.instruction_limit then
+  if step then
+    local ran = 0
+    debug.sethook(function()
+      ran = ran + step
+      if budget and ran >= budget then error("hook timeout in " .. what, 2) end
+      if mem and self:_mem_over() then error("not enough memory", 0) end
+    end, "", step)
+  end
+  local res = table.pack(xpcall(fn, handler, ...))
+  if step then
     if saved[1] then debug.sethook(saved[1], saved[2], saved[3]) else debug.sethook() end
   end
+  if mem then
+    collectgarbage("collect")
+    gen.bytes = math.max(0, gen.bytes + heap() - self.mem_run.base)
+    self.mem_run = nil
+  end
+  return res
+end
+
+-- Runs fn(...) like the core's one protected helper: errors are recorded, not raised.
+function Fake:_protect(what, fn, ...)
+  local handler = function(e)
+    return { message = tostring(e), traceback = debug.traceback(tostring(e), 2) }
+  end
+  local res
+  self.depth = self.depth + 1
+  if self.depth == 1 then
+    res = self:_limited(what, self.gen, self.instruction_limit, handler, fn, ...)
+  else
+    res = table.pack(xpcall(fn, handler, ...))
+  end
+  self.depth = self.depth - 1
   if not res[1] then
     local e = res[2]
     e.event = what
@@ -214,16 +333,22 @@ function Fake:_drop(id, code, reason)
 end
 
 -- The `confab` module one script generation sees. Handlers and timers belong to the generation;
--- everything else is the fake core's state and outlives reloads.
+-- everything else is the fake core's state and outlives reloads. Argument checks come in the
+-- core's order (src/confab_lib.c), so that a call with two bad arguments fails on the same one;
+-- spec/support/api_probes.lua holds both to the same outcomes.
+local TIMER_META = "confab.timer"
+
 function Fake:_module(gen)
   local fake = self
   local confab = { epoch = self.epoch }
 
-  function confab.on(name, fn, priority)
-    name = check_string("on", 1, name)
-    if not EVENTS[name] then arg_error("on", 1, "unknown event '" .. name .. "'") end
-    if type(fn) ~= "function" then arg_error("on", 2, "function expected, got " .. type(fn)) end
-    priority = priority == nil and 0 or check_integer("on", 3, priority)
+  function confab.on(...)
+    local n, name, fn, priority = select("#", ...), ...
+    check_option("on", 1, n, name, EVENTS)
+    if type(fn) ~= "function" then type_error("on", 2, n, fn, "function") end
+    priority = opt_integer("on", 3, n, priority, 0)
+    -- Later, a hook being dispatched would see its list move under it.
+    if not gen.loading then raise("confab.on: hooks can only be registered while the script loads") end
     local list = gen.handlers[name] or {}
     gen.handlers[name] = list
     local at = #list + 1
@@ -233,37 +358,40 @@ function Fake:_module(gen)
     table.insert(list, at, { fn = fn, priority = priority })
   end
 
-  function confab.send(id, data, binary)
-    id = check_integer("send", 1, id)
-    data = check_string("send", 2, data)
-    check_text("send", data, binary)
+  function confab.send(...)
+    local n, id, data, binary = select("#", ...), ...
+    id = check_integer("send", 1, n, id)
+    data = check_string("send", 2, n, data)
+    check_text("send", 2, data, binary)
     local c = fake:_conn(id)
     if not c then return nil, NO_SUCH end
     fake:_deliver(c, data, binary)
     return true
   end
 
-  function confab.broadcast(room, data, except, binary)
-    room = check_room("broadcast", 1, room)
-    data = check_string("broadcast", 2, data)
-    if except ~= nil then except = check_integer("broadcast", 3, except) end
-    check_text("broadcast", data, binary)
+  function confab.broadcast(...)
+    local n, room, data, except, binary = select("#", ...), ...
+    room = check_room("broadcast", 1, n, room)
+    data = check_string("broadcast", 2, n, data)
+    except = opt_integer("broadcast", 3, n, except, nil)
+    check_text("broadcast", 2, data, binary)
     local r = fake.rooms[room]
-    local n = 0
+    local count = 0
     if r then
       for _, id in ipairs(r.list) do
-        if id ~= except and fake:_deliver(fake.conns[id], data, binary) then n = n + 1 end
+        if id ~= except and fake:_deliver(fake.conns[id], data, binary) then count = count + 1 end
       end
     end
     fake.broadcasts[#fake.broadcasts + 1] =
-      { room = room, data = data, except = except, binary = binary or false, recipients = n }
-    return n
+      { room = room, data = data, except = except, binary = binary or false, recipients = count }
+    return count
   end
 
-  function confab.close(id, code, reason)
-    id = check_integer("close", 1, id)
-    code = code == nil and 1000 or check_integer("close", 2, code)
-    if reason ~= nil then reason = check_string("close", 3, reason) end
+  function confab.close(...)
+    local n, id, code, reason = select("#", ...), ...
+    id = check_integer("close", 1, n, id)
+    code = opt_integer("close", 2, n, code, 1000)
+    reason = reason == nil and "" or check_string("close", 3, n, reason)
     if not ((code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014)
             or (code >= 3000 and code <= 4999)) then
       arg_error("close", 2, "not a close code a server may send")
@@ -271,19 +399,20 @@ function Fake:_module(gen)
     local c = fake:_conn(id)
     if not c then return nil, NO_SUCH end
     c.state = "closing"
-    fake.closed_by_script[id] = { code = code, reason = reason or "" }
-    fake.pending_close[#fake.pending_close + 1] = { id = id, code = code, reason = reason or "" }
+    fake.closed_by_script[id] = { code = code, reason = reason }
+    fake.pending_close[#fake.pending_close + 1] = { id = id, code = code, reason = reason }
     return true
   end
 
-  function confab.join(id, room)
-    id = check_integer("join", 1, id)
-    room = check_room("join", 2, room)
+  function confab.join(...)
+    local n, id, room = select("#", ...), ...
+    id = check_integer("join", 1, n, id)
+    room = check_room("join", 2, n, room)
     local c = fake:_conn(id)
     if not c then return nil, NO_SUCH end
     local r = fake.rooms[room]
     if r and r.set[id] then return false end
-    if #c.rooms >= 1024 then return nil, "too many rooms" end -- the core's HUB_ROOMS_PER_CONN
+    if #c.rooms >= ROOMS_PER_CONN then return nil, "too many rooms" end
     if not r then
       r = { list = {}, set = {} }
       fake.rooms[room] = r
@@ -295,16 +424,18 @@ function Fake:_module(gen)
     return true
   end
 
-  function confab.leave(id, room)
-    id = check_integer("leave", 1, id)
-    room = check_room("leave", 2, room)
+  function confab.leave(...)
+    local n, id, room = select("#", ...), ...
+    id = check_integer("leave", 1, n, id)
+    room = check_room("leave", 2, n, room)
     local c = fake:_conn(id)
     if not c then return nil, NO_SUCH end
     return fake:_leave(c, room, "leave")
   end
 
-  function confab.members(room)
-    room = check_room("members", 1, room)
+  function confab.members(...)
+    local n, room = select("#", ...), ...
+    room = check_room("members", 1, n, room)
     local r = fake.rooms[room]
     return r and copy(r.list) or {}
   end
@@ -315,34 +446,43 @@ function Fake:_module(gen)
     return t
   end
 
-  function confab.rooms_of(id)
-    id = check_integer("rooms_of", 1, id)
+  function confab.rooms_of(...)
+    local n, id = select("#", ...), ...
+    id = check_integer("rooms_of", 1, n, id)
     local c = fake.conns[id]
     if not c then return nil, NO_SUCH end
     return copy(c.rooms)
   end
 
-  function confab.set(id, key, value)
-    id = check_integer("set", 1, id)
-    key = check_string("set", 2, key)
-    local tv = type(value)
+  function confab.set(...)
+    local n, id, key, value = select("#", ...), ...
+    id = check_integer("set", 1, n, id)
+    key = check_key("set", 2, n, key)
+    local tv = n >= 3 and type(value) or "no value"
     if not (tv == "string" or tv == "number" or tv == "boolean" or tv == "nil") then
-      arg_error("set", 3, "string, number, boolean or nil expected, got " .. tv)
+      arg_error("set", 3, "value must be a string, number, boolean or nil")
     end
     local c = fake.conns[id]
     if not c then return nil, NO_SUCH end
-    if value ~= nil and c.attrs[key] == nil then
-      local n = 0
-      for _ in pairs(c.attrs) do n = n + 1 end
-      if n >= 256 then return nil, "too many attributes" end -- the core's HUB_ATTRS_PER_CONN
+    if value == nil then
+      fake:_attr_account(c, key, nil)
+      c.attrs[key] = nil
+      return true
     end
+    if c.attrs[key] == nil then
+      local count = 0
+      for _ in pairs(c.attrs) do count = count + 1 end
+      if count >= ATTRS_PER_CONN then return nil, "too many attributes" end
+    end
+    if not fake:_attr_account(c, key, value) then return nil, "attribute memory limit reached" end
     c.attrs[key] = value
     return true
   end
 
-  function confab.get(id, key)
-    id = check_integer("get", 1, id)
-    key = check_string("get", 2, key)
+  function confab.get(...)
+    local n, id, key = select("#", ...), ...
+    id = check_integer("get", 1, n, id)
+    key = check_key("get", 2, n, key)
     local c = fake.conns[id]
     if not c then return nil, NO_SUCH end
     return c.attrs[key]
@@ -357,26 +497,27 @@ function Fake:_module(gen)
     return ids
   end
 
-  function confab.info(id)
-    id = check_integer("info", 1, id)
+  function confab.info(...)
+    local n, id = select("#", ...), ...
+    id = check_integer("info", 1, n, id)
     local c = fake.conns[id]
     if not c then return nil, NO_SUCH end
     return { remote = c.remote, path = c.path, query = c.query, subprotocol = c.subprotocol }
   end
 
-  function confab.history_add(room, hid, data)
-    room = check_room("history_add", 1, room)
-    hid = check_integer("history_add", 2, hid)
+  function confab.history_add(...)
+    local n, room, hid, data = select("#", ...), ...
+    room = check_room("history_add", 1, n, room)
+    hid = check_integer("history_add", 2, n, hid)
+    data = check_string("history_add", 3, n, data)
     if hid <= 0 then arg_error("history_add", 2, "id must be positive") end
-    data = check_string("history_add", 3, data)
     local h = fake.hist[room]
     if not h then
       h = { last = 0, dropped = 0, items = {} }
       fake.hist[room] = h
     end
     if hid <= h.last then
-      error(string.format("history_add: id %d is not greater than the last id %d of room '%s'",
-                          hid, h.last, room), 2)
+      raise(string.format("history id %d is not above the room's last id %d", hid, h.last))
     end
     h.last = hid
     h.items[#h.items + 1] = { id = hid, data = data }
@@ -386,55 +527,87 @@ function Fake:_module(gen)
     return true
   end
 
-  function confab.history_last(room)
-    room = check_room("history_last", 1, room)
+  function confab.history_last(...)
+    local n, room = select("#", ...), ...
+    room = check_room("history_last", 1, n, room)
     local h = fake.hist[room]
     return h and h.last or 0
   end
 
-  function confab.history(room, after)
-    room = check_room("history", 1, room)
-    after = after == nil and 0 or check_integer("history", 2, after)
+  function confab.history(...)
+    local n, room, after = select("#", ...), ...
+    room = check_room("history", 1, n, room)
+    after = math.max(0, opt_integer("history", 2, n, after, 0))
     local h = fake.hist[room]
     if not h then return {}, true end
     local list = {}
     for _, item in ipairs(h.items) do
       if item.id > after then list[#list + 1] = item.data end
     end
-    return list, after >= h.dropped
+    return list, after >= h.last or after >= h.dropped
   end
 
   function confab.now()
     return fake.clock
   end
 
-  function confab.log(level, fmt, ...)
-    level = check_string("log", 1, level)
-    if not LEVELS[level] then arg_error("log", 1, "invalid level '" .. level .. "'") end
-    fmt = check_string("log", 2, fmt)
-    local line = string.format(fmt, ...)
+  -- Formats like the core: string.format called from C, so its errors name 'string.format' and
+  -- carry no position.
+  function confab.log(...)
+    local n, level, fmt = select("#", ...), ...
+    level = check_option("log", 1, n, level, LEVELS)
+    check_string("log", 2, n, fmt)
+    local res = table.pack(pcall(string.format, select(2, ...)))
+    if not res[1] then error(res[2], 0) end
+    local line = res[2]
     fake.logs[#fake.logs + 1] = { level = level, message = line }
     if fake.verbose then io.stderr:write("confab_fake [", level, "] ", line, "\n") end
   end
 
-  local function timer(fname, seconds, fn, repeating)
-    if type(seconds) ~= "number" or seconds < 0 or seconds >= 1e8 then
-      arg_error(fname, 1, "seconds out of range")
+  -- A timer handle: like the core's userdata, with cancel() and a locked metatable "confab.timer"
+  -- (but type() says "table").
+  local timer_mt
+  local function check_timer(n, t)
+    if getmetatable(t) ~= TIMER_META or not rawget(t, "_timer") then
+      local got = typename(n, 1, t)
+      if got ~= "no value" and getmetatable(t) ~= nil and type(getmetatable(t)) == "table"
+         and type(getmetatable(t).__name) == "string" then
+        got = getmetatable(t).__name
+      end
+      arg_error("cancel", 1, TIMER_META .. " expected, got " .. got)
     end
+    return rawget(t, "_timer")
+  end
+  timer_mt = {
+    __index = {
+      cancel = function(...)
+        local t = check_timer(select("#", ...), (...))
+        local was = t.active
+        t.active = false
+        return was
+      end,
+    },
+    __metatable = TIMER_META,
+  }
+
+  local function timer(fname, n, seconds, fn, repeating)
+    seconds = check_number(fname, 1, n, seconds)
+    if type(fn) ~= "function" then type_error(fname, 2, n, fn, "function") end
+    if not (seconds >= 0 and seconds < 1e8) then arg_error(fname, 1, "seconds out of range") end
     if repeating and seconds < 0.001 then arg_error(fname, 1, "interval must be at least 0.001") end
-    if type(fn) ~= "function" then arg_error(fname, 2, "function expected, got " .. type(fn)) end
     local ms = math.floor(seconds * 1000 + 0.5)
     if repeating and ms == 0 then ms = 1 end
     fake.timer_seq = fake.timer_seq + 1
     local t = { due = fake.clock + ms, every = repeating and ms or nil, fn = fn, gen = gen,
                 seq = fake.timer_seq, active = true }
     fake.timers[#fake.timers + 1] = t
-    return { cancel = function() t.active = false end }
+    return setmetatable({ _timer = t }, timer_mt)
   end
 
   -- Like src/urldecode.c: "%XX" becomes a byte, "+" a space when form is true.
-  function confab.urldecode(str, form)
-    str = check_string("urldecode", 1, str)
+  function confab.urldecode(...)
+    local n, str, form = select("#", ...), ...
+    str = check_string("urldecode", 1, n, str)
     for pos in str:gmatch("()%%") do
       if not str:find("^%x%x", pos + 1) then return nil, "bad escape" end
     end
@@ -442,10 +615,58 @@ function Fake:_module(gen)
     return (str:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
   end
 
-  function confab.after(seconds, fn) return timer("after", seconds, fn, false) end
-  function confab.every(seconds, fn) return timer("every", seconds, fn, true) end
+  function confab.after(...) return timer("after", select("#", ...), select(1, ...), select(2, ...), false) end
+  function confab.every(...) return timer("every", select("#", ...), select(1, ...), select(2, ...), true) end
 
   return confab
+end
+
+-- Attribute memory (--attr-memory), counted as the core does (hub_attr_set): a key with its
+-- value costs its bytes plus ATTR_OVERHEAD; replacing a value needs room for the difference.
+-- Returns false (and changes nothing) when value would pass the limit; nil value releases.
+local ATTR_OVERHEAD = 25
+
+local function attr_cost(key, value)
+  return ATTR_OVERHEAD + #key + 1 + (type(value) == "string" and #value + 1 or 0)
+end
+
+function Fake:_attr_account(c, key, value)
+  local old = c.attrs[key]
+  local old_cost = old ~= nil and attr_cost(key, old) or 0
+  if value == nil then
+    self.attr_bytes = self.attr_bytes - old_cost
+    return true
+  end
+  local cost = attr_cost(key, value)
+  if self.attr_bytes - old_cost + cost > self.attr_memory then return false end
+  self.attr_bytes = self.attr_bytes - old_cost + cost
+  return true
+end
+
+-- cjson as the sandbox offers it: its depth limits (C recursion in the core) can be lowered but
+-- not raised past the default. A copy of the module table, so busted's own cjson is untouched.
+local CJSON_DEPTH_MAX = 1000
+
+function guard_cjson(mod)
+  local g = {}
+  for k, v in pairs(mod) do g[k] = v end
+  for _, f in ipairs{ "encode_max_depth", "decode_max_depth" } do
+    local orig = mod[f]
+    if orig then
+      g[f] = function(...)
+        local d = ...
+        if d ~= nil then
+          d = check_integer(f, 1, select("#", ...), d)
+          if d < 1 or d > CJSON_DEPTH_MAX then
+            arg_error(f, 1, "depth must be 1 to 1000 (the server's limit)")
+          end
+        end
+        return orig(...)
+      end
+    end
+  end
+  if mod.new then g.new = function() return guard_cjson(mod.new()) end end
+  return g
 end
 
 -- The globals of a script, like the core's sandbox (src/script.c setup_state).
@@ -457,28 +678,61 @@ function Fake:_sandbox(gen)
                       "tonumber", "tostring", "type", "xpcall", "_VERSION" } do
     env[k] = _G[k]
   end
-  env.string, env.table, env.math, env.utf8, env.coroutine =
-    string, table, math, utf8, coroutine
+  env.table, env.math, env.utf8, env.coroutine = table, math, utf8, coroutine
+  env.string = string
+  if fake.memory then
+    -- One string past the cap fails before it is built (method calls like s:rep() do not come
+    -- through here: the string metatable is Lua's own).
+    env.string = setmetatable({}, { __index = string })
+    function env.string.rep(s, n, sep)
+      if (type(s) == "string" or type(s) == "number") and math.type(n) == "integer"
+         and (sep == nil or type(sep) == "string") then
+        local size = n > 0 and #tostring(s) * n + #(sep or "") * (n - 1) or 0
+        if fake:_mem_over(size) then error("not enough memory", 0) end
+      end
+      return string.rep(s, n, sep)
+    end
+  end
   env.os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }
   env.confab = gen.confab
   env._G = env
-  local modules = { confab = gen.confab, cjson = cjson, ["cjson.safe"] = require "cjson.safe" }
-  function env.require(name)
+  -- The string metatable is shared and locked in the core (getmetatable("") is false).
+  function env.getmetatable(v)
+    if type(v) == "string" then return false end
+    return getmetatable(v)
+  end
+  -- No __gc: finalizers run outside the core's time limit.
+  function env.setmetatable(...)
+    local mt = select(2, ...)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+      arg_error("setmetatable", 2, "__gc metamethods are not allowed (finalizers run outside the "
+                .. "time limit)")
+    end
+    return setmetatable(...)
+  end
+  local modules = { confab = gen.confab, cjson = guard_cjson(cjson),
+                    ["cjson.safe"] = guard_cjson(require "cjson.safe") }
+  function env.require(...)
+    local name = check_string("require", 1, select("#", ...), (...))
     local m = modules[name]
     if m == nil then
-      error(string.format("module '%s' is not available (allowed: confab, cjson, cjson.safe)",
-                          tostring(name)), 2)
+      raise(string.format("module '%s' is not available (allowed: confab, cjson, cjson.safe)",
+                          name))
     end
     return m
   end
-  function env.load(chunk, name, mode, e)
-    if mode ~= nil and mode ~= "t" then error("load: only text chunks are allowed (mode 't')", 2) end
-    return load(chunk, name, "t", e == nil and env or e)
+  -- Text chunks only; the environment defaults to the script's globals, but an explicit env
+  -- argument, even nil, is used.
+  function env.load(...)
+    local n, chunk, name, mode, e = select("#", ...), ...
+    if mode ~= nil and mode ~= "t" then raise("load: only text chunks are allowed (mode 't')") end
+    if n >= 4 then return load(chunk, name, "t", e) end
+    return load(chunk, name, "t", env)
   end
   function env.collectgarbage(opt, ...)
     opt = opt or "collect"
     if not ({ collect = true, count = true, step = true, isrunning = true })[opt] then
-      error("bad argument #1 to 'collectgarbage' (invalid option '" .. tostring(opt) .. "')", 2)
+      arg_error("collectgarbage", 1, "invalid option '" .. tostring(opt) .. "'")
     end
     return collectgarbage(opt, ...)
   end
@@ -491,8 +745,8 @@ function Fake:_sandbox(gen)
   setmetatable(env, {
     __newindex = function(t, k, v)
       if not gen.loading then
-        error(string.format("assignment to undeclared global '%s' (declare it at load time or "
-                            .. "use a local)", tostring(k)), 2)
+        raise(string.format("assignment to undeclared global '%s' (declare it at load time or "
+                            .. "use a local)", tostring(k)))
       end
       rawset(t, k, v)
     end,
@@ -503,16 +757,20 @@ end
 
 -- Runs a script file in a fresh generation. Returns the generation, or nil and the error.
 function Fake:_instantiate(path)
-  local gen = { handlers = {}, path = path }
+  local gen = { handlers = {}, path = path, bytes = 0 }
   gen.confab = self:_module(gen)
   gen.env = self:_sandbox(gen)
-  local chunk, err = loadfile(path, "t", gen.env)
-  if not chunk then return nil, err end
   gen.loading = true
-  local ok, res = xpcall(chunk, debug.traceback)
+  -- The load may do more work than one hook: ten times the budget, as in the core.
+  local budget = self.instruction_limit and self.instruction_limit * 10
+  local res = self:_limited("script load", gen, budget, debug.traceback, function()
+    local chunk, err = loadfile(path, "t", gen.env)
+    if not chunk then error(err, 0) end
+    return chunk()
+  end)
   gen.loading = false
-  if not ok then return nil, res end
-  gen.result = res
+  if not res[1] then return nil, res[2] end
+  gen.result = res[2]
   return gen
 end
 
