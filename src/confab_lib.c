@@ -89,12 +89,19 @@ static const char *check_room(lua_State *L, int arg, size_t *len)
 
 /* ---- sending ------------------------------------------------------------------------- */
 
+/* The data in argument data_arg: a string, valid UTF-8 unless binary. */
+static const char *check_data(lua_State *L, int data_arg, int binary, size_t *len)
+{
+    const char *data = luaL_checklstring(L, data_arg, len);
+    if (!binary && !utf8_valid(data, *len))
+        luaL_argerror(L, data_arg, "text must be valid UTF-8 (send binary instead)");
+    return data;
+}
+
 static struct frame *check_frame(lua_State *L, int data_arg, int binary)
 {
     size_t len;
-    const char *data = luaL_checklstring(L, data_arg, &len);
-    if (!binary && !utf8_valid(data, len))
-        luaL_argerror(L, data_arg, "text must be valid UTF-8 (send binary instead)");
+    const char *data = check_data(L, data_arg, binary, &len);
     struct frame *f = frame_ws(binary ? FRAME_BINARY : FRAME_TEXT, data, len);
     if (!f)
         luaL_error(L, "not enough memory");
@@ -127,15 +134,20 @@ static int l_broadcast(lua_State *L)
 {
     size_t len;
     const char *name = check_room(L, 1, &len);
+    size_t dlen;
     luaL_checkstring(L, 2);
     lua_Integer except_id = luaL_optinteger(L, 3, 0);
     int binary = lua_toboolean(L, 4);
+    /* Invalid text raises whether or not anyone would get it. */
+    const char *data = check_data(L, 2, binary, &dlen);
     struct room *r = hub_room(name, len);
     if (!r || hub_room_size(r) == 0) {
         lua_pushinteger(L, 0);
         return 1;
     }
-    struct frame *f = check_frame(L, 2, binary);
+    struct frame *f = frame_ws(binary ? FRAME_BINARY : FRAME_TEXT, data, dlen);
+    if (!f)
+        return luaL_error(L, "not enough memory");
     struct conn *except = except_id > 0 ? hub_find((uint64_t)except_id) : NULL;
     size_t n = hub_broadcast(r, f, except);
     frame_unref(f);
@@ -244,11 +256,20 @@ static int l_rooms_of(lua_State *L)
 
 /* ---- attributes and connections -------------------------------------------------------- */
 
+/* An attribute key: the hub keeps keys as C strings, so a NUL would make "a\0b" the key "a". */
+static const char *check_key(lua_State *L, int arg)
+{
+    size_t len;
+    const char *key = luaL_checklstring(L, arg, &len);
+    luaL_argcheck(L, memchr(key, '\0', len) == NULL, arg, "key must not contain NUL");
+    return key;
+}
+
 /* confab.set(id, key, value) */
 static int l_set(lua_State *L)
 {
     struct conn *c = check_known(L, 1);
-    const char *key = luaL_checkstring(L, 2);
+    const char *key = check_key(L, 2);
     int t = lua_type(L, 3);
     luaL_argcheck(L, t == LUA_TNIL || t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN,
                   3, "value must be a string, number, boolean or nil");
@@ -290,7 +311,7 @@ static int l_set(lua_State *L)
 static int l_get(lua_State *L)
 {
     struct conn *c = check_known(L, 1);
-    const char *key = luaL_checkstring(L, 2);
+    const char *key = check_key(L, 2);
     if (!c)
         return stale(L);
     const struct attr *a = hub_attr_get(c, key);
@@ -416,6 +437,7 @@ static int l_log(lua_State *L)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     int level = luaL_checkoption(L, 1, NULL, levels);
+    luaL_checkstring(L, 2); /* the format, named as confab.log's argument */
     int n = lua_gettop(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &script_key_format);
     lua_rotate(L, 2, 1);
