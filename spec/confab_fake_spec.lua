@@ -536,4 +536,66 @@ describe("confab_fake", function()
       assert.is_nil(fake:last(a))
     end)
   end)
+
+  describe("the memory cap (memory = BYTES, like --script-memory)", function()
+    local MB = 1024 * 1024
+
+    it("fails a hook that grows past the cap with 'not enough memory', and the script goes on", function()
+      local fake = confab_fake.new{ memory = 4 * MB }:load(script([[
+        local kept = {}
+        confab.on("message", function(ev)
+          if ev.data == "grow" then
+            local t = {}
+            for i = 1, 1e7 do t[i] = ("x"):rep(100) .. i end
+          elseif ev.data == "keep" then
+            kept[#kept + 1] = string.rep("k", 1024 * 1024 - 64)
+            confab.send(ev.id, tostring(#kept))
+          else
+            confab.send(ev.id, "still here")
+          end
+        end)
+      ]]))
+      local a = fake:connect()
+      fake:message(a, "grow")
+      assert.equal(1, #fake.errors)
+      assert.equal("not enough memory", fake.errors[1].message)
+      fake:message(a, "hello")
+      assert.same({ "still here" }, fake:sent(a))
+      -- What the script keeps between hooks counts too: the cap is reached within 4 messages.
+      fake:clear(a)
+      for _ = 1, 6 do fake:message(a, "keep") end
+      local kept = fake:sent(a)
+      assert.is_true(#kept >= 2 and #kept <= 4, "kept " .. #kept .. " MB")
+      assert.equal(1 + 6 - #kept, #fake.errors)
+      assert.equal("not enough memory", fake.errors[#fake.errors].message)
+    end)
+
+    it("fails one string.rep past the cap before building it", function()
+      local fake = confab_fake.new{ memory = 4 * MB }:load(script([[
+        confab.on("message", function(ev)
+          confab.send(ev.id, tostring(select(2, pcall(string.rep, "x", 64 * 1024 * 1024))))
+        end)
+      ]]))
+      local a = fake:connect()
+      fake:message(a, "x")
+      assert.same({ "not enough memory" }, fake:sent(a))
+    end)
+
+    it("refuses to load a script that holds more than the cap", function()
+      local path = script("big = {} for i = 1, 1e6 do big[i] = ('b'):rep(50) .. i end")
+      local ok, err = pcall(function() confab_fake.new{ memory = 2 * MB }:load(path) end)
+      assert.is_false(ok)
+      assert.matches("not enough memory", err)
+      assert.has_no.errors(function() confab_fake.new{ memory = 256 * MB }:load(path) end)
+    end)
+
+    it("is not modelled without the option", function()
+      local fake = confab_fake.new():load(script([[
+        confab.on("message", function(ev) confab.send(ev.id, tostring(#string.rep("x", 8 * 1024 * 1024))) end)
+      ]]))
+      local a = fake:connect()
+      fake:message(a, "x")
+      assert.same({ tostring(8 * MB) }, fake:sent(a))
+    end)
+  end)
 end)

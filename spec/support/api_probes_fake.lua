@@ -3,7 +3,7 @@
 -- and with the same limits (the script's CONFIG). Used by spec/api_probes_spec.lua, and by
 -- spec/integration/test_api_probes.py to compare the fake's outcomes with the core's:
 --
---   lua5.4 spec/support/api_probes_fake.lua     -- prints {"probes": [{name, expect, got}, ...]}
+--   lua5.4 spec/support/api_probes_fake.lua     -- prints {"probes": [{name, got}, ...]}
 local confab_fake = require "confab_fake"
 local cjson = require "cjson"
 
@@ -11,7 +11,7 @@ local M = {}
 
 M.PATH = "spec/support/api_probes.lua"
 
---- Runs the probes; returns the list of { name=, expect=, got= } and the fake.
+--- Runs the probes; returns the list of { name=, got= } and the fake.
 function M.run(path)
   path = path or M.PATH
   local cfg = confab_fake.new():load(path).script.config
