@@ -107,7 +107,24 @@ static int origin_is_own(const struct http_str *origin, const struct hs_config *
 }
 
 /* Is origin one of the comma-separated entries of list (case-insensitive)? */
-static int list_has(const char *list, const char *s, size_t len)
+/* Do two origins name the same scheme, host and port? "https://Chat.Example.com:443/" is
+ * "https://chat.example.com", as a browser serializes it; anything not an origin only equals
+ * itself (case-insensitive). */
+static int origin_equal(const char *a, size_t alen, const struct http_str *b)
+{
+    struct http_str x = {a, alen}, hx, hy;
+    long px, py;
+    while (x.len && x.p[x.len - 1] == '/') /* "https://h/" as an operator may write it */
+        x.len--;
+    if (origin_split(&x, &hx, &px) < 0 || origin_split(b, &hy, &py) < 0)
+        return x.len == b->len && x.len && strncasecmp(x.p, b->p, x.len) == 0;
+    size_t sx = (size_t)(hx.p - x.p), sy = (size_t)(hy.p - b->p); /* "http://" or "https://" */
+    return sx == sy && strncasecmp(x.p, b->p, sx) == 0 && px == py && hx.len == hy.len &&
+           strncasecmp(hx.p, hy.p, hx.len) == 0;
+}
+
+/* Is origin one of the comma-separated origins of list? */
+static int list_has(const char *list, const struct http_str *origin)
 {
     const char *p = list;
     while (*p) {
@@ -119,7 +136,7 @@ static int list_has(const char *list, const char *s, size_t len)
         const char *stop = p;
         while (stop > start && stop[-1] == ' ')
             stop--;
-        if ((size_t)(stop - start) == len && len && strncasecmp(start, s, len) == 0)
+        if (stop > start && origin_equal(start, (size_t)(stop - start), origin))
             return 1;
     }
     return 0;
@@ -197,7 +214,7 @@ int handshake_check(const struct http_request *req, const struct hs_config *cfg,
             ok = 1;
         else
             ok = origin_is_own(origin, cfg) ||
-                 (cfg->allow_origin && list_has(cfg->allow_origin, origin->p, origin->len));
+                 (cfg->allow_origin && list_has(cfg->allow_origin, origin));
         if (!ok)
             return fail(res, 403, "Origin not allowed (see --allow-origin)");
     }

@@ -62,6 +62,14 @@ static const struct hs_case cases[] = {
      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " GOOD_KEY "\r\n"
      "Sec-WebSocket-Version: 13\r\nOrigin: http://friend.test\r\n\r\n",
      "http://other.test, http://friend.test", 101},
+    {"listed Origin written with its default port and a slash", WS_HEAD "Host: x\r\n"
+     "Origin: https://chat.example.com\r\n\r\n", "https://Chat.Example.com:443/", 101},
+    {"listed Origin, other scheme", WS_HEAD "Host: x\r\nOrigin: http://chat.example.com\r\n\r\n",
+     "https://chat.example.com", 403},
+    {"listed Origin, other port", WS_HEAD "Host: x\r\n"
+     "Origin: https://chat.example.com:8443\r\n\r\n", "https://chat.example.com", 403},
+    {"listed Origin is not a prefix", WS_HEAD "Host: x\r\n"
+     "Origin: https://chat.example.com.evil.test\r\n\r\n", "https://chat.example.com", 403},
     {"any Origin with *", "GET /ws HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\n"
      "Connection: Upgrade\r\nSec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\n"
      "Origin: http://evil.test\r\n\r\n", "*", 101},
