@@ -62,7 +62,7 @@ static struct conn *check_conn_state(lua_State *L, int arg, int need_open)
     if (!c)
         return NULL;
     if (need_open)
-        return c->state == CONN_WS && !(c->flags & CONN_CLOSE_SENT) ? c : NULL;
+        return conn_is_open(c) ? c : NULL;
     /* A dead connection is still readable until its disconnect has been reported. */
     return c->state != CONN_HTTP ? c : NULL;
 }
