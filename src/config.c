@@ -24,6 +24,7 @@ void config_defaults(struct config *cfg)
     cfg->max_request = 8 * 1024;
     cfg->max_body = 64 * 1024;
     cfg->request_memory = 64 * 1024 * 1024;
+    cfg->message_memory = 64 * 1024 * 1024;
     cfg->send_queue = 1024 * 1024;
     cfg->history = 100;
     cfg->history_memory = 64 * 1024 * 1024;
@@ -55,6 +56,8 @@ static const char usage[] =
     "  --max-body BYTES          largest HTTP request body, 413 beyond (default 64K)\n"
     "  --request-memory BYTES    HTTP request buffers of all connections together; a request\n"
     "                            that needs more gets 503 (default 64M)\n"
+    "  --message-memory BYTES    WebSocket messages in progress, all connections together; a\n"
+    "                            connection that needs more is closed with 1013 (default 64M)\n"
     "  --send-queue BYTES        outbound bytes queued per connection, 1008 beyond (default 1M);\n"
     "                            HTTP requests wait while their responses fill it\n"
     "  --history N               messages kept per room (default 100)\n"
@@ -175,7 +178,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--allow-origin") || IS("--subprotocol") || IS("--handshake-timeout") ||
                     IS("--ping-interval") || IS("--pong-timeout") || IS("--max-message") ||
                     IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
-                    IS("--request-memory") ||
+                    IS("--request-memory") || IS("--message-memory") ||
                     IS("--history") || IS("--history-memory") || IS("--history-age") ||
                     IS("--attr-memory") || IS("--hook-timeout") || IS("--script-memory") ||
                     IS("--check") || IS("--log-level") || IS("--pid-file");
@@ -217,6 +220,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             bad = parse_size(val, &cfg->max_body);
         else if (IS("--request-memory"))
             bad = parse_size(val, &cfg->request_memory) || cfg->request_memory < 1024;
+        else if (IS("--message-memory"))
+            bad = parse_size(val, &cfg->message_memory) || cfg->message_memory < 1024;
         else if (IS("--send-queue"))
             bad = parse_size(val, &cfg->send_queue) || cfg->send_queue < 1024;
         else if (IS("--history"))

@@ -24,6 +24,7 @@ struct config {
     size_t max_request;        /* largest HTTP request head, bytes (431 beyond) */
     size_t max_body;           /* largest HTTP request body announced, bytes (413 beyond) */
     size_t request_memory;     /* request buffers of all connections together (503 beyond) */
+    size_t message_memory;     /* WebSocket messages in progress, all connections (1013 beyond) */
     size_t send_queue;         /* bytes queued per connection before it is cut off (1008) */
     unsigned history;          /* messages kept per room */
     size_t history_memory;     /* bytes of history kept, all rooms together */

@@ -252,6 +252,7 @@ static const char *close_reason(uint16_t code)
     case 1008: return "policy violation";
     case 1009: return "message too big";
     case 1011: return "server error";
+    case 1013: return "try again later";
     default: return "closed";
     }
 }
@@ -932,6 +933,7 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     ws_init(cfg->max_message, &ws_cb);
     /* A reply as large as any message accepted always fits an empty queue. */
     outq_set_frame_max(cfg->max_message + FRAME_HEADER_MAX);
+    ws_set_memory_limit(cfg->message_memory);
 
     dl_init(loop, &srv.requests, cfg->handshake_timeout, on_request_timeout);
     dl_init(loop, &srv.silence, cfg->pong_timeout, on_silence_timeout);

@@ -5,6 +5,7 @@
 #include <wslay/wslay.h>
 
 #include "hub.h"
+#include "log.h"
 #include "utf8.h"
 
 /* The largest unit the boundary scan gathers: a frame header with a 64-bit length and a mask key
@@ -12,6 +13,8 @@
 #define UNIT_MAX (14 + 125)
 /* First size of the reassembly buffer; it doubles from there, up to --max-message. */
 #define MSG_MIN_CAP 1024
+/* The close code when --message-memory is used up: 1013, try again later. */
+#define WS_CODE_BUSY 1013
 
 struct ws_conn {
     wslay_event_context_ptr ctx;
@@ -46,6 +49,25 @@ struct ws_conn {
 static size_t max_message;
 static struct ws_handlers handlers;
 size_t ws_live;
+static size_t memory_limit = SIZE_MAX;
+size_t ws_memory;
+
+void ws_set_memory_limit(size_t bytes)
+{
+    memory_limit = bytes;
+}
+
+/* Takes n bytes from --message-memory; 0, or -1 when they are not there. */
+static int charge(size_t n)
+{
+    if (n > memory_limit - ws_memory) {
+        log_warn("WebSocket messages in progress are at --message-memory (%zu bytes): a "
+                 "connection that needs more is closed with 1013", memory_limit);
+        return -1;
+    }
+    ws_memory += n;
+    return 0;
+}
 
 /* The bytes the unit starting with the `have` bytes at b needs in all: its header, and for a
  * control frame of legal size its payload too. *pass gets the payload length of a data frame
@@ -186,8 +208,13 @@ static void on_frame_chunk(wslay_event_context_ptr ctx,
             cap = max_message;
         if (cap < need)
             cap = need;
+        if (charge(cap - w->msg_cap) < 0) {
+            fail(w, WS_CODE_BUSY);
+            return;
+        }
         uint8_t *p = realloc(w->msg, cap);
         if (!p) {
+            ws_memory -= cap - w->msg_cap;
             w->oom = 1;
             fail(w, 1011);
             return;
@@ -267,6 +294,7 @@ void ws_free(struct conn *c)
 {
     if (c->ws) {
         wslay_event_context_free(c->ws->ctx);
+        ws_memory -= WS_STATE_COST + c->ws->msg_cap + c->ws->held_len;
         free(c->ws->msg);
         free(c->ws->held);
         free(c->ws);
@@ -307,6 +335,7 @@ static const char *fail_reason(uint16_t code)
     switch (code) {
     case WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA: return "invalid UTF-8";
     case WSLAY_CODE_MESSAGE_TOO_BIG: return "message too big";
+    case WS_CODE_BUSY: return "server busy: too many messages in progress";
     default: return "protocol error";
     }
 }
@@ -328,21 +357,32 @@ int ws_held(const struct conn *c)
 }
 
 /* Keeps the input a feed left over (its budget used) in w->held, unless it is there already. */
+static void held_free(struct ws_conn *w)
+{
+    ws_memory -= w->held_len;
+    free(w->held);
+    w->held = NULL;
+    w->held_len = 0;
+}
+
+/* Returns 0, -1 when out of memory, WS_CODE_BUSY when over --message-memory. */
 static int hold_rest(struct ws_conn *w)
 {
     if (w->in_len == 0) {
-        free(w->held);
-        w->held = NULL;
-        w->held_len = 0;
+        held_free(w);
         return 0;
     }
     if (w->held && w->in >= w->held && w->in + w->in_len == w->held + w->held_len)
         return 0;
+    if (charge(w->in_len) < 0)
+        return WS_CODE_BUSY;
     uint8_t *p = malloc(w->in_len);
-    if (!p)
+    if (!p) {
+        ws_memory -= w->in_len;
         return -1;
+    }
     memcpy(p, w->in, w->in_len);
-    free(w->held);
+    held_free(w);
     w->held = p;
     w->held_len = w->in_len;
     w->in = p;
@@ -351,18 +391,28 @@ static int hold_rest(struct ws_conn *w)
 
 int ws_feed(struct conn *c, const uint8_t *data, size_t len)
 {
-    struct ws_conn *w = ws_get(c);
-    if (!w)
-        return -1;
+    struct ws_conn *w = c->ws;
+    if (!w) {
+        if (charge(WS_STATE_COST) < 0)
+            return queue_close(c, WS_CODE_BUSY, fail_reason(WS_CODE_BUSY));
+        if (!(w = ws_get(c))) {
+            ws_memory -= WS_STATE_COST;
+            return -1;
+        }
+    }
     if (len && w->in_len) {
         /* New bytes behind held ones (the server pauses reading meanwhile, but the bytes that
          * came with the upgrade request arrive in two pieces): they join the held input. */
+        if (charge(w->in_len + len) < 0)
+            return queue_close(c, WS_CODE_BUSY, fail_reason(WS_CODE_BUSY));
         uint8_t *p = malloc(w->in_len + len);
-        if (!p)
+        if (!p) {
+            ws_memory -= w->in_len + len;
             return -1;
+        }
         memcpy(p, w->in, w->in_len);
         memcpy(p + w->in_len, data, len);
-        free(w->held);
+        held_free(w);
         w->held = p;
         w->held_len = w->in_len + len;
         w->in = p;
@@ -379,8 +429,13 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
      * what the peer sent is not needed. */
     if (w->fail_code || !conn_is_open(c) || !wslay_event_get_read_enabled(w->ctx))
         w->in_len = 0;
-    if (hold_rest(w) < 0)
+    int held = hold_rest(w);
+    if (held < 0)
         return -1;
+    if (held == WS_CODE_BUSY) {
+        w->in_len = 0;
+        fail(w, WS_CODE_BUSY);
+    }
     /* wslay's frame layer reports the RFC violations it finds in a header (a fragmented or long
      * control frame, a length with the top bit set) as a callback failure. */
     if (rc == WSLAY_ERR_CALLBACK_FAILURE)

@@ -28,6 +28,19 @@ struct ws_handlers {
 /* Sets the largest message accepted and the handlers. */
 void ws_init(size_t max_message, const struct ws_handlers *handlers);
 
+/* Bounds the framing memory of all connections together (--message-memory): each connection
+ * with a message in progress is charged WS_STATE_COST for its state, plus its reassembly buffer
+ * and any input held back. A connection that would pass it is closed with 1013 (try again
+ * later). Unlimited until set. */
+void ws_set_memory_limit(size_t bytes);
+
+/* What one connection's framing state is charged: ours, and wslay's context (its two 4 KB
+ * buffers and queues), about 9 KB. */
+#define WS_STATE_COST 10240
+
+/* Framing memory charged now, all connections together (for tests and the benchmark). */
+extern size_t ws_memory;
+
 /* Messages one feed dispatches at most: a peer sending thousands of tiny messages per read gets
  * its turn like everyone else, not the loop for as long as its hooks run. */
 #define WS_MESSAGES_PER_FEED 256

@@ -310,3 +310,48 @@ end)
         # The timer was due at once: it ran after a turn or two, not after the whole read.
         self.assertGreater(at_timer, 0)
         self.assertLessEqual(at_timer, 4 * 256, "the timer waited for %d messages" % at_timer)
+
+
+class MessageMemory(ConfabTest):
+    """Issue 7 (looking further): unfinished messages on many connections took memory in
+    proportion to the descriptor limit (64 KB and 10 KB of state each); --message-memory bounds
+    them together, and a connection that would pass it is closed with 1013."""
+
+    def test_unfinished_messages_on_many_connections_share_one_bound(self):
+        with mock.patch.dict(os.environ, procfs.asan_env()):
+            srv = self.start("--message-memory", "1M", "--hook-timeout", "5000",
+                             script=self.script(ECHO_LUA))
+        conns = [self.raw(srv) for _ in range(200)]
+        before = procfs.status_kb(srv.pid, "VmRSS")
+        part = encode_frame(OP_BINARY, b"u" * 60000, fin=False)
+        busy = 0
+        for ws in conns:
+            ws.send(part + encode_frame(OP_PING, "sync"))
+            f = ws.recv_frame(timeout=10)
+            if f.opcode == OP_CLOSE:
+                self.assertEqual(f.close_code, 1013, f)
+                busy += 1
+            else:
+                self.assertEqual((f.opcode, f.payload), (OP_PONG, b"sync"))
+        grown = procfs.status_kb(srv.pid, "VmRSS") - before
+        # About 1 MB holds 13 of them (64 KB of buffer and 10 KB of state each).
+        self.assertGreater(busy, 150)
+        self.assertLess(grown, 6 * 1024, "server RSS grew %d kB" % grown)
+        srv.wait_log(r"--message-memory")
+        # Those that went on finish their message; once they are done there is room again.
+        done = 0
+        for ws in conns:
+            if ws.eof:
+                continue
+            try:
+                ws.send_frame(OP_CONT, b"", fin=True)
+            except OSError:
+                continue
+            m = ws.recv_message(timeout=10)
+            if m and m[0] == OP_BINARY:
+                self.assertEqual(len(m[1]), 60000)
+                done += 1
+        self.assertEqual(done, 200 - busy)
+        ws = self.raw(srv)
+        ws.send_frame(OP_BINARY, b"x" * 50000)
+        self.assertEqual(ws.recv_message(timeout=10), (OP_BINARY, b"x" * 50000))

@@ -502,3 +502,36 @@ TEST(ws_one_feed_dispatches_a_bounded_number_of_messages)
     CHECK(!ws_held(c));
     teardown(c);
 }
+
+TEST(ws_message_memory_is_shared_and_bounded)
+{
+    /* Room for one connection's state and 8 KB of message: a second connection with a message
+     * in progress, or the first growing past 8 KB, is closed with 1013 (try again later). */
+    struct conn *a = setup(65536), *b = test_conn_open();
+    ws_set_memory_limit(WS_STATE_COST + 8192);
+    static uint8_t buf[20000], payload[16384];
+    memset(payload, 'm', sizeof payload);
+    size_t n = client_frame(buf, 0, 1, payload, 6000, 1); /* unfinished */
+    CHECK_INT(ws_feed(a, buf, n), 0);
+    CHECK(ws_memory >= WS_STATE_COST + 6000 && ws_memory <= WS_STATE_COST + 8192);
+    CHECK_INT(ws_feed(b, buf, 1), 1013);
+    CHECK_INT(queued_close_code(b), 1013);
+    CHECK(b->ws == NULL);
+    n = client_frame(buf, 0, 0, payload, 3000, 1);
+    CHECK_INT(ws_feed(a, buf, n), 1013);
+    CHECK_INT(queued_close_code(a), 1013);
+    ws_free(a);
+    CHECK_INT(ws_memory, 0);
+    ws_set_memory_limit(SIZE_MAX);
+    /* Without the limit, the same goes through. */
+    ws_free(b);
+    test_conn_close(b);
+    teardown(a);
+    a = setup(65536);
+    n = client_frame(buf, 0, 1, payload, 6000, 1);
+    n += client_frame(buf + n, 1, 0, payload, 3000, 1);
+    CHECK_INT(ws_feed(a, buf, n), 0);
+    CHECK(got.count == 1 && got.len == 9000);
+    CHECK_INT(ws_memory, 0);
+    teardown(a);
+}
