@@ -54,6 +54,12 @@ HOGS = [
     ("namefirst.lua's match on 65 KB", "local s = 'a' .. (' '):rep(65000) .. 'b' "
                                         "while true do s:match('^%s*(.-)%s*$') end"),
     ("gsub '(.-)x' on 64 KB", "local s = ('a'):rep(65536) while true do s:gsub('(.-)x', '') end"),
+    # Not interruptible (one C call each): as long as the data the memory cap lets it build.
+    ("cjson.decode of 6 MB (one C call)", "local s = '[' .. ('\"ab\",'):rep(1000000) .. '1]' "
+                                          "while true do require('cjson').decode(s) end"),
+    ("table.concat of 500k strings (one C call)", "local s = ('x'):rep(30) local t = {} "
+                                                "for i = 1, 500000 do t[i] = s end "
+                                                "while true do table.concat(t) end"),
 ]
 
 

@@ -310,6 +310,11 @@ TEST(script_sandbox_keeps_limits_out_of_reach)
         {"return select(2, pcall(confab.join, 1, 'a\\0b')):match('NUL') ~= nil", "ok true"},
         {"return (pcall(confab.broadcast, 'a\\0', 'x'))", "ok false"},
         {"return (pcall(confab.history_add, '\\0', 1, 'x'))", "ok false"},
+        /* So could an attribute key: 'a\0b' and 'a\0c' were both 'a'. */
+        {"return (pcall(confab.set, confab.connections()[1], 'a\\0b', 1))", "ok false"},
+        {"return (pcall(confab.get, confab.connections()[1], 'a\\0c'))", "ok false"},
+        {"local id = confab.connections()[1] return confab.set(id, 'a', 7) and confab.get(id, 'a')",
+         "ok 7"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *got = ask(c, cases[i].probe);
