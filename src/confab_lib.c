@@ -345,7 +345,7 @@ static int l_get(lua_State *L)
 static void push_open_id(struct conn *c, void *arg)
 {
     lua_State *L = arg;
-    if (c->state == CONN_WS && (c->flags & CONN_OPENED)) {
+    if (conn_is_open(c) && (c->flags & CONN_OPENED)) {
         lua_pushinteger(L, (lua_Integer)c->id);
         lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     }
