@@ -64,7 +64,7 @@ static const char usage[] =
     "  --history-memory BYTES    history kept, all rooms together; oldest go first (default 64M)\n"
     "  --history-age SEC         drop history older than this (default: kept until evicted)\n"
     "  --attr-memory BYTES       confab.set attributes, all connections together (default 16M)\n"
-    "  --hook-timeout MS         longest run of one hook call (default 50)\n"
+    "  --hook-timeout MS         longest run of one hook call, CPU time (default 50)\n"
     "  --script-memory BYTES     memory cap of the Lua state (default 64M)\n"
     "  --watch                   reload the script when its file changes (SIGHUP always does)\n"
     "  --check FILE              load FILE as a script, report errors, exit 0 or 2\n"

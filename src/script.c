@@ -1,6 +1,8 @@
 /* script: the Lua states (the running one, and a new one while a reload loads), loading and
- * reload, the memory cap and the time limit, and protected dispatch of hook calls. The globals
- * are built by sandbox.c, the confab module by confab_lib.c, timers by script_timer.c. */
+ * reload, the memory cap, and protected dispatch: every entry into Lua (an event from the core,
+ * a timer, the main chunk) is one lua_pcall, inside which the event's table is built too. The
+ * globals are built by sandbox.c, the confab module by confab_lib.c, timers by script_timer.c,
+ * and the time limit is script_limit.c's. */
 #include "script.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* script_int: what the parts of the script runtime share, private to them. script.c owns the
- * states, loading, reload, the time limit and protected dispatch; sandbox.c builds the globals a
- * script sees; confab_lib.c is the `confab` module; script_timer.c its timers. */
+ * states, loading, reload and protected dispatch; script_limit.c the time limit; sandbox.c builds
+ * the globals a script sees; confab_lib.c is the `confab` module; script_timer.c its timers. */
 #ifndef CONFAB_SCRIPT_INT_H
 #define CONFAB_SCRIPT_INT_H
 

@@ -1,13 +1,18 @@
 /* script_limit: the time limit of a call into Lua. The outermost call (a hook, a timer, the
- * main chunk) gets a deadline; nested calls (a join hook fired by confab.join inside a message
- * hook) share it. Two things watch it:
- *   - a count hook every 1000 VM instructions compares the clock with the deadline;
- *   - a POSIX timer armed for the deadline raises SIGRTMIN, whose handler sets a hook on every
- *     call, return, line and instruction of the running thread (lua_sethook may be called from
- *     a signal handler; lua.c stops a script on Ctrl-C the same way). So a C function that does
- *     much work per instruction (string.rep, load, table.sort) is stopped when it returns, not
- *     a thousand instructions later.
- * Once the deadline passed, the hook raises the abort at every tick, and pcall, xpcall and
+ * main chunk) may use --hook-timeout of CPU time; nested calls (a join hook fired by confab.join
+ * inside a message hook) share its budget. The clock is the process's CPU time: a hook is not
+ * charged for waiting for a CPU on a loaded machine, and a hook cannot wait for anything else
+ * (the sandbox has no I/O), so on an idle machine CPU time is wall time.
+ *
+ * A POSIX timer on that clock, armed when the outermost call starts, raises SIGRTMIN when the
+ * budget is spent; its handler sets a hook on every call, return, line and instruction of the
+ * running thread (lua_sethook may be called from a signal handler; lua.c stops a script on
+ * Ctrl-C the same way). So a C function that does much work per VM instruction is stopped when it
+ * returns, and the C loops that check (script_limit_check: pattern matching, load, string.rep)
+ * stop within their step. Between signals, a count hook every 1000 instructions only reads a
+ * flag. Without the timer (timer_create failed) the count hook reads the monotonic clock.
+ *
+ * Once the limit passed, the hook raises the abort at every tick, and pcall, xpcall and
  * coroutine.resume (sandbox.c) raise it again, so a script cannot catch it and go on. */
 #include <errno.h>
 #include <lauxlib.h>
@@ -24,7 +29,7 @@
 
 static struct {
     int depth;
-    struct timespec deadline;
+    struct timespec deadline;        /* monotonic, used only without the timer */
     const char *what;
     unsigned limit_ms;
     int timed_out;
@@ -51,7 +56,7 @@ static int limit_reached(lua_State *L, lua_Debug *ar)
 {
     if (call.timed_out)
         return 1;
-    if (call.depth == 0 || (!call.expired && !deadline_passed()))
+    if (call.depth == 0 || (!call.expired && (have_timer || !deadline_passed())))
         return 0;
     call.timed_out = 1;
     if (ar && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
@@ -104,7 +109,7 @@ void script_limit_init(void)
     memset(&sev, 0, sizeof sev);
     sev.sigev_notify = SIGEV_SIGNAL;
     sev.sigev_signo = SIGRTMIN;
-    if (sigaction(SIGRTMIN, &sa, NULL) < 0 || timer_create(CLOCK_MONOTONIC, &sev, &timer) < 0) {
+    if (sigaction(SIGRTMIN, &sa, NULL) < 0 || timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &timer) < 0) {
         log_warn("no timer for the script time limit (%s): only the instruction count checks it",
                  strerror(errno));
         return;
@@ -135,8 +140,8 @@ void script_limit_enter(lua_State *L, const char *what, unsigned ms)
     call.running = L;
     call.expired = 0;
     if (have_timer) {
-        struct itimerspec its = {.it_value = call.deadline};
-        timer_settime(timer, TIMER_ABSTIME, &its, NULL);
+        struct itimerspec its = {.it_value = {ms / 1000, (long)(ms % 1000) * 1000000L}};
+        timer_settime(timer, 0, &its, NULL); /* relative: ms of CPU time from now */
     }
 }
 

@@ -4,6 +4,7 @@ reloads, timers on the real server, the load-time limits, and a sample of the sa
 import asyncio
 import os
 import re
+import resource
 import signal
 import time
 import unittest
@@ -597,13 +598,20 @@ class TimersAndReload(ConfabTest):
 # ---------------------------------------------------------------------------------------------
 # 5. Limits of the load at start-up
 
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 class LoadLimits(ConfabTest):
     def run_script(self, text, *flags):
+        """Runs confab to its end; returns the result and the CPU time it used (the time limit
+        is CPU time: on a loaded machine the wall time is longer)."""
         path = self.script(text, "start.lua")
-        started = time.monotonic()
+        before = children_cpu()
         r = run_confab("--addr", "127.0.0.1:0", "--web", WEB, "--script", path, *flags,
-                       timeout=3 * WAIT)
-        return r, time.monotonic() - started
+                       timeout=6 * WAIT)
+        return r, children_cpu() - before
 
     def assertOneLineFailure(self, r, pattern):
         self.assertEqual(r.returncode, 2, r)
@@ -616,13 +624,13 @@ class LoadLimits(ConfabTest):
         r, took = self.run_script(SPINS_AT_LOAD, "--hook-timeout", "20")
         self.assertOneLineFailure(r, r"(?i)time limit")
         self.assertGreaterEqual(took, 0.95, "loading gets at least 1 s")
-        self.assertLess(took, 1 + WAIT)
+        self.assertLess(took, 1.5)
 
     def test_load_limit_is_ten_hook_timeouts(self):
         r, took = self.run_script(SPINS_AT_LOAD, "--hook-timeout", "150")
         self.assertOneLineFailure(r, r"(?i)time limit")
         self.assertGreaterEqual(took, 1.45)
-        self.assertLess(took, 1.5 + WAIT)
+        self.assertLess(took, 2)
 
     def test_memory_bomb_at_load_exits_2(self):
         r, _ = self.run_script(EATS_MEMORY, "--script-memory", "8M")

@@ -396,7 +396,8 @@ TEST(script_on_during_dispatch_is_refused)
 
 /* The time limit holds whatever the hook runs: a message handler (it runs with hooks off
  * once the abort is raised), and C functions that do much work per VM instruction. The bound
- * checked is generous (limit + 1 s); docs/hooks.md gives the measured overshoot. */
+ * checked is generous (limit + 3 s of wall time: the limit is CPU time, and a loaded machine
+ * stretches it); before the fixes these took 6 to 107 s. docs/hooks.md gives the overshoot. */
 TEST(script_time_limit_holds_for_handlers_and_c_functions)
 {
     setup();
@@ -426,7 +427,7 @@ TEST(script_time_limit_holds_for_handlers_and_c_functions)
         double t0 = now_ms();
         const char *got = ask(c, hogs[i]);
         double took = now_ms() - t0;
-        if (got[0] != '\0' || took > 100 + 1000) {
+        if (got[0] != '\0' || took > 100 + 3000) {
             printf("    '%s': got '%s' after %.0f ms\n", hogs[i], got, took);
             test_failed_checks++;
         }
