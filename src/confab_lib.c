@@ -266,15 +266,6 @@ static const char *check_key(lua_State *L, int arg)
 }
 
 /* confab.set(id, key, value) */
-/* An attribute key: the hub keeps it as a C string, so a NUL would make two keys one. */
-static const char *check_key(lua_State *L, int arg)
-{
-    size_t len;
-    const char *key = luaL_checklstring(L, arg, &len);
-    luaL_argcheck(L, memchr(key, '\0', len) == NULL, arg, "key must not contain NUL");
-    return key;
-}
-
 static int l_set(lua_State *L)
 {
     struct conn *c = check_known(L, 1);
