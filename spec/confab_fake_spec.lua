@@ -148,7 +148,7 @@ describe("confab_fake", function()
         tail[#tail + 1] = { ev.event, ev.room, ev.reason, ev.code, ev.attr }
       end
       assert.same({ { "leave", "r2", "disconnect", nil, "v" }, { "leave", "r1", "disconnect", nil, "v" },
-                    { "disconnect", nil, "bye", 1001, "v" } }, tail)
+                    { "disconnect", nil, "going away", 1001, "v" } }, tail)
       assert.same({}, fake.confab.members("r1"))
     end)
 

@@ -41,13 +41,15 @@ class ApiProbes(ConfabTest):
 
     def core_outcomes(self):
         srv = self.start(*FLAGS, script=PROBES)
+        early = self.client(srv, "/ws?probe-connect")  # its connect hook runs probes, then closes it
+        early.recv_raw()  # "early", sent from the connect hook (then the close)
         victim = self.client(srv)
         victim.send("victim")
         self.assertEqual("victim", victim.recv_raw())
         gone = self.client(srv)
         gone.send("gone")
         self.assertEqual("gone", gone.recv_raw())
-        gone.close()
+        gone.ws.close(status=1000, reason=b"probe gone")  # as the fake's disconnect(gone, ...)
         # The script tells the victim once the core has reported the disconnect.
         self.assertRegex(victim.recv_raw(), r"^gone \d+$")
         me = self.client(srv)

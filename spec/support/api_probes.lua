@@ -9,10 +9,12 @@
 --   CONFAB_PROBES_RECORD=1 /usr/bin/python3 spec/integration/run.py test_api_probes
 --
 -- The choreography (the clients of the integration test, or the fake's):
+--   0. a client opens /ws?probe-connect: the probes of the connect hook run (see phase_probe);
 --   1. a client sends "victim": it becomes ctx.victim, and is closed by the script just before
 --      the probes run (a connection that is closing);
---   2. a client sends "gone" and goes away: ctx.gone is a stale id; its disconnect hook sends
---      "gone <id>" to the victim, so the test knows the core has forgotten it;
+--   2. a client sends "gone" (joining a room, setting an attribute) and goes away with code 1000:
+--      the probes of its leave and disconnect hooks run, then ctx.gone is a stale id; its
+--      disconnect hook sends "gone <id>" to the victim, so the test knows the core has forgotten it;
 --   3. a client sends "run": the probes run in that message hook with ctx.me = its id, and the
 --      outcomes go back to it as one JSON text {"probes": [{name=, got=}, ...]}.
 --
@@ -527,6 +529,60 @@ probe("memory: one string bigger than the cap",
 probe("memory: the hook goes on after a failed allocation",
   function() return R(#("x"):rep(1000)) end)
 
+-- ---- probes inside other hooks -------------------------------------------------------------------
+-- Run in the connect hook of a client at /ws?probe-connect (before the 101), and in the leave and
+-- disconnect hooks of the "gone" client (which joined "probe-gone-room" and set "who"): ctx.me
+-- is that connection, ctx.ev the hook's event.
+local phases = { connect = {}, leave = {}, disconnect = {} }
+
+local function phase_probe(phase, name, fn)
+  local list = phases[phase]
+  list[#list + 1] = { name = "in " .. phase .. ": " .. name, fn = fn }
+end
+
+phase_probe("connect", "send to the connecting client", function(c) return R(confab.send(c.me, "early")) end)
+phase_probe("connect", "listed by connections()", function(c)
+  for _, id in ipairs(confab.connections()) do if id == c.me then return true end end
+  return false
+end)
+phase_probe("connect", "join and leave", function(c)
+  return confab.join(c.me, "probe-early"), confab.leave(c.me, "probe-early")
+end)
+phase_probe("connect", "set and get", function(c)
+  return confab.set(c.me, "early", 1), confab.get(c.me, "early")
+end)
+phase_probe("connect", "info", function(c)
+  local i = confab.info(c.me)
+  return i and i.path, i and i.query
+end)
+phase_probe("connect", "rooms_of", function(c) return R(confab.rooms_of(c.me)) end)
+phase_probe("connect", "event fields", function(c)
+  return c.ev.path, c.ev.query, type(c.ev.headers), type(c.ev.remote)
+end)
+phase_probe("connect", "close", function(c) return R(confab.close(c.me, 4000, "early")) end)
+
+for _, phase in ipairs{ "leave", "disconnect" } do
+  phase_probe(phase, "event fields", function(c)
+    return c.ev.room, c.ev.reason, c.ev.code
+  end)
+  phase_probe(phase, "send to it", function(c) return R(confab.send(c.me, "late")) end)
+  phase_probe(phase, "attributes readable", function(c) return R(confab.get(c.me, "who")) end)
+  phase_probe(phase, "set an attribute", function(c)
+    return confab.set(c.me, "late", true), confab.get(c.me, "late")
+  end)
+  phase_probe(phase, "rooms_of and members", function(c)
+    return confab.rooms_of(c.me), #confab.members("probe-gone-room")
+  end)
+  phase_probe(phase, "join", function(c) return R(confab.join(c.me, "probe-late")) end)
+  phase_probe(phase, "leave", function(c) return R(confab.leave(c.me, "probe-gone-room")) end)
+  phase_probe(phase, "close", function(c) return R(confab.close(c.me)) end)
+  phase_probe(phase, "info", function(c) return type(confab.info(c.me)) end)
+  phase_probe(phase, "listed by connections()", function(c)
+    for _, id in ipairs(confab.connections()) do if id == c.me then return true end end
+    return false
+  end)
+end
+
 -- ---- running them -------------------------------------------------------------------------------
 
 -- A value as a deterministic string: strings in %q form (newlines and bytes above 127 as \ddd, so
@@ -576,12 +632,29 @@ end
 
 local ctx = { victim = nil, gone = nil, outcome = outcome }
 local events = 0
+local early = {} -- outcomes of the probes run inside other hooks, sent with the rest
 
 -- ctx.events(): the number of join/leave hook calls so far; ctx.events(n): since n.
 function ctx.events(since) return events - (since or 0) end
 
+local function run_phase(phase, ev)
+  local c = { me = ev.id, ev = ev, outcome = outcome }
+  for _, p in ipairs(phases[phase]) do
+    early[#early + 1] = { name = p.name, got = outcome(p.fn, c) }
+  end
+end
+
+confab.on("connect", function(ev)
+  if ev.query == "probe-connect" then run_phase("connect", ev) end
+end)
+
 confab.on("join", function() events = events + 1 end)
-confab.on("leave", function() events = events + 1 end)
+confab.on("leave", function(ev)
+  events = events + 1
+  if ev.id == ctx.gone and ev.room == "probe-gone-room" and ev.reason == "disconnect" then
+    run_phase("leave", ev)
+  end
+end)
 
 confab.on("message", function(ev)
   if ev.data == "victim" then
@@ -589,20 +662,26 @@ confab.on("message", function(ev)
     confab.send(ev.id, "victim")
   elseif ev.data == "gone" then
     ctx.gone = ev.id
+    confab.join(ev.id, "probe-gone-room")
+    confab.set(ev.id, "who", "gone")
     confab.send(ev.id, "gone")
   elseif ev.data == "run" then
     ctx.me = ev.id
     confab.close(ctx.victim, 1000, "probed")
     local list = {}
-    for i, p in ipairs(probes) do
-      list[i] = { name = p.name, got = outcome(p.fn, ctx) }
+    for _, o in ipairs(early) do list[#list + 1] = o end
+    for _, p in ipairs(probes) do
+      list[#list + 1] = { name = p.name, got = outcome(p.fn, ctx) }
     end
     confab.send(ev.id, cjson.encode({ probes = list }))
   end
 end)
 
 confab.on("disconnect", function(ev)
-  if ev.id == ctx.gone and ctx.victim then confab.send(ctx.victim, "gone " .. ev.id) end
+  if ev.id == ctx.gone then
+    run_phase("disconnect", ev)
+    if ctx.victim then confab.send(ctx.victim, "gone " .. ev.id) end
+  end
 end)
 
 return { config = CONFIG, probes = probes }

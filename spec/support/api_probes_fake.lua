@@ -17,11 +17,12 @@ function M.run(path)
   local cfg = confab_fake.new():load(path).script.config
   local fake = confab_fake.new{ history = cfg.history, memory = cfg.script_memory,
                                 attr_memory = cfg.attr_memory }:load(path)
+  fake:connect{ path = "/ws", query = "probe-connect" }
   local victim = assert(fake:connect())
   fake:message(victim, "victim")
   local gone = assert(fake:connect())
   fake:message(gone, "gone")
-  fake:disconnect(gone, 1000)
+  fake:disconnect(gone, 1000, "probe gone")
   local me = assert(fake:connect())
   fake:message(me, "run")
   for _, text in ipairs(fake:sent(me)) do

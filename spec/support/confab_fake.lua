@@ -313,7 +313,7 @@ function Fake:_settle(errors_before)
   if self.depth > 0 then return end
   while #self.pending_close > 0 do
     local p = table.remove(self.pending_close, 1)
-    if self.conns[p.id] then self:_drop(p.id, p.code, p.reason) end
+    if self.conns[p.id] then self:_drop(p.id, p.code) end
   end
   if self.strict and errors_before and #self.errors > errors_before then
     error("hook error: " .. self.errors[errors_before + 1].traceback, 3)
@@ -333,14 +333,22 @@ end
 
 -- The connection goes away: one leave per room (the last joined first, as the core does), then
 -- disconnect, then it is gone. Attributes stay readable in those hooks.
-function Fake:_drop(id, code, reason)
+-- The disconnect hook's reason is the core's text for the close code (src/server.c), not the
+-- peer's reason.
+local CLOSE_TEXT = { [1000] = "normal closure", [1001] = "going away", [1002] = "protocol error",
+                     [1005] = "no status", [1006] = "connection lost", [1007] = "invalid UTF-8",
+                     [1008] = "policy violation", [1009] = "message too big",
+                     [1011] = "server error" }
+
+function Fake:_drop(id, code)
   local c = self.conns[id]
   if not c then return nil, NO_SUCH end
   local was_open = c.state ~= "connecting"
   c.state = "gone"
   for i = #c.rooms, 1, -1 do self:_leave(c, c.rooms[i], "disconnect") end
   if was_open then
-    self:_fire("disconnect", { id = id, code = code or 1006, reason = reason or "" })
+    code = code or 1006
+    self:_fire("disconnect", { id = id, code = code, reason = CLOSE_TEXT[code] or "closed" })
   end
   self.conns[id] = nil
   return true
@@ -877,10 +885,12 @@ function Fake:message(id, data, binary)
 end
 
 --- The client goes away (close frame `code`, default 1006 = no close frame). Fires one leave per
--- room with reason "disconnect", then disconnect. Returns true, or nil, "no such connection".
-function Fake:disconnect(id, code, reason)
+-- room with reason "disconnect", then disconnect (its reason is the core's text for the code:
+-- "normal closure" for 1000...; a close frame's own reason is not passed on, as in the core, so
+-- the argument `reason` is accepted and ignored). Returns true, or nil, "no such connection".
+function Fake:disconnect(id, code, reason) -- luacheck: no unused args
   local before = #self.errors
-  local ok, err = self:_drop(id, code, reason)
+  local ok, err = self:_drop(id, code)
   self:_settle(before)
   return ok, err
 end
