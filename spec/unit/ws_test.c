@@ -535,3 +535,19 @@ TEST(ws_message_memory_is_shared_and_bounded)
     CHECK_INT(ws_memory, 0);
     teardown(a);
 }
+
+TEST(ws_state_cost_covers_the_real_allocation)
+{
+    /* What --message-memory charges per connection covers what the state really takes. */
+    struct conn *c = setup(1024);
+    size_t before = heap_in_use();
+    uint8_t byte = 0x81;
+    CHECK_INT(ws_feed(c, &byte, 1), 0); /* half a header: the state stays */
+    size_t taken = heap_in_use() - before;
+    CHECK(c->ws != NULL);
+    if (taken > WS_STATE_COST) {
+        printf("    framing state takes %zu bytes, charged %d\n", taken, WS_STATE_COST);
+        test_failed_checks++;
+    }
+    teardown(c);
+}
