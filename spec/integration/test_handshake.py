@@ -182,6 +182,20 @@ class Handshake(ConfabTest):
 
 
 
+class OriginOnEveryInterface(ConfabTest):
+    def test_ipv4_client_of_a_dual_stack_socket_has_its_own_origins(self):
+        # ":0" listens on [::] for both families: an IPv4 client arrives on ::ffff:127.0.0.1,
+        # which is still 127.0.0.1 and loopback for the Origin rules.
+        srv = self.start("--addr", ":0", script=self.script(PROBE_LUA), wait_listening=False)
+        srv.port = int(srv.wait_log(r"listening on \[::\]:(\d+)").group(1))
+        for origin, status in (("http://127.0.0.1:%d" % srv.port, 101),
+                               ("http://localhost:%d" % srv.port, 101),
+                               ("http://evil.example:%d" % srv.port, 403)):
+            r, c, _ = handshake(srv.port, headers=[("Origin", origin)])
+            c.close()
+            self.assertEqual(r.status, status, (origin, r))
+
+
 CLOSE_THEN_REFUSE_LUA = """
 local confab = require "confab"
 confab.on("connect", function(ev) confab.close(ev.id, 4000, "bye"); return false, "nope" end)
