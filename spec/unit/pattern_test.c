@@ -8,6 +8,7 @@
 #include <lualib.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pattern.h"
@@ -522,11 +523,18 @@ static void print_stats(const struct diff_stats *st)
         printf("      %6ld %s\n", st->by_kind[k], k < NKINDS ? error_kinds[k] : "(other)");
 }
 
-/* Generates count calls (the four kinds in turn) and compares ours with Lua's. */
+/* Generates count calls (the four kinds in turn) and compares ours with Lua's. The environment
+ * variable PATTERN_DIFF_SCALE multiplies count, and PATTERN_DIFF_SEED changes the seed, for
+ * longer runs by hand (`PATTERN_DIFF_SCALE=100 build/unit_tests`). */
 static void differential(uint64_t seed, int count, const struct gen_config *config,
                          struct diff_stats *st)
 {
     gen = config;
+    const char *scale = getenv("PATTERN_DIFF_SCALE"), *seed_env = getenv("PATTERN_DIFF_SEED");
+    if (scale && atof(scale) > 0)
+        count = (int)(count * atof(scale));
+    if (seed_env)
+        seed ^= strtoull(seed_env, NULL, 0) * 0x9E3779B97F4A7C15ull;
     static const char *const kinds[] = {"find", "match", "gmatch", "gsub"};
     lua_State *L = new_state();
     CHECK(luaL_loadstring(L, harness) == LUA_OK && lua_pcall(L, 0, 1, 0) == LUA_OK);
@@ -889,6 +897,46 @@ TEST(pattern_hand_cases)
         CHECK_STR(hand_eval(L, "ours", c->expr), c->want);
         CHECK_STR(hand_eval(L, "unbudgeted", c->expr), c->want);
     }
+    lua_close(L);
+}
+
+/* set_raise(n) from Lua: count checks from 0 and raise on the n-th (0: never). */
+static int set_raise(lua_State *L)
+{
+    checks = 0;
+    raise_after = (long)luaL_checkinteger(L, 1);
+    return 0;
+}
+
+/* A check that raises leaves nothing half-done: the same gmatch iterator, called again after an
+ * aborted call, goes on as Lua's does; the same gsub call runs again to the same result. */
+TEST(pattern_abort_then_go_on)
+{
+    lua_State *L = new_state();
+    lua_register(L, "set_raise", set_raise);
+    CHECK_STR(eval(L, "local s = string.rep('ab', 3000) .. 'x' .. string.rep('a', 300) .. 'x'\n"
+                      "local theirs = {}\n"
+                      "for w in string.gmatch(s, '(a-)x') do theirs[#theirs + 1] = #w end\n"
+                      "local it, mine, aborted = ours.gmatch(s, '(a-)x'), {}, 0\n"
+                      "set_raise(2)\n"
+                      "while true do\n"
+                      "  local ok, w = pcall(it)\n"
+                      "  if not ok then aborted = aborted + 1 set_raise(0)\n"
+                      "  elseif w then mine[#mine + 1] = #w\n"
+                      "  else break end\n"
+                      "end\n"
+                      "theirs, mine = table.concat(theirs, ','), table.concat(mine, ',')\n"
+                      "return theirs .. (theirs == mine and ' same ' or ' differ ') .. aborted"),
+              "0,300 same 1");
+    CHECK_STR(eval(L, "local s = string.rep('a', 200)\n"
+                      "set_raise(5)\n"
+                      "local ok = pcall(ours.gsub, s, '.-.-b', function() return '.' end)\n"
+                      "set_raise(0)\n"
+                      "local a, n = ours.gsub(s, '.-.-b', function() return '.' end)\n"
+                      "local b, m = string.gsub(s, '.-.-b', function() return '.' end)\n"
+                      "return tostring(ok) .. ' ' .. tostring(a == b and n == m)"),
+              "false true");
+    raise_after = 0;
     lua_close(L);
 }
 
