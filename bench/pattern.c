@@ -2,7 +2,7 @@
  *
  * 1. Speed: each typical call below runs in a Lua loop with string.* and with ours (once with a
  *    check that reads CLOCK_MONOTONIC, as a deadline check would, and once without a check);
- *    prints ns per call and the ratio ours/Lua.
+ *    prints thread CPU ns per call (fastest of 7 interleaved runs) and the ratio ours/Lua.
  * 2. Gaps: pathological calls run with ours and a check that records the time between calls
  *    (and raises after 200 ms so the cubic ones end); prints the number of checks, the mean and
  *    the longest gap between two checks.
@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -79,21 +80,25 @@ static double timed_once(lua_State *L, const char *impl, const char *setup, cons
              "local S = %s\n%s\n"
              "for _ = 1, %ld do %s end",
              impl, setup, n, call);
-    double t0 = now();
+    double t0 = cpu_now();
     run(L, chunk);
-    return now() - t0;
+    return cpu_now() - t0;
 }
 
-/* The fastest of five runs: the machine is shared, the minimum is the least disturbed. */
-static double timed(lua_State *L, const char *impl, const char *setup, const char *call, long n)
+/* Thread CPU seconds of each implementation for the same loop: the fastest of seven runs, the
+ * three implementations taking turns (the machine is shared; the minimum is the least
+ * disturbed). */
+static void timed3(lua_State *L, const char *setup, const char *call, long n, double best[3])
 {
-    double best = timed_once(L, impl, setup, call, n);
-    for (int i = 0; i < 4; i++) {
-        double t = timed_once(L, impl, setup, call, n);
-        if (t < best)
-            best = t;
-    }
-    return best;
+    static const char *const impls[3] = {"string", "ours", "nocheck"};
+    for (int k = 0; k < 3; k++)
+        best[k] = 1e30;
+    for (int i = 0; i < 7; i++)
+        for (int k = 0; k < 3; k++) {
+            double t = timed_once(L, impls[k], setup, call, n);
+            if (t < best[k])
+                best[k] = t;
+        }
 }
 
 struct speed_case {
@@ -171,25 +176,25 @@ int main(int argc, char **argv)
            PATTERN_CHECK_STEPS);
     printf("%-28s %12s %12s %12s %8s %8s\n", "call", "lua ns", "ours ns", "no-check ns",
            "ratio", "checks");
-    double sum_lua = 0, sum_ours = 0;
+    double log_ratios = 0;
+    int ncases = 0;
     for (size_t i = 0; i < sizeof speed_cases / sizeof speed_cases[0]; i++) {
         const struct speed_case *c = &speed_cases[i];
         long n = (long)((double)c->n * scale);
         if (n < 1)
             n = 1;
-        timed(L, "string", c->setup, c->call, n / 10 + 1); /* warm up */
-        double tl = timed(L, "string", c->setup, c->call, n);
+        double best[3];
         check_calls = 0;
-        double to = timed(L, "ours", c->setup, c->call, n);
-        long calls = check_calls / 5;
-        double tn = timed(L, "nocheck", c->setup, c->call, n);
+        timed3(L, c->setup, c->call, n, best);
+        long calls = check_calls / 7;
+        double tl = best[0], to = best[1], tn = best[2];
         printf("%-28s %12.0f %12.0f %12.0f %8.2f %8ld\n", c->name, tl / (double)n * 1e9,
                to / (double)n * 1e9, tn / (double)n * 1e9, to / tl, calls);
-        sum_lua += tl / (double)n;
-        sum_ours += to / (double)n;
+        log_ratios += log(to / tl);
+        ncases++;
     }
-    printf("%-28s %12s %12s %12s %8.2f\n", "(sum of per-call times)", "", "", "",
-           sum_ours / sum_lua);
+    printf("%-28s %12s %12s %12s %8.2f\n", "(geometric mean of ratios)", "", "", "",
+           exp(log_ratios / ncases));
 
     printf("\npathological calls with ours, stopped by the check after 200 ms of CPU; gaps between\n"
            "checks in thread CPU time\n");
