@@ -29,7 +29,9 @@ int outq_admit(const struct outq *q, size_t len, size_t limit)
         counted -= entry(q, q->big - 1)->len + OUTQ_FRAME_COST;
     if (counted + len + OUTQ_FRAME_COST <= limit)
         return OUTQ_FITS;
-    return !big_waits && big_enough ? OUTQ_BIG : 0;
+    /* Only a frame that is big next to the limit may wait outside it: a small one that does
+     * not fit means the peer fell behind. */
+    return !big_waits && big_enough && len > limit / 2 ? OUTQ_BIG : 0;
 }
 
 void outq_mark_big(struct outq *q)

@@ -42,8 +42,8 @@ enum { OUTQ_FITS = 1, OUTQ_BIG = 2 };
 /* Whether a frame of len bytes may be queued under limit: into an empty queue when len is at
  * most the frame maximum (or the limit); OUTQ_FITS when what waits behind the first entry and
  * the big frame, with it, stays within limit (each frame counted with OUTQ_FRAME_COST);
- * OUTQ_BIG when it does not but no other big frame waits and len is at most the frame maximum:
- * push it, then outq_mark_big. */
+ * OUTQ_BIG when it does not but is big (more than half the limit, at most the frame maximum)
+ * and no other big frame waits: push it, then outq_mark_big. */
 int outq_admit(const struct outq *q, size_t len, size_t limit);
 
 /* Marks the last entry as the big frame outside the limit (see outq_admit). */

@@ -25,6 +25,16 @@ TEST(outq_empty_queue_takes_a_frame_as_large_as_a_message)
     outq_mark_big(&q);
     CHECK_INT(outq_admit(&q, 2 << 20, limit), 0);
     CHECK_INT(outq_admit(&q, limit - OUTQ_FRAME_COST, limit), OUTQ_FITS);
+    /* A small frame that does not fit is refused, big slot free or not: the peer is behind. */
+    struct outq full = {0};
+    struct frame *half = frame_new(limit / 2);
+    outq_push(&full, small);
+    outq_push(&full, half);
+    outq_push(&full, half);
+    CHECK_INT(outq_admit(&full, 100, limit), 0);
+    CHECK_INT(outq_admit(&full, limit / 2 + 1, limit), OUTQ_BIG);
+    outq_clear(&full);
+    frame_unref(half);
     CHECK_INT(outq_admit(&q, limit - OUTQ_FRAME_COST + 1, limit), 0);
     CHECK_INT(outq_push(&q, small), 0);
     /* Partly written or not, the first frame is not counted. */
