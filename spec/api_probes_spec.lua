@@ -26,8 +26,10 @@ describe("the API probes in the fake", function()
     assert.is_true(#names > 100)
   end)
 
-  it("raise no error outside the probes", function()
-    assert.same({}, fake.errors)
+  it("raise no error outside the probes but the timer probe's deliberate one", function()
+    assert.equal(1, #fake.errors)
+    assert.equal("timer", fake.errors[1].event)
+    assert.matches("probe: deliberate", fake.errors[1].message, 1, true)
   end)
 
   for _, e in ipairs(expected) do

@@ -15,8 +15,10 @@
 --   2. a client sends "gone" (joining a room, setting an attribute) and goes away with code 1000:
 --      the probes of its leave and disconnect hooks run, then ctx.gone is a stale id; its
 --      disconnect hook sends "gone <id>" to the victim, so the test knows the core has forgotten it;
---   3. a client sends "run": the probes run in that message hook with ctx.me = its id, and the
---      outcomes go back to it as one JSON text {"probes": [{name=, got=}, ...]}.
+--   3. a client sends "run": the probes run in that message hook with ctx.me = its id, then
+--      some in timer callbacks, and the outcomes (with those of the load and of the hooks above)
+--      go back to it as one JSON text {"probes": [{name=, got=}, ...]}. One timer callback
+--      raises "probe: deliberate" on purpose.
 --
 -- An outcome is a string: "-> v1, v2" for what a call returned (strings in %q form, tables with
 -- their keys sorted, functions and userdata by type), "error: msg" for an error raised with the
@@ -631,6 +633,28 @@ local function outcome(fn, ctx)
 end
 
 local ctx = { victim = nil, gone = nil, outcome = outcome }
+
+-- While the script loads (confab.on is allowed then): run at the end of the load.
+local phases_load = {
+  { "on: priority a string", function() return R(confab.on("message", noop, "high")) end },
+  { "on: priority a numeric string", function() return R(confab.on("message", noop, "5")) end },
+  { "on: priority a float with an integer value", function() return R(confab.on("message", noop, 2.0)) end },
+  { "on: unknown event", function() return R(confab.on("nope", noop)) end },
+  { "on: handler a table", function() return R(confab.on("message", {})) end },
+  { "on: good", function() return R(confab.on("join", noop, -100)) end },
+  { "connections", function() return R(confab.connections()) end },
+  { "send", function() return R(confab.send(1, "x")) end },
+  { "timer and cancel", function() return R(confab.after(1, noop):cancel()) end },
+  { "rooms", function() return R(confab.rooms()) end },
+}
+
+-- In timer callbacks, once "run" has run: an after(0) and an every(0.001) whose first call raises
+-- (on purpose: the error is "probe: deliberate") and whose second sends everything.
+local timer_results = {}
+local function timer_probe(name, fn)
+  timer_results[#timer_results + 1] = { name = "in timer: " .. name, got = outcome(fn, ctx) }
+end
+
 local events = 0
 local early = {} -- outcomes of the probes run inside other hooks, sent with the rest
 
@@ -673,7 +697,22 @@ confab.on("message", function(ev)
     for _, p in ipairs(probes) do
       list[#list + 1] = { name = p.name, got = outcome(p.fn, ctx) }
     end
-    confab.send(ev.id, cjson.encode({ probes = list }))
+    local once
+    once = confab.after(0, function()
+      timer_probe("cancel its own after", function() return R(once:cancel()) end)
+      timer_probe("confab.on", function() return R(confab.on("message", noop)) end)
+      timer_probe("send", function(c) return R(confab.send(c.me, "from a timer")) end)
+      timer_probe("a new timer", function() return R(confab.after(5, noop):cancel()) end)
+    end)
+    local ticks, every = 0, nil
+    every = confab.every(0.001, function()
+      ticks = ticks + 1
+      if ticks == 1 then error("probe: deliberate") end
+      timer_probe("every goes on after an error", function() return ticks end)
+      timer_probe("cancel its own every", function() return R(every:cancel()) end)
+      for _, o in ipairs(timer_results) do list[#list + 1] = o end
+      confab.send(ctx.me, cjson.encode({ probes = list }))
+    end)
   end
 end)
 
@@ -683,5 +722,9 @@ confab.on("disconnect", function(ev)
     if ctx.victim then confab.send(ctx.victim, "gone " .. ev.id) end
   end
 end)
+
+for _, p in ipairs(phases_load) do
+  early[#early + 1] = { name = "at load: " .. p[1], got = outcome(p[2], ctx) }
+end
 
 return { config = CONFIG, probes = probes }
