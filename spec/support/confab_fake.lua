@@ -888,7 +888,7 @@ end
 -- room with reason "disconnect", then disconnect (its reason is the core's text for the code:
 -- "normal closure" for 1000...; a close frame's own reason is not passed on, as in the core, so
 -- the argument `reason` is accepted and ignored). Returns true, or nil, "no such connection".
-function Fake:disconnect(id, code, reason) -- luacheck: no unused args
+function Fake:disconnect(id, code)
   local before = #self.errors
   local ok, err = self:_drop(id, code)
   self:_settle(before)
