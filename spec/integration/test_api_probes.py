@@ -59,7 +59,9 @@ class ApiProbes(ConfabTest):
             text = me.recv_raw(WAIT * 4)
             if isinstance(text, str) and text.startswith('{"probes":'):
                 break
-        # The one hook error is the timer probe's, on purpose.
+        # The one hook error is the timer probe's, on purpose (awaited: stderr is read by a
+        # thread of its own, which may not have the line yet).
+        srv.wait_log(r"hook timer failed: .*probe: deliberate")
         self.assertEqual(["probe: deliberate"],
                          re.findall(r"hook \w+ failed: .*?(probe: deliberate|[^:|]+$)", srv.log,
                                     re.M), srv.log_tail())
