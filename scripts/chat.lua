@@ -51,6 +51,7 @@ local roster = {}    -- room -> { tokens =, at =, timer = } for members broadcas
 local keys = {}      -- id -> the key of its hello (keyed users only)
 local uids = {}      -- id -> uid (the connection id itself for users without a key)
 local pending = {}   -- skeleton -> { name=, key=, uid=, rooms = { [room] = true }, timer= }: in grace
+local graced = {}    -- key -> { [skeleton] = true }: the entries of `pending` under each key
 local ghosts = {}    -- room -> { [name] = true }: members in their leave grace, still listed
 local request = nil  -- { cid=, answered= } while a client message with a cid is handled
 
@@ -350,12 +351,69 @@ local function announce_left(room, name, id)
   end
 end
 
+-- The grace entry of a keyed user's name (made by its first leave or its disconnect), or a new one.
+local function grace_entry(skel, name, key, uid)
+  local p = pending[skel]
+  if not p then
+    p = { name = name, key = key, uid = uid, rooms = {} }
+    pending[skel] = p
+    graced[key] = graced[key] or {}
+    graced[key][skel] = true
+  end
+  return p
+end
+
+-- Ends the grace entry of a name, if any, without announcing anything; returns it.
+local function grace_end(skel)
+  local p = pending[skel]
+  if not p then return nil end
+  pending[skel] = nil
+  local g = graced[p.key]
+  g[skel] = nil
+  if next(g) == nil then graced[p.key] = nil end
+  if p.timer then p.timer:cancel() end
+  return p
+end
+
 -- The grace period of a keyed user that went away ended without a reconnect: its rooms hear it.
 local function grace_over(skel)
-  local p = pending[skel]
-  pending[skel] = nil
+  if pending[skel] then pending[skel].timer = nil end
+  local p = grace_end(skel)
   if not p then return end
   for room in pairs(p.rooms) do announce_left(room, p.name) end
+end
+
+-- A keyed user says hello (as `name`) while names of its key are in their grace period. In each
+-- room it is `entering`, one graced name becomes the new one: the same name stays (the join is
+-- quiet), another spelling or another name is "renamed" to the room, so that nobody is listed
+-- twice. Graced names of the rooms it does not come back to (or where it is `settled` already,
+-- on the connection it replaces) are announced as left. The entry of `name`'s skeleton goes first.
+local function settle_grace(key, skel, name, entering, settled)
+  local order = {}
+  for s in pairs(key and graced[key] or {}) do
+    if s ~= skel then order[#order + 1] = s end
+  end
+  table.sort(order)
+  if pending[skel] then table.insert(order, 1, skel) end
+  for _, s in ipairs(order) do
+    local p = grace_end(s)
+    for room in pairs(p.rooms) do
+      if ghosts[room] and ghosts[room][p.name] then
+        if entering[room] and not settled[room] then
+          settled[room] = true
+          if p.name ~= name then
+            ghosts[room][p.name] = nil
+            ghosts[room][name] = true
+            confab.broadcast(room, cjson.encode{ type = "renamed", room = room, from = p.name,
+                                                 to = name })
+            members_changed(room)
+          end
+        else
+          announce_left(room, p.name)
+        end
+      end
+    end
+  end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -668,15 +726,18 @@ function handlers.hello(id, msg)
     end
   end
   local skel = skeleton(name)
+  local entering, settled = {}, {}   -- rooms this connection joins; rooms where the user is listed
+  if #rooms == 0 then entering[LOBBY] = true end
+  for _, r in ipairs(rooms) do entering[r.room] = true end
   if replaces then
-    -- The same user (same key) on a new connection: the old one goes, quietly (see leave hook).
+    -- The same user (same key) on a new connection: the old one goes, quietly (see leave hook),
+    -- once it has the new spelling of the name (its rooms hear "renamed" if the case changed).
+    if names[replaces] ~= name then rename(replaces, name) end
+    for room in pairs(member[replaces] or {}) do settled[room] = true end
     confab.close(replaces, 4000, "replaced by a newer connection")
   end
-  local grace = pending[skel]
-  if grace then
-    pending[skel] = nil
-    grace.timer:cancel()
-  end
+  -- Settled before entering: the join hook finds the name in the room's grace list (quiet join).
+  settle_grace(key, skel, name, entering, settled)
   confab.set(id, "name", name)
   names[id] = name
   by_key[skel] = id
@@ -694,12 +755,6 @@ function handlers.hello(id, msg)
   local same_run = resume ~= nil and resume.epoch == confab.epoch
   if #rooms == 0 then enter(id, LOBBY) end
   for _, r in ipairs(rooms) do enter(id, r.room, same_run and r.last) end
-  -- Rooms of the grace period the user did not come back to: now they hear it left.
-  if grace then
-    for room in pairs(grace.rooms) do
-      if ghosts[room] and ghosts[room][grace.name] then announce_left(room, grace.name) end
-    end
-  end
   if key then
     local seen = {}
     for _, peer in ipairs(confab.history("~p:" .. uids[id])) do
@@ -883,11 +938,7 @@ confab.on("leave", function(ev)
     local holder = by_key[skel]
     if holder and holder ~= ev.id and member[holder] and member[holder][ev.room] then return end
     if keys[ev.id] and holder == ev.id then
-      local p = pending[skel]
-      if not p then
-        p = { name = name, key = keys[ev.id], uid = uids[ev.id], rooms = {} }
-        pending[skel] = p
-      end
+      local p = grace_entry(skel, name, keys[ev.id], uids[ev.id])
       p.rooms[ev.room] = true
       ghosts[ev.room] = ghosts[ev.room] or {}
       ghosts[ev.room][name] = true
@@ -904,11 +955,7 @@ confab.on("disconnect", function(ev)
     local skel = skeleton(name)
     by_key[skel] = nil
     if keys[ev.id] then
-      local p = pending[skel]
-      if not p then
-        p = { name = name, key = keys[ev.id], uid = uids[ev.id], rooms = {} }
-        pending[skel] = p
-      end
+      local p = grace_entry(skel, name, keys[ev.id], uids[ev.id])
       p.timer = confab.after(LEAVE_GRACE, function() grace_over(skel) end)
     end
   end

@@ -1036,6 +1036,71 @@ describe("chat.lua", function()
       assert.same({ "alice", "bob" }, m)
     end)
 
+    -- Every members list `id` received names each user once (names compare case-insensitively).
+    local function lists_unique(id)
+      for _, m in ipairs(fake:json(id, "members")) do
+        local seen = {}
+        for _, n in ipairs(m.members) do
+          assert.is_nil(seen[n:lower()], "listed twice: " .. table.concat(m.members, ", "))
+          seen[n:lower()] = true
+        end
+      end
+    end
+
+    it("back within the grace period under another case of the name are renamed, not listed twice", function()
+      local a, b = keyed("ann", KEY_A), user("bob")
+      fake:clear()
+      fake:disconnect(a, 1001)
+      local a2 = keyed("ANN", KEY_A)
+      assert.equal("ANN", fake:last(a2, "welcome").name)
+      fake:advance(10)
+      assert.same({ { type = "renamed", room = "lobby", from = "ann", to = "ANN" } },
+                  fake:json(b, "renamed"))
+      assert.same({}, fake:json(b, "joined"))
+      assert.same({}, fake:json(b, "left"))
+      assert.same({ "bob", "ANN" }, fake:last(b, "members").members)
+      assert.same({ "bob", "ANN" }, fake:last(a2, "members").members)
+      lists_unique(b)
+      lists_unique(a2)
+    end)
+
+    it("back within the grace period under another name are renamed where they return, left elsewhere", function()
+      local a, b = keyed("alice", KEY_A), user("bob")
+      fake:message(b, { type = "join", room = "dev" })
+      fake:message(a, { type = "join", room = "dev" })
+      fake:clear()
+      fake:disconnect(a, 1001)
+      local c = keyed("carol", KEY_A, { epoch = fake.epoch, rooms = { lobby = 0 } })
+      assert.equal(a, fake:last(c, "welcome").uid)
+      fake:advance(10)
+      assert.same({ { type = "renamed", room = "lobby", from = "alice", to = "carol" } },
+                  fake:json(b, "renamed"))
+      assert.same({ { type = "left", room = "dev", name = "alice" } }, fake:json(b, "left"))
+      assert.same({}, fake:json(b, "joined"))
+      fake:message(b, { type = "who", room = "lobby" })
+      assert.same({ "bob", "carol" }, fake:last(b, "members").members)
+      lists_unique(b)
+      lists_unique(c)
+      local x = assert(fake:connect())   -- the old name is free, as after a nick
+      assert.is_nil(refused(x, { type = "hello", name = "alice", key = KEY_B }))
+    end)
+
+    it("replace their own older connection under another case of the name with one renamed", function()
+      local a, b = keyed("ann", KEY_A), user("bob")
+      fake:clear()
+      local a2 = keyed("ANN", KEY_A)
+      assert.same({ 4000, "replaced by a newer connection" }, { fake:closed(a) })
+      fake:advance(10)
+      assert.same({ { type = "renamed", room = "lobby", from = "ann", to = "ANN" } },
+                  fake:json(b, "renamed"))
+      assert.same({}, fake:json(b, "joined"))
+      assert.same({}, fake:json(b, "left"))
+      fake:message(b, { type = "who", room = "lobby" })
+      assert.same({ "bob", "ANN" }, fake:last(b, "members").members)
+      lists_unique(b)
+      lists_unique(a2)
+    end)
+
     it("keep direct messages: stored per pair, replayed on hello, resumed from an id", function()
       local a, b = keyed("alice", KEY_A), keyed("bob", KEY_B)
       fake:message(a, { type = "dm", to = "bob", text = "one" })

@@ -28,6 +28,7 @@
  *     text frame is one JSON object (a validator of our own: chat.lua splices some by hand);
  *   - names are unique (ASCII case folded: chat.lua folds more than that), valid UTF-8, and
  *     every connection in a room has one; nobody is in more than 32 rooms;
+ *   - a members list names nobody twice (ASCII case folded), users in their leave grace included;
  *   - the hub's connections are exactly the open fake ones;
  *   - at the end, after every peer left: no connection, no room with members, no frame, no
  *     framing state; the hub and the state are then freed (the leak checker sees the rest). */
@@ -183,6 +184,34 @@ static int json_object(const uint8_t *s, size_t len)
         return 0;
     p = json_value(p, end, 0);
     return p && json_ws(p, end) == end;
+}
+
+/* A members frame of chat.lua ({"type":"members","members":[NAME,...],...}, cjson's spelling:
+ * no spaces; these bytes cannot occur inside a string) names nobody twice, ASCII case folded. */
+static void check_members(const uint8_t *frame, size_t len)
+{
+    const char *s = (const char *)frame, *end = s + len;
+    if (!memmem(s, len, "\"type\":\"members\"", 16))
+        return;
+    const char *list = memmem(s, len, "\"members\":[", 11);
+    FUZZ_CHECK(list != NULL, "members frame without a list: %.*s", (int)(len < 300 ? len : 300), s);
+    for (const char *a = list + 11; a < end && *a == '"';) {
+        const char *a_end = json_string(a, end);
+        FUZZ_CHECK(a_end != NULL, "members list is not strings: %.*s", (int)len, s);
+        for (const char *b = a_end; b < end && (*b == ',' || *b == '"');) {
+            if (*b == ',') {
+                b++;
+                continue;
+            }
+            const char *b_end = json_string(b, end);
+            FUZZ_CHECK(b_end != NULL, "members list is not strings: %.*s", (int)len, s);
+            FUZZ_CHECK(b_end - b != a_end - a || strncasecmp(a, b, (size_t)(a_end - a)) != 0,
+                       "members list names %.*s twice: %.*s", (int)(a_end - a), a,
+                       (int)(len < 300 ? len : 300), s);
+            b = b_end;
+        }
+        a = a_end < end && *a_end == ',' ? a_end + 1 : a_end;
+    }
 }
 
 /* ---- the core's callbacks, as the server answers them --------------------------------- */
@@ -425,9 +454,11 @@ static void check_conn(struct conn *c)
             const struct frame *f = q->items[(q->head + k) & (q->cap - 1)];
             const uint8_t *p;
             size_t len;
-            if (fuzz_check_server_frame(f, &p, &len) == 0x1)
+            if (fuzz_check_server_frame(f, &p, &len) == 0x1) {
                 FUZZ_CHECK(json_object(p, len), "chat.lua sent a text frame that is no JSON "
                            "object: %.*s", (int)(len < 300 ? len : 300), (const char *)p);
+                check_members(p, len);
+            }
         }
     FUZZ_CHECK(c->rooms_len <= ROOMS_PER_USER, "a connection is in %u rooms", c->rooms_len);
     const struct attr *name = hub_attr_get(c, "name");

@@ -204,6 +204,12 @@ chat = [
     "h2ann\nx0\nh1ann",
     '0{"type":"hello","name":"ann","key":"key-ann-0123456789ab","resume":{"epoch":42,'
     '"rooms":{"lobby":1},"dms":{"1:2":3,"x":1}}}\n1{"type":"hello","name":"cy","key":5}',
+    # F4 (FUZZ_FINDINGS.md): back within the leave grace, or on a new connection, under another
+    # case of the name or another name: one "renamed", nobody listed twice.
+    "k0ann\tkey-ann-0123456789ab\nh2bob\nx0\nk1ANN\tkey-ann-0123456789ab",
+    "k0ann\tkey-ann-0123456789ab\nh2bob\nk1ANN\tkey-ann-0123456789ab",
+    "k0ann\tkey-ann-0123456789ab\nj0dev\nh2bob\nj2dev\nx0\n"
+    '0{"type":"hello","name":"cy","key":"key-ann-0123456789ab","resume":{"epoch":42,"rooms":{"lobby":0}}}',
 ]
 for c in chat:
     write("chat", c)
