@@ -45,7 +45,8 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	python3-websocket:/usr/lib/python3/dist-packages/websocket/__init__.py \
 	chromium:/usr/bin/chromium nodejs:node npm:npm \
 	fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc clang:clang \
-	libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
+	libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
+	redis-server:/usr/bin/redis-server
 
 .PHONY: all deps run test unit-test bench clean install
 all: $(BUILD)/confab
