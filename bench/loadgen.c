@@ -7,6 +7,10 @@
  *   loadgen fanout --addr 127.0.0.1:PORT [--server-pid PID] [--subscribers 1000]
  *                  [--senders 1] [--messages 5000] [--size 64] [--window 64] [--rate 0]
  *
+ * Several --addr (a cluster's nodes): connection i goes to address i mod A, so members and
+ * senders are spread over every node. Several --server-pid: their CPU times are summed (all
+ * nodes and the Redis server); RSS is read from the first.
+ *
  * idle opens N WebSocket connections (real upgrade handshake, Sec-WebSocket-Accept checked),
  * spread over the source addresses 127.0.0.2 .. 127.0.0.(1+S) so N can exceed one address's
  * ephemeral ports, answers pings, and reports how much the server's VmRSS grew per connection.
@@ -49,6 +53,8 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_HANDSHAKE 8192
 #define ROOM "lobby"
+#define MAX_ADDRS 16
+#define MAX_PIDS 16
 
 enum mode { MODE_IDLE, MODE_FANOUT };
 enum conn_state { CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSED };
@@ -71,15 +77,19 @@ struct conn {
     size_t flen, fcap;
     int frag_op;
     int64_t last_seq;         /* last sequence seen from sender 0 (order check) */
+    uint64_t order_hash;      /* hash of the sequence of messages received, in order */
 };
 
 /* ---- options ---- */
 static struct {
     enum mode mode;
-    struct sockaddr_in addr;
-    char host[64];
+    struct sockaddr_in addr[MAX_ADDRS];
+    char host[MAX_ADDRS][64];
+    int naddrs;
     const char *path;
-    pid_t server_pid;
+    pid_t server_pid;         /* the first --server-pid */
+    pid_t pids[MAX_PIDS];
+    int npids;
     int n;                    /* idle: connections */
     int sources;
     int batch;                /* connections in flight (connecting + handshaking) */
@@ -189,13 +199,13 @@ static long server_rss_kb(void)
     return kb;
 }
 
-/* utime + stime of the server, in clock ticks; returns 0 and sets *ok=false if unreadable */
-static unsigned long long server_cpu_ticks(bool *ok)
+/* utime + stime of one process, in clock ticks; returns 0 and sets *ok=false if unreadable */
+static unsigned long long pid_cpu_ticks(pid_t pid, bool *ok)
 {
     char path[64], buf[2048];
     *ok = false;
-    if (!opt.server_pid) return 0;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)opt.server_pid);
+    if (!pid) return 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -209,6 +219,19 @@ static unsigned long long server_cpu_ticks(bool *ok)
         return 0;
     *ok = true;
     return ut + st;
+}
+
+/* utime + stime of every --server-pid together; *ok=false if one is unreadable */
+static unsigned long long server_cpu_ticks(bool *ok)
+{
+    unsigned long long sum = 0;
+    *ok = opt.npids > 0;
+    for (int i = 0; i < opt.npids; i++) {
+        bool one;
+        sum += pid_cpu_ticks(opt.pids[i], &one);
+        if (!one) *ok = false;
+    }
+    return sum;
 }
 
 static double self_cpu_s(void)
@@ -422,6 +445,7 @@ static void on_bench_message(struct conn *c, const char *p, size_t n, uint64_t n
         if ((int64_t)seq < c->last_seq) reordered++;
         c->last_seq = (int64_t)seq;
     }
+    c->order_hash = c->order_hash * 1000003u + seq + 1;
     uint64_t lat = now > ts ? now - ts : 0;
     uint64_t b = lat / HIST_BUCKET_NS;
     if (b < HIST_N) hist[b]++; else hist_over++;
@@ -622,7 +646,7 @@ static void send_handshake(struct conn *c)
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     opt.path, opt.host, key);
+                     opt.path, opt.host[c->idx % opt.naddrs], key);
     c->state = CS_HANDSHAKE;
     conn_write(c, req, (size_t)n);
 }
@@ -677,7 +701,8 @@ static void conn_start(int i)
         }
     }
     ev_io_init(&c->io, on_io, fd, EV_WRITE);
-    if (connect(fd, (struct sockaddr *)&opt.addr, sizeof opt.addr) != 0 && errno != EINPROGRESS) {
+    const struct sockaddr_in *to = &opt.addr[i % opt.naddrs];
+    if (connect(fd, (const struct sockaddr *)to, sizeof *to) != 0 && errno != EINPROGRESS) {
         conn_fail(c, "connect");
         return;
     }
@@ -791,6 +816,15 @@ static void report_fanout(void)
     printf("lost=%" PRId64 "\n", (int64_t)expected - (int64_t)got);
     printf("duplicates=%" PRIu64 "\n", duplicates);
     printf("reordered=%" PRIu64 "\n", reordered);
+    if (echo) {
+        /* every member received every message (its own too): with one total order per room,
+         * every member saw the same sequence. Count the members whose sequence differs from
+         * member 0's (a lost or duplicated message counts too). */
+        int differ = 0;
+        for (int i = 1; i < nconns; i++) if (conns[i].order_hash != conns[0].order_hash) differ++;
+        printf("order_differs=%d\n", differ);
+    }
+    printf("nodes=%d\n", opt.naddrs);
     printf("deliveries_per_s=%.0f\n", run_s > 0 ? (double)got / run_s : 0);
     if (have_cpu) {
         printf("server_cpu_s=%.2f\n", cpu);
@@ -937,7 +971,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: loadgen idle   --addr HOST:PORT [--server-pid PID] [-n N] [--sources S] [--batch B]\n"
             "                      [--hold SEC] [--path /ws] [--deadline SEC]\n"
-            "       loadgen fanout --addr HOST:PORT [--server-pid PID] [--subscribers N] [--senders K]\n"
+            "       loadgen fanout --addr HOST:PORT [--addr HOST:PORT...] [--server-pid PID...] [--subscribers N] [--senders K]\n"
             "                      [--messages M] [--size BYTES] [--window W] [--rate MSG_PER_S_PER_SENDER]\n"
             "                      [--sources S] [--batch B] [--prefix NAME] [--path /ws] [--deadline SEC]\n");
     exit(2);
@@ -946,14 +980,18 @@ static void usage(void)
 static int parse_addr(const char *s)
 {
     const char *colon = strrchr(s, ':');
-    if (!colon || colon == s || (size_t)(colon - s) >= sizeof opt.host) return -1;
-    memcpy(opt.host, s, (size_t)(colon - s));
-    opt.host[colon - s] = 0;
-    opt.addr.sin_family = AF_INET;
+    if (opt.naddrs >= MAX_ADDRS) return -1;
+    char *host = opt.host[opt.naddrs];
+    struct sockaddr_in *addr = &opt.addr[opt.naddrs];
+    if (!colon || colon == s || (size_t)(colon - s) >= sizeof opt.host[0]) return -1;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = 0;
+    addr->sin_family = AF_INET;
     long port = strtol(colon + 1, NULL, 10);
-    if (port <= 0 || port > 65535 || inet_pton(AF_INET, opt.host, &opt.addr.sin_addr) != 1) return -1;
-    opt.addr.sin_port = htons((uint16_t)port);
-    snprintf(opt.host, sizeof opt.host, "%s", s);   /* Host header carries the port */
+    if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &addr->sin_addr) != 1) return -1;
+    addr->sin_port = htons((uint16_t)port);
+    snprintf(host, sizeof opt.host[0], "%s", s);   /* Host header carries the port */
+    opt.naddrs++;
     return 0;
 }
 
@@ -968,7 +1006,11 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define ARG(name) (!strcmp(a, name) && v && (i++, 1))
         if (ARG("--addr")) { if (parse_addr(v)) { fprintf(stderr, "loadgen: bad --addr %s\n", v); return 2; } have_addr = true; }
-        else if (ARG("--server-pid")) opt.server_pid = (pid_t)atoi(v);
+        else if (ARG("--server-pid")) {
+            if (opt.npids >= MAX_PIDS) { fprintf(stderr, "loadgen: at most %d --server-pid\n", MAX_PIDS); return 2; }
+            opt.pids[opt.npids++] = (pid_t)atoi(v);
+            if (!opt.server_pid) opt.server_pid = opt.pids[0];
+        }
         else if (ARG("-n") || ARG("--connections")) opt.n = atoi(v);
         else if (ARG("--sources")) opt.sources = atoi(v);
         else if (ARG("--batch")) opt.batch = atoi(v);
