@@ -4,6 +4,7 @@
 #   make run      install what is missing, build, serve the chat on http://localhost:8080
 #   make test     install what is missing, build, run every suite; last line "N passed, N failed"
 #   make bench    build the load generator and print the benchmark table
+#   make cluster  a local redis-server and three nodes on it, http://localhost:8080-8082 (Ctrl-C stops)
 #   make install  PREFIX/bin/confab with its scripts and page in PREFIX/share/confab (PREFIX=/usr/local)
 #   make fuzz     build the libFuzzer harnesses and run each FUZZ_TIME seconds (spec/fuzz/fuzz.mk)
 #   make clean
@@ -48,7 +49,7 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
 	redis-server:/usr/bin/redis-server
 
-.PHONY: all deps run test unit-test bench clean install
+.PHONY: all deps run test unit-test bench clean install cluster
 all: $(BUILD)/confab
 
 # Install only what is missing; apt-get update once, and only when something is.
@@ -93,6 +94,10 @@ run: deps all
 # Each suite prints its own "NAME: N passed, N failed"; spec/run prints the sum last.
 test: deps all $(BUILD)/unit_tests fuzz-build
 	@spec/run $(BUILD)
+
+# Three nodes on one local redis-server, to try the cluster in a browser (tools/run-cluster).
+cluster: deps all
+	@tools/run-cluster $(BUILD)
 
 bench: deps all $(BUILD)/loadgen $(BUILD)/pattern_bench
 	@bench/run $(BUILD)
