@@ -17,7 +17,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-
 PKGS    := lua5.4 libcrypto
 CPPFLAGS += -D_GNU_SOURCE -MMD -MP
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lm
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lhiredis -lm
 
 ifeq ($(SANITIZE),1)
 CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -32,6 +32,7 @@ CORE    := log config frame utf8 outq conn hub deadline http handshake webroot s
 	confab_lib script_timer script_limit server watch
 CORE    += paths urldecode
 CORE    += pattern
+CORE    += redis_url redis_link redis_room script_callback
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
@@ -41,7 +42,8 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	libwslay-dev:/usr/include/wslay/wslay.h liblua5.4-dev:/usr/include/lua5.4/lua.h \
 	lua5.4:lua5.4 lua-cjson:/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so \
 	lua-busted:/usr/share/lua/5.4/busted/runner.lua libssl-dev:/usr/include/openssl/sha.h \
-	libhttp-parser-dev:/usr/include/http_parser.h uthash-dev:/usr/include/uthash.h \
+	libhttp-parser-dev:/usr/include/http_parser.h uthash-dev:/usr/include/uthash.h libhiredis-dev:/usr/include/hiredis/read.h \
+	redis-server:redis-server \
 	python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py \
 	python3-websocket:/usr/lib/python3/dist-packages/websocket/__init__.py \
 	chromium:/usr/bin/chromium nodejs:node npm:npm \

@@ -8,6 +8,8 @@
 #include "frame.h"
 #include "hub.h"
 #include "log.h"
+#include "redis_link.h"
+#include "redis_room.h"
 #include "script_int.h"
 #include "urldecode.h"
 #include "utf8.h"
@@ -140,6 +142,10 @@ static int l_broadcast(lua_State *L)
     int binary = lua_toboolean(L, 4);
     /* Invalid text raises whether or not anyone would get it. */
     const char *data = check_data(L, 2, binary, &dlen);
+    /* With --redis the other nodes' members get it too (best-effort, see docs/hooks.md). */
+    if (redis_enabled())
+        redis_room_ephemeral(name, len, data, dlen, except_id > 0 ? (uint64_t)except_id : 0,
+                             binary);
     struct room *r = hub_room(name, len);
     if (!r || hub_room_size(r) == 0) {
         lua_pushinteger(L, 0);
@@ -422,6 +428,158 @@ static int l_history(lua_State *L)
     return 2;
 }
 
+/* ---- posting and replay (ids from the core, or from Redis with --redis) ----------------- */
+
+static void post_done(void *ctx, uint64_t id, const char *err)
+{
+    struct script_cb *cb = ctx;
+    lua_State *L = script_cb_begin(cb);
+    if (!L)
+        return;
+    if (id) {
+        lua_pushinteger(L, (lua_Integer)id);
+        script_cb_finish(cb, L, 1, "post callback");
+    } else {
+        lua_pushnil(L);
+        lua_pushstring(L, err ? err : "failed");
+        script_cb_finish(cb, L, 2, "post callback");
+    }
+}
+
+/* confab.post(room, head, tail [, done]) → true | nil, err */
+static int l_post(lua_State *L)
+{
+    size_t rlen, hlen, tlen;
+    const char *room = check_room(L, 1, &rlen);
+    const char *head = check_data(L, 2, 0, &hlen);
+    const char *tail = check_data(L, 3, 0, &tlen);
+    if (!lua_isnoneornil(L, 4))
+        luaL_checktype(L, 4, LUA_TFUNCTION);
+    lua_settop(L, 4);
+    if (redis_enabled()) {
+        struct script_cb *cb = script_cb_new(L, 4);
+        if (!cb)
+            return luaL_error(L, "not enough memory");
+        const char *err = NULL;
+        if (redis_room_post(room, rlen, head, hlen, tail, tlen, post_done, cb, &err) < 0) {
+            script_cb_drop(cb);
+            luaL_pushfail(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    /* Embedded: the next id of the room's history, stored, broadcast, done at once. */
+    uint64_t id = hub_history_last(room, rlen) + 1;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, head, hlen);
+    lua_pushinteger(L, (lua_Integer)id);
+    luaL_addvalue(&b);
+    luaL_addlstring(&b, tail, tlen);
+    luaL_pushresult(&b);
+    size_t dlen;
+    const char *data = lua_tolstring(L, -1, &dlen);
+    if (hub_history_add(room, rlen, id, data, dlen) < 0)
+        return luaL_error(L, "not enough memory");
+    struct room *r = hub_room(room, rlen);
+    if (r && hub_room_size(r) > 0) {
+        struct frame *f = frame_ws(FRAME_TEXT, data, dlen);
+        if (!f)
+            return luaL_error(L, "not enough memory");
+        hub_broadcast(r, f, NULL);
+        frame_unref(f);
+    }
+    if (!lua_isnil(L, 4)) {
+        lua_pushvalue(L, 4);
+        lua_pushinteger(L, (lua_Integer)id);
+        script_pcall(L, "post callback", 1, 0);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void replay_done(void *ctx, const struct redis_entry *list, size_t n, int complete,
+                        const char *err)
+{
+    struct script_cb *cb = ctx;
+    lua_State *L = script_cb_begin(cb);
+    if (!L)
+        return;
+    if (!list && err) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        script_cb_finish(cb, L, 2, "replay callback");
+        return;
+    }
+    if (!lua_checkstack(L, 4)) {
+        lua_pop(L, 1);
+        script_cb_drop(cb);
+        return;
+    }
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushlstring(L, list[i].data, list[i].len);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_pushboolean(L, complete);
+    script_cb_finish(cb, L, 2, "replay callback");
+}
+
+/* confab.replay(room, after, fn) → true | nil, err */
+static int l_replay(lua_State *L)
+{
+    size_t rlen;
+    const char *room = check_room(L, 1, &rlen);
+    lua_Integer after = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, after >= 0, 2, "after must be 0 or an id");
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_settop(L, 3);
+    if (redis_enabled()) {
+        struct script_cb *cb = script_cb_new(L, 3);
+        if (!cb)
+            return luaL_error(L, "not enough memory");
+        const char *err = NULL;
+        if (redis_room_replay(room, rlen, (uint64_t)after, replay_done, cb, &err) < 0) {
+            script_cb_drop(cb);
+            luaL_pushfail(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    /* Embedded: at once, from the room's history. */
+    lua_pushvalue(L, 3);
+    lua_newtable(L);
+    int complete = (uint64_t)after <= hub_history_last(room, rlen) &&
+                   hub_history_each(room, rlen, (uint64_t)after, push_entry, L);
+    if (!complete) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        hub_history_each(room, rlen, 0, push_entry, L);
+    }
+    lua_pushboolean(L, complete);
+    script_pcall(L, "replay callback", 2, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void script_set_epoch(int64_t epoch)
+{
+    script_limits.epoch = epoch;
+    lua_State *L = script_current();
+    if (!L)
+        return;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, "confab") == LUA_TTABLE) {
+        lua_pushinteger(L, epoch);
+        lua_setfield(L, -2, "epoch");
+    }
+    lua_pop(L, 2);
+}
+
 /* ---- time and logging ---------------------------------------------------------------- */
 
 static int l_now(lua_State *L)
@@ -463,6 +621,8 @@ static const luaL_Reg confab_funcs[] = {
     {"history_add", l_history_add},
     {"history_last", l_history_last},
     {"history", l_history},
+    {"post", l_post},
+    {"replay", l_replay},
     {"now", l_now},
     {"log", l_log},
     {"after", script_timer_after},

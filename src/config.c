@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "paths.h"
+#include "redis_url.h"
 
 void config_defaults(struct config *cfg)
 {
@@ -32,6 +33,7 @@ void config_defaults(struct config *cfg)
     cfg->hook_timeout_ms = 50;
     cfg->script_memory = 64 * 1024 * 1024;
     cfg->log_level = LOG_INFO;
+    cfg->redis_timeout = 2;
 }
 
 static const char usage[] =
@@ -71,6 +73,11 @@ static const char usage[] =
     "  --log-level LEVEL         debug, info, warn or error (default info); lines marked\n"
     "                            \"note\" (listening, stopped) are always printed\n"
     "  --pid-file FILE           write the process id to FILE at start, remove it at exit\n"
+    "  --redis URL               run as one node of many on Redis: rooms, ids and history\n"
+    "                            live there (redis://[:PASSWORD@]HOST[:PORT][/DB] or\n"
+    "                            unix:/PATH[?db=N]); repeat to spread rooms over several\n"
+    "                            servers (every node lists the same URLs in the same order)\n"
+    "  --redis-timeout SEC       deadline of every Redis call (default 2)\n"
     "  --help, --version\n";
 
 /* "64K", "1M", "1048576" → bytes. */
@@ -181,7 +188,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--request-memory") || IS("--message-memory") ||
                     IS("--history") || IS("--history-memory") || IS("--history-age") ||
                     IS("--attr-memory") || IS("--hook-timeout") || IS("--script-memory") ||
-                    IS("--check") || IS("--log-level") || IS("--pid-file");
+                    IS("--check") || IS("--log-level") || IS("--pid-file") ||
+                    IS("--redis") || IS("--redis-timeout");
         if (!known) {
             snprintf(err, errlen, "unknown option '%s' (see --help)", name);
             return -1;
@@ -240,6 +248,20 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             cfg->check_path = val;
         else if (IS("--pid-file"))
             bad = val[0] ? (cfg->pid_file = val, 0) : -1;
+        else if (IS("--redis")) {
+            struct redis_url ru;
+            char why[160];
+            if (redis_url_parse(val, &ru, why, sizeof why) < 0) {
+                snprintf(err, errlen, "bad --redis URL '%s': %s", val, why);
+                return -1;
+            }
+            if (cfg->redis_count >= sizeof cfg->redis / sizeof *cfg->redis) {
+                snprintf(err, errlen, "at most 16 --redis URLs");
+                return -1;
+            }
+            cfg->redis[cfg->redis_count++] = val;
+        } else if (IS("--redis-timeout"))
+            bad = parse_seconds(val, &cfg->redis_timeout) || cfg->redis_timeout > 600;
         else if (IS("--log-level"))
             bad = log_parse_level(val, &lv) < 0 ? -1 : (cfg->log_level = (int)lv, 0);
 #undef IS

@@ -35,6 +35,9 @@ struct config {
     int log_level;             /* enum log_level */
     int watch;                 /* reload the script when its file changes */
     const char *check_path;    /* --check FILE: load the script and exit */
+    const char *redis[16];     /* --redis URLs (shards, in order), validated */
+    unsigned redis_count;
+    double redis_timeout;      /* seconds, deadline of every Redis call */
 };
 
 /* Fills cfg with the defaults. */

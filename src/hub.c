@@ -143,9 +143,13 @@ static void entry_drop(struct room *r)
     free(e);
 }
 
+void (*hub_room_freed)(const char *name, size_t len);
+
 static void room_free(struct room *r)
 {
     HASH_DEL(hub.rooms, r);
+    if (hub_room_freed)
+        hub_room_freed(r->name, strlen(r->name));
     while (r->hist_first)
         entry_drop(r);
     uint64_t *slot = &hub.freed_last[slot_of(r->name, strlen(r->name))];

@@ -82,6 +82,9 @@ struct hub_limits {
     double (*now)(void);   /* clock in seconds for history ages; NULL: the monotonic clock */
 };
 
+/* Called (when set) as a room is freed: with --redis, its delivery state goes too. */
+extern void (*hub_room_freed)(const char *name, size_t len);
+
 /* Sets the queue limit (bytes), the history capacity per room and the callbacks. */
 void hub_init(size_t queue_limit, unsigned history_cap, const struct hub_callbacks *cb);
 

@@ -14,6 +14,9 @@
 #include "config.h"
 #include "hub.h"
 #include "log.h"
+#include "redis_link.h"
+#include "redis_room.h"
+#include "redis_url.h"
 #include "script.h"
 #include "server.h"
 #include "watch.h"
@@ -140,6 +143,15 @@ int main(int argc, char **argv)
     hub_set_limits(loop, &(struct hub_limits){cfg.history_memory, cfg.history_age, cfg.attr_memory,
                                               NULL});
 
+    if (cfg.redis_count && !cfg.check_path) {
+        struct redis_url urls[16];
+        for (unsigned i = 0; i < cfg.redis_count; i++)
+            redis_url_parse(cfg.redis[i], &urls[i], err, sizeof err); /* validated by config */
+        redis_init(loop, urls, cfg.redis_count, cfg.redis_timeout);
+        redis_room_init(cfg.history);
+        hub_room_freed = redis_room_forget;
+    }
+
     if (cfg.check_path) {
         if (script_check(cfg.check_path, err, sizeof err) < 0) {
             fprintf(stderr, "confab: %s\n", err);
@@ -184,7 +196,15 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (cfg.redis_count)
+        redis_start();
+
     ev_run(loop, 0);
+
+    if (cfg.redis_count) {
+        redis_stop();
+        redis_room_shutdown();
+    }
 
     watch_stop();
     server_free();

@@ -164,6 +164,7 @@ static void state_free(struct state *s)
     if (!s)
         return;
     script_timer_stop_all(s);
+    script_cb_orphan_all(s);
     s->closing = 1;
     if (s->L)
         lua_close(s->L);
@@ -373,6 +374,11 @@ void script_init(struct ev_loop *l, const struct script_config *cfg)
     script_limits = *cfg;
     script_limit_init();
     script_timer_init();
+}
+
+lua_State *script_current(void)
+{
+    return cur ? cur->L : NULL;
 }
 
 const char *script_path(void)

@@ -45,6 +45,10 @@ void script_disconnect(struct conn *c, uint16_t code, const char *reason);
 /* Cancels the timers and closes the state. */
 void script_shutdown(void);
 
+/* Changes confab.epoch (the running script's and every later one's): with --redis, the
+ * deployment's epoch kept in Redis. */
+void script_set_epoch(int64_t epoch);
+
 /* The path of the running script, NULL before the first load. */
 const char *script_path(void);
 

@@ -25,6 +25,7 @@ struct state {
     int loading;              /* the main chunk is running: globals and hooks may be declared */
     int closing;              /* lua_close is running: nothing new may be started */
     struct lua_timer *timers; /* active timers */
+    struct script_cb *cbs;    /* callbacks waiting for a completion (script_callback.c) */
     char *path;
 };
 
@@ -84,5 +85,19 @@ int script_timer_after(lua_State *L);
 int script_timer_every(lua_State *L);
 void script_timer_open(lua_State *L);
 void script_timer_stop_all(struct state *s);
+
+/* script_callback.c: a Lua function kept for a completion that comes later (confab.post's done,
+ * confab.replay's fn). new anchors the function at idx (nil: no function) in L's state; a closing
+ * state orphans its callbacks (they are then freed without running). begin pushes the function
+ * and returns the state's L, or NULL when there is nothing to call (the callback is freed then);
+ * after begin, push the arguments and call script_cb_finish (runs it protected, frees it). */
+struct script_cb;
+struct script_cb *script_cb_new(lua_State *L, int idx);
+lua_State *script_cb_begin(struct script_cb *cb);
+void script_cb_finish(struct script_cb *cb, lua_State *L, int nargs, const char *what);
+void script_cb_drop(struct script_cb *cb);
+void script_cb_orphan_all(struct state *s);
+/* The running script's state (NULL before the first load). */
+lua_State *script_current(void);
 
 #endif
