@@ -1,0 +1,355 @@
+"""Rooms over Redis (--redis): confab.post and confab.replay through a real redis-server on a
+private port, with two or three nodes. The C link layer's faults: Redis stopped and started
+again empty (refusal with a clear error, reconnect, new epoch), the subscriber links killed while
+publishing (repair from the stream: nothing lost, nothing twice), the script cache flushed
+(NOSCRIPT: EVAL again). Presence, names and chat.lua across nodes are tested elsewhere."""
+
+import json
+import threading
+import time
+
+from helpers import WAIT, Client, ConfabTest, run_confab
+from redis_server import RedisServer
+
+# A room protocol over post/replay, answering in JSON:
+#   {"join": ROOM [, "after": N]}    -> joins, {"joined": ROOM}; with after, then replays (in the
+#                                       same hook, as a resume does: history, then live)
+#   {"post": ROOM, "text": T, "cid"} -> confab.post; {"done": cid, "id": ID} or
+#                                       {"refused": cid, "err": E} / {"failed": cid, "err": E}
+#   {"replay": ROOM, "after": N}     -> {"history": ROOM, "list": [...], "complete": B}
+#   {"epoch": true}                  -> {"epoch": confab.epoch}
+#   {"hooks": true}                  -> {"hooks": number of message hooks run on this node}
+# Room messages are {"m": ID, "room": ROOM, "text": T}.
+ROOMS_LUA = r"""
+local confab = require "confab"
+local cjson = require "cjson"
+local hooks = 0
+local function reply(id, t) confab.send(id, cjson.encode(t)) end
+confab.on("message", function(ev)
+  hooks = hooks + 1
+  local m = cjson.decode(ev.data)
+  if m.join then
+    confab.join(ev.id, m.join)
+    reply(ev.id, { joined = m.join })
+    if m.after then m.replay = m.join else return end
+  end
+  if m.post then
+    local head = '{"m":'
+    local tail = ',"room":' .. cjson.encode(m.post) .. ',"text":' .. cjson.encode(m.text) .. '}'
+    local ok, err = confab.post(m.post, head, tail, function(mid, e)
+      if mid then reply(ev.id, { done = m.cid, id = mid })
+      else reply(ev.id, { failed = m.cid, err = e }) end
+    end)
+    if not ok then reply(ev.id, { refused = m.cid, err = err }) end
+  elseif m.replay then
+    local ok, err = confab.replay(m.replay, m.after, function(list, complete)
+      if not list then return reply(ev.id, { replay_failed = m.replay, err = complete }) end
+      local out = {}
+      for i, s in ipairs(list) do out[i] = cjson.decode(s) end
+      confab.send(ev.id, cjson.encode({ history = m.replay, complete = complete }):sub(1, -2)
+        .. ',"list":' .. (#out > 0 and cjson.encode(out) or "[]") .. "}")
+    end)
+    if not ok then reply(ev.id, { replay_refused = m.replay, err = err }) end
+  elseif m.epoch then
+    reply(ev.id, { epoch = confab.epoch })
+  elseif m.hooks then
+    reply(ev.id, { hooks = hooks })
+  end
+end)
+"""
+
+
+class Peer(Client):
+    """A client of ROOMS_LUA: received messages land in the inbox (recv_json matches fields)."""
+
+    def cmd(self, **fields):
+        self.send_json(fields)
+
+    def join(self, room):
+        self.cmd(join=room)
+        self.recv_json(joined=room)
+
+    def recv_json(self, type=None, timeout=WAIT, **fields):
+        # ROOMS_LUA has no "type": match on fields, and on a key merely being present for None.
+        for i, msg in enumerate(self.inbox):
+            if all((k in msg) if v is None else msg.get(k) == v for k, v in fields.items()):
+                return self.inbox.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %r within %.1fs; inbox: %s"
+                                     % (fields, timeout, json.dumps(self.inbox)[-1500:]))
+            raw = self.recv_raw(left)
+            msg = json.loads(raw)
+            if all((k in msg) if v is None else msg.get(k) == v for k, v in fields.items()):
+                return msg
+            self.inbox.append(msg)
+
+    def messages(self, room, n, timeout=WAIT):
+        """The next n room messages of room, in the order they arrived."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < n:
+            got.append(self.recv_json(timeout=max(0.01, deadline - time.monotonic()),
+                                      m=None, room=room))
+        return got
+
+
+class RedisRooms(ConfabTest):
+    def setUp(self):
+        super().setUp()
+        self.redis = RedisServer(self.tmp)
+        self.addCleanup(self.redis.stop)
+        self.hooks = self.script(ROOMS_LUA, "rooms.lua")
+
+    def node(self, *flags):
+        srv = self.start("--redis", self.redis.url, *flags, script=self.hooks)
+        srv.wait_log(r"redis .*: connected")
+        srv.wait_log(r"redis .*: subscribed")
+        return srv
+
+    def peer(self, srv):
+        p = Peer(srv.port, origin="http://127.0.0.1:%d" % srv.port)
+        self.addCleanup(p.close)
+        return p
+
+    def test_two_nodes_one_order_ids_from_redis_history_in_redis(self):
+        a_srv, b_srv = self.node(), self.node()
+        a, b = self.peer(a_srv), self.peer(b_srv)
+        a.join("r")
+        b.join("r")
+        for i in range(10):
+            (a if i % 2 else b).cmd(post="r", text="t%d" % i, cid=i)
+        seq_a = a.messages("r", 10)
+        seq_b = b.messages("r", 10)
+        self.assertEqual(seq_a, seq_b)  # one order on both nodes
+        ids = [m["m"] for m in seq_a]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + 10)))  # consecutive, from Redis
+        # Every post was acknowledged with the id it got, on the node it was sent from.
+        done = {}
+        for p in (a, b):
+            for _ in range(5):
+                d = p.recv_json(done=None)
+                done[d["done"]] = d["id"]
+        self.assertEqual(sorted(done.values()), ids)
+        self.assertEqual({m["text"]: m["m"] for m in seq_a},
+                         {"t%d" % c: i for c, i in done.items()})
+        # The stream holds them, and the counter is the last id.
+        self.assertEqual(self.redis.call("XLEN", "confab:{r}:s"), 10)
+        self.assertEqual(int(self.redis.call("HGET", "confab:{r}:n", "n")), ids[-1])
+        # Nothing else arrived (no duplicates).
+        time.sleep(0)  # the check below does not wait: inboxes hold only what already came
+        self.assertEqual([m for m in a.inbox + b.inbox if "m" in m], [])
+        # The hook ran once per client message, on the node where it was sent.
+        a.cmd(hooks=True)
+        b.cmd(hooks=True)
+        self.assertEqual(a.recv_json(hooks=None)["hooks"], 1 + 5 + 1)
+        self.assertEqual(b.recv_json(hooks=None)["hooks"], 1 + 5 + 1)
+
+    def test_replay_on_another_node_exactly_the_missed_or_everything(self):
+        a_srv, b_srv = self.node("--history", "5"), self.node("--history", "5")
+        a = self.peer(a_srv)
+        a.join("r")
+        for i in range(3):
+            a.cmd(post="r", text="x%d" % i, cid=i)
+        got = a.messages("r", 3)
+        ids = [m["m"] for m in got]
+        b = self.peer(b_srv)
+        b.cmd(replay="r", after=ids[0])
+        h = b.recv_json(history="r")
+        self.assertTrue(h["complete"])
+        self.assertEqual(h["list"], got[1:])
+        b.cmd(replay="r", after=0)
+        h = b.recv_json(history="r")
+        self.assertTrue(h["complete"])
+        self.assertEqual(h["list"], got)
+        # Past the 5 kept: a resume from before them is incomplete and gets all that is kept.
+        for i in range(3, 8):
+            a.cmd(post="r", text="x%d" % i, cid=i)
+        got += a.messages("r", 5)
+        b.cmd(replay="r", after=ids[0])
+        h = b.recv_json(history="r")
+        self.assertFalse(h["complete"])
+        self.assertEqual(h["list"], got[-5:])
+        # An id that is not of this history (from another epoch, or the future): incomplete.
+        b.cmd(replay="r", after=got[-1]["m"] + 1000)
+        h = b.recv_json(history="r")
+        self.assertFalse(h["complete"])
+        self.assertEqual(h["list"], got[-5:])
+        b.cmd(replay="r", after=got[-1]["m"])
+        h = b.recv_json(history="r")
+        self.assertTrue(h["complete"])
+        self.assertEqual(h["list"], [])
+
+    def test_three_nodes_publishing_at_once_see_one_sequence(self):
+        nodes = [self.node() for _ in range(3)]
+        peers = [self.peer(n) for n in nodes]
+        for p in peers:
+            p.join("busy")
+        per = 40
+
+        def blast(p, k):
+            for i in range(per):
+                p.cmd(post="busy", text="%d-%d" % (k, i), cid=i)
+
+        threads = [threading.Thread(target=blast, args=(p, k)) for k, p in enumerate(peers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seqs = [p.messages("busy", 3 * per) for p in peers]
+        self.assertEqual(seqs[0], seqs[1])
+        self.assertEqual(seqs[0], seqs[2])
+        ids = [m["m"] for m in seqs[0]]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + 3 * per)))
+        # Each sender's own messages keep the order it sent them in.
+        for k in range(3):
+            mine = [int(m["text"].split("-")[1]) for m in seqs[0] if m["text"].startswith("%d-" % k)]
+            self.assertEqual(mine, list(range(per)))
+
+    def test_a_joiner_gets_history_then_live_nothing_twice(self):
+        a_srv, b_srv = self.node(), self.node()
+        a = self.peer(a_srv)
+        a.join("r")
+        stop = threading.Event()
+        sent = []
+
+        def blast():
+            i = 0
+            while not stop.is_set() and i < 300:
+                a.cmd(post="r", text="n%d" % i, cid=i)
+                sent.append(i)
+                i += 1
+                if i % 20 == 0:
+                    time.sleep(0.005)
+
+        t = threading.Thread(target=blast)
+        t.start()
+        # Two clients join node b while messages flow: each replays from the start.
+        bs = []
+        for _ in range(2):
+            b = self.peer(b_srv)
+            b.cmd(join="r", after=0)
+            b.recv_json(joined="r")
+            bs.append(b)
+        t.join()
+        total = len(sent)
+        all_a = a.messages("r", total, timeout=3 * WAIT)
+        for b in bs:
+            h = b.recv_json(history="r")
+            self.assertTrue(h["complete"])
+            live = b.messages("r", total - len(h["list"]), timeout=3 * WAIT)
+            # History first, then live: together exactly what a saw, in the same order.
+            self.assertEqual(h["list"] + live, all_a)
+
+    def test_redis_down_refuses_posts_then_recovers_with_a_new_epoch(self):
+        srv = self.node("--redis-timeout", "1")
+        a = self.peer(srv)
+        a.join("r")
+        a.cmd(epoch=True)
+        epoch1 = a.recv_json(epoch=None)["epoch"]
+        self.assertGreater(epoch1, 0)
+        a.cmd(post="r", text="before", cid=1)
+        before = a.recv_json(m=None)["m"]
+        self.redis.stop()
+        srv.wait_log(r"command link lost")
+        a.cmd(post="r", text="while down", cid=2)
+        r = a.recv_json(refused=2)
+        self.assertEqual(r["err"], "redis unavailable")
+        a.cmd(replay="r", after=0)
+        self.assertEqual(a.recv_json(replay_refused="r")["err"], "redis unavailable")
+        # The node still serves its clients.
+        a.cmd(hooks=True)
+        a.recv_json(hooks=None)
+        # Redis comes back empty: reconnect, scripts loaded again, a new epoch, ids above the old.
+        time.sleep(1.1)  # TIME in seconds moves on, so the new epoch differs (ms) for sure
+        self.redis.restart(keep_data=False)
+        srv.wait_log(r"(?s)command link lost.*connected \(shard 0\)")
+        deadline = time.monotonic() + 3 * WAIT
+        k = 0
+        while True:  # until the node has reconnected: each attempt is refused or done
+            k += 1
+            a.cmd(post="r", text="after", cid="after%d" % k)
+            msg = self._await_either(a, "after%d" % k)
+            if "done" in msg:
+                break
+            self.assertEqual(msg.get("err"), "redis unavailable")
+            self.assertLess(time.monotonic(), deadline, "posts still refused")
+            time.sleep(0.05)
+        after = a.recv_json(m=None, text="after")["m"]
+        self.assertGreater(after, before)
+        a.cmd(epoch=True)
+        self.assertNotEqual(a.recv_json(epoch=None)["epoch"], epoch1)
+        self.assertTrue(srv.find_log(r"epoch changed"))
+
+    def _await_either(self, p, cid):
+        """The done/refused/failed answer for cid."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            for i, msg in enumerate(p.inbox):
+                if cid in (msg.get("done"), msg.get("refused"), msg.get("failed")):
+                    return p.inbox.pop(i)
+            left = deadline - time.monotonic()
+            self.assertGreater(left, 0, "no answer for %r" % cid)
+            p.inbox.append(json.loads(p.recv_raw(left)))
+
+    def test_killed_subscriber_links_lose_nothing(self):
+        # The stream keeps more than the test sends: a repair finds every missed message.
+        a_srv, b_srv = self.node("--history", "1000"), self.node("--history", "1000")
+        a, b = self.peer(a_srv), self.peer(b_srv)
+        a.join("r")
+        b.join("r")
+        n = 200
+        kills = []
+
+        def blast():
+            for i in range(n):
+                a.cmd(post="r", text="k%d" % i, cid=i)
+                if i % 40 == 20:
+                    kills.append(self.redis.call("CLIENT", "KILL", "TYPE", "pubsub"))
+                    time.sleep(0.03)  # spreads the kills over the run (no outcome waits on it)
+
+        t = threading.Thread(target=blast)
+        t.start()
+        t.join()
+        self.assertTrue(any(k > 0 for k in kills))
+        seq_a = a.messages("r", n, timeout=3 * WAIT)
+        seq_b = b.messages("r", n, timeout=3 * WAIT)
+        self.assertEqual(seq_a, seq_b)
+        self.assertEqual(sorted(int(m["text"][1:]) for m in seq_a), list(range(n)))
+        ids = [m["m"] for m in seq_a]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + n)))
+        a_srv.wait_log(r"subscriber link lost")
+        # Nothing more arrives later (no duplicates): one more message is the next one.
+        a.cmd(post="r", text="last", cid="last")
+        self.assertEqual(b.recv_json(m=None)["text"], "last")
+        self.assertEqual(a.recv_json(m=None)["text"], "last")
+
+    def test_script_cache_flushed_noscript_is_answered_by_eval(self):
+        srv = self.node()
+        a = self.peer(srv)
+        a.join("r")
+        a.cmd(post="r", text="one", cid=1)
+        a.recv_json(done=1)
+        self.redis.call("SCRIPT", "FLUSH")
+        a.cmd(post="r", text="two", cid=2)
+        a.recv_json(done=2)
+        # a gets both live once; a's replay holds what was delivered here when it was answered
+        # (the rest comes live), so "two" may or may not be in it yet.
+        self.assertEqual([m["text"] for m in a.messages("r", 2)], ["one", "two"])
+        a.cmd(replay="r", after=0)
+        self.assertIn([m["text"] for m in a.recv_json(history="r")["list"]],
+                      (["one"], ["one", "two"]))
+        b = self.peer(self.node())
+        b.cmd(replay="r", after=0)  # a node where nobody is in r: everything stored
+        self.assertEqual([m["text"] for m in b.recv_json(history="r")["list"]], ["one", "two"])
+
+    def test_bad_redis_urls_are_refused_with_a_reason(self):
+        for url, why in (("localhost:6379", "must start with redis:// or unix:"),
+                         ("redis://h:99999", "port must be 1 to 65535"),
+                         ("unix:relative", "must be absolute")):
+            p = run_confab("--redis", url)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("bad --redis URL '%s'" % url, p.stderr)
+            self.assertIn(why, p.stderr)
