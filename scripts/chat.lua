@@ -478,11 +478,24 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- Sends the `history` of a room. `after` is the last id the client has (resume), or nil for a
--- plain join, or false when the client's ids are from another server run.
+-- plain join, or false when the client's ids are from another server run. The core answers
+-- (at once on one node; from Redis with --redis, and then the room's newer messages reach the
+-- client after this history, never before or twice).
 local function send_history(id, room, after)
-  local list, complete, reset = ring_since(room, after)
-  local head = cjson.encode{ type = "history", room = room, complete = complete, reset = reset }
-  confab.send(id, head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}")
+  local ok, err = confab.replay(room, after or 0, function(list, complete)
+    if not list then
+      return confab.send(id, cjson.encode{ type = "error", code = "unavailable",
+                                           message = "the history of " .. room .. " is not available: " .. complete })
+    end
+    if after == false then complete = false end
+    local reset = after == nil or not complete
+    local head = cjson.encode{ type = "history", room = room, complete = complete, reset = reset }
+    confab.send(id, head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}")
+  end)
+  if not ok then
+    confab.send(id, cjson.encode{ type = "error", code = "unavailable",
+                                  message = "the history of " .. room .. " is not available: " .. err })
+  end
 end
 
 -- The direct messages of one pair, the same way: `dm_history` with the pair and the peer's name.
@@ -513,13 +526,19 @@ local function enter(id, room, after)
   send_history(id, room, after)
 end
 
--- Posts a room message: one encode, stored in the core's ring, one broadcast.
+-- Posts a room message: one encode; the core gives it the room's next id (from Redis with
+-- --redis), stores it in the room's history and delivers it to every member, in id order.
 local function post(id, room, text, kind)
-  local mid = confab.history_last(room) + 1
-  local frame = cjson.encode{ type = "message", room = room, id = mid, ts = confab.now(),
-                              from = name_of(id), text = text, kind = kind, cid = take_cid() }
-  confab.history_add(room, mid, frame)
-  confab.broadcast(room, frame)
+  local cid = take_cid()
+  local frame = cjson.encode{ type = "message", room = room, id = -1, ts = confab.now(),
+                              from = name_of(id), text = text, kind = kind, cid = cid }
+  -- `"id":-1` cannot occur inside an encoded string (its quotes would be escaped).
+  local head, tail = frame:match('^(.-"id":)%-1([,}].*)$')
+  local ok, err = confab.post(room, head, tail)
+  if not ok then
+    return confab.send(id, cjson.encode{ type = "error", code = "unavailable", room = room,
+                                         message = "not sent (" .. err .. "): try again", cid = cid })
+  end
   -- The message ends the sender's typing notice at the others: the next keystroke may say so again.
   if typing[id] then typing[id][room] = nil end
 end

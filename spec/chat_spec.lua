@@ -271,7 +271,7 @@ describe("chat.lua", function()
       assert.equal(2, #lobby)
     end)
 
-    it("costs one encode and one broadcast per message, never a loop of sends", function()
+    it("costs one encode and one post per message, never a loop of sends", function()
       local a = user("alice")
       for i = 1, 20 do user("u" .. i) end
       local frame = cjson.encode{ type = "say", room = "lobby", text = "hi all" }
@@ -279,14 +279,14 @@ describe("chat.lua", function()
       local real_encode, real_send = cjson.encode, fake.confab.send
       cjson.encode = function(...) encodes = encodes + 1; return real_encode(...) end
       fake.confab.send = function(...) sends = sends + 1; return real_send(...) end
-      local before = #fake.broadcasts
+      local before = #fake.posts
       local ok, err = pcall(fake.message, fake, a, frame)
       cjson.encode, fake.confab.send = real_encode, real_send
       assert(ok, err)
       assert.equal(1, encodes)
       assert.equal(0, sends)
-      assert.equal(before + 1, #fake.broadcasts)
-      assert.equal(21, fake.broadcasts[#fake.broadcasts].recipients)
+      assert.equal(before + 1, #fake.posts)
+      assert.equal(21, fake.posts[#fake.posts].recipients)
     end)
 
     it("stores messages in the core's history, encoded once", function()
@@ -294,7 +294,7 @@ describe("chat.lua", function()
       say(a, "lobby", "kept")
       local list = fake.confab.history("lobby")
       assert.equal(1, #list)
-      assert.equal(fake.broadcasts[#fake.broadcasts].data, list[1])
+      assert.equal(fake.posts[#fake.posts].data, list[1])
     end)
 
     it("posts /me and me as kind me", function()

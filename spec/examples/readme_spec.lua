@@ -26,7 +26,7 @@ describe("my chat script", function()
     local m = fake:last(bob, "message")                    -- the last decoded "message" to bob
     assert.same({ type = "message", room = "lobby", id = 1, ts = fake:now(),
                   from = "alice", text = "hi", kind = "say" }, m)
-    assert.equal(1, #fake.broadcasts)                      -- one broadcast, not a loop of sends
+    assert.equal(1, #fake.posts)                           -- one post, not a loop of sends
   end)
 
   it("keeps names across a reload and frees them on disconnect", function()

@@ -170,6 +170,7 @@ function M.new(opts)
     errors = {},      -- { event=, message=, traceback= } per failed hook or timer call
     logs = {},        -- { level=, message= } per confab.log call
     broadcasts = {},  -- { room=, data=, except=, binary=, recipients= } per confab.broadcast
+    posts = {},       -- { room=, id=, data=, recipients= } per confab.post
     next_id = 1,
     conns = {},       -- id -> connection record (while it exists in the core)
     out = {},         -- id -> list of { data=, binary= } delivered to it (kept after it is gone)
@@ -571,6 +572,44 @@ function Fake:_module(gen)
       if item.id > after then list[#list + 1] = item.data end
     end
     return list, after >= h.last or after >= h.dropped
+  end
+
+  -- confab.post and confab.replay as the core without --redis answers them: at once (the
+  -- callback runs before the call returns, protected like a hook).
+  function confab.post(...)
+    local n, room, head, tail, done = select("#", ...), ...
+    room = check_room("post", 1, n, room)
+    head = check_string("post", 2, n, head)
+    check_text("post", 2, head)
+    tail = check_string("post", 3, n, tail)
+    check_text("post", 3, tail)
+    if done ~= nil and type(done) ~= "function" then type_error("post", 4, n, done, "function") end
+    local mid = confab.history_last(room) + 1
+    local data = head .. mid .. tail
+    confab.history_add(room, mid, data)
+    local r = fake.rooms[room]
+    local count = 0
+    if r then
+      for _, id in ipairs(r.list) do
+        if fake:_deliver(fake.conns[id], data, false) then count = count + 1 end
+      end
+    end
+    fake.posts[#fake.posts + 1] = { room = room, id = mid, data = data, recipients = count }
+    if done then fake:_protect("post callback", done, mid) end
+    return true
+  end
+
+  function confab.replay(...)
+    local n, room, after, fn = select("#", ...), ...
+    room = check_room("replay", 1, n, room)
+    after = check_integer("replay", 2, n, after)
+    if after < 0 then arg_error("replay", 2, "after must be 0 or an id") end
+    if type(fn) ~= "function" then type_error("replay", 3, n, fn, "function") end
+    local list, complete = confab.history(room, after)
+    complete = complete and after <= confab.history_last(room)
+    if not complete then list = confab.history(room) end
+    fake:_protect("replay callback", fn, list, complete)
+    return true
   end
 
   function confab.now()
@@ -986,6 +1025,7 @@ function Fake:clear(id)
   end
   for k in pairs(self.out) do self.out[k] = {} end
   self.broadcasts = {}
+  self.posts = {}
 end
 
 return M
