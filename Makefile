@@ -43,7 +43,6 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	lua5.4:lua5.4 lua-cjson:/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so \
 	lua-busted:/usr/share/lua/5.4/busted/runner.lua libssl-dev:/usr/include/openssl/sha.h \
 	libhttp-parser-dev:/usr/include/http_parser.h uthash-dev:/usr/include/uthash.h libhiredis-dev:/usr/include/hiredis/read.h \
-	redis-server:redis-server \
 	python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py \
 	python3-websocket:/usr/lib/python3/dist-packages/websocket/__init__.py \
 	chromium:/usr/bin/chromium nodejs:node npm:npm \
