@@ -985,6 +985,20 @@ end)
 -- After a hot reload the caches are empty: rebuild them from the core. Grace periods running at
 -- the reload are forgotten (their timers went with the old script): those users drop out of the
 -- member lists at the next change, without a "left".
+-- Redis lost its data (confab.epoch changed, see docs/hooks.md): the ids the clients hold are
+-- from the old epoch, so every member of every room here gets its room's history again, with
+-- reset (one read and one encode per room).
+confab.on("epoch", function()
+  for room in pairs(confab.rooms()) do
+    confab.replay(room, 0, function(list, complete)
+      if not list then return end
+      local head = cjson.encode{ type = "history", room = room, complete = complete, reset = true }
+      local frame = head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}"
+      for _, id in ipairs(confab.members(room)) do confab.send(id, frame) end
+    end)
+  end
+end)
+
 confab.on("reload", function()
   for _, id in ipairs(confab.connections()) do
     local name = confab.get(id, "name")

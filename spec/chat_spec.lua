@@ -1156,4 +1156,29 @@ describe("chat.lua", function()
       assert.equal(2, #fake:last(b2, "dm_history").messages)
     end)
   end)
+
+  describe("epoch change (Redis lost its data)", function()
+    it("sends every member of every room its room's history again, with reset", function()
+      local a, b = user("alice"), user("bob")
+      fake:message(a, { type = "join", room = "dev" })
+      say(a, "lobby", "one")
+      fake:clear()
+      fake:set_epoch(fake.epoch + 1000)
+      local function by_room(id)
+        local t = {}
+        for _, h in ipairs(fake:json(id, "history")) do
+          assert.is_nil(t[h.room])
+          t[h.room] = h
+        end
+        return t
+      end
+      local ha, hb = by_room(a), by_room(b)
+      for _, h in ipairs({ ha.lobby, ha.dev, hb.lobby }) do assert.is_true(h.reset) end
+      assert.same({ "one" }, { ha.lobby.messages[1].text, ha.lobby.messages[2] })
+      assert.same({ "one" }, { hb.lobby.messages[1].text, hb.lobby.messages[2] })
+      assert.same({}, ha.dev.messages)
+      assert.is_nil(hb.dev)
+      assert.equal(fake.epoch, fake.confab.epoch)
+    end)
+  end)
 end)

@@ -24,8 +24,8 @@ static const char publish_lua[] =
     "local n = redis.call('HGET', KEYS[1], 'n')\n"
     "if not n then\n"
     "  local t = redis.call('TIME')\n"
-    "  redis.call('HSET', KEYS[1], 'e', tostring(t[1]) .. string.sub(string.format('%06d', t[2]), 1, 3),\n"
-    "             'n', tostring(t[1]) .. '0000', 'b', tostring(t[1]) .. '0000')\n"
+    "  local ms = tostring(t[1]) .. string.sub(string.format('%06d', t[2]), 1, 3)\n"
+    "  redis.call('HSET', KEYS[1], 'e', ms, 'n', ms .. '0', 'b', ms .. '0')\n"
     "end\n"
     "local room = ARGV[2]\n"
     "local ids = {}\n"
@@ -140,6 +140,7 @@ static struct {
     unsigned pending;
     uint64_t node;
     int64_t epoch_ms;
+    int64_t shard_epoch[REDIS_MAX_SHARDS];
 } RR;
 
 static void keys_of(const char *room, size_t rlen, char *meta, char *stream, size_t *mlen,
@@ -472,26 +473,39 @@ static void on_message(void *ctx, unsigned shard, const char *ch, size_t chlen, 
         drain(d);
 }
 
+/* Each shard keeps its own epoch; the deployment's is the latest of them, so it changes when
+ * any shard loses its data (its new epoch is later than every other). */
 static void epoch_done(void *ctx, const redisReply *r, const char *err)
 {
-    if (err || r->type != REDIS_REPLY_STRING)
+    unsigned shard = (unsigned)(uintptr_t)ctx;
+    if (err || r->type != REDIS_REPLY_STRING || shard >= REDIS_MAX_SHARDS)
         return;
     int64_t e = strtoll(r->str, NULL, 10);
-    if (e != RR.epoch_ms) {
-        if (RR.epoch_ms)
-            log_warn("redis: the deployment's epoch changed (%lld -> %lld): Redis lost its data",
-                     (long long)RR.epoch_ms, (long long)e);
-        RR.epoch_ms = e;
-        script_set_epoch(e);
-    }
+    int64_t before = RR.shard_epoch[shard];
+    RR.shard_epoch[shard] = e;
+    int64_t all = 0;
+    for (unsigned i = 0; i < REDIS_MAX_SHARDS; i++)
+        if (RR.shard_epoch[i] > all)
+            all = RR.shard_epoch[i];
+    if (before && before != e)
+        log_warn("redis: shard %u's epoch changed (%lld -> %lld): that Redis lost its data",
+                 shard, (long long)before, (long long)e);
+    if (all == RR.epoch_ms)
+        return;
+    int64_t old = RR.epoch_ms;
+    RR.epoch_ms = all;
+    if (old)
+        script_epoch_changed(all);
+    else
+        script_set_epoch(all);
 }
 
 static void on_link_event(void *ctx, unsigned shard, int event)
 {
-    if (event == REDIS_EV_UP && shard == 0) {
+    if (event == REDIS_EV_UP) {
         const char *argv[] = {"confab:epoch"};
         size_t lens[] = {12};
-        redis_eval(0, RR.epoch, 1, 1, argv, lens, epoch_done, NULL);
+        redis_eval(shard, RR.epoch, 1, 1, argv, lens, epoch_done, (void *)(uintptr_t)shard);
     }
     if (event != REDIS_EV_UP && event != REDIS_EV_SUBSCRIBED)
         return;

@@ -18,7 +18,7 @@
 #include "script_int.h"
 
 const char *const script_hook_names[] = {"connect", "message", "join", "leave",
-                                         "disconnect", "reload", NULL};
+                                         "disconnect", "reload", "epoch", NULL};
 
 struct ev_loop *script_loop;
 struct script_config script_limits;
@@ -331,6 +331,11 @@ static int run_protected(lua_State *L)
         lua_pushstring(L, ev->reason ? ev->reason : "");
         lua_setfield(L, -2, "reason");
         break;
+    case H_EPOCH:
+        lua_createtable(L, 0, 1);
+        lua_pushinteger(L, script_limits.epoch);
+        lua_setfield(L, -2, "epoch");
+        break;
     default:
         lua_newtable(L);
         break;
@@ -408,6 +413,15 @@ int script_load(const char *path, char *err, size_t errlen)
         run_event(&ev);
     }
     return 0;
+}
+
+void script_epoch_changed(int64_t epoch)
+{
+    script_set_epoch(epoch);
+    if (cur) {
+        struct event ev = {.e = H_EPOCH};
+        run_event(&ev);
+    }
 }
 
 void script_shutdown(void)

@@ -49,6 +49,9 @@ void script_shutdown(void);
  * deployment's epoch kept in Redis. */
 void script_set_epoch(int64_t epoch);
 
+/* The epoch changed while serving (Redis lost its data): sets it, then runs the `epoch` hooks. */
+void script_epoch_changed(int64_t epoch);
+
 /* The path of the running script, NULL before the first load. */
 const char *script_path(void);
 

@@ -353,3 +353,72 @@ class RedisRooms(ConfabTest):
             self.assertEqual(p.returncode, 2)
             self.assertIn("bad --redis URL '%s'" % url, p.stderr)
             self.assertIn(why, p.stderr)
+
+
+class RedisChat(ConfabTest):
+    """scripts/chat.lua on two nodes: room messages and resume go through Redis."""
+
+    def setUp(self):
+        super().setUp()
+        self.redis = RedisServer(self.tmp)
+        self.addCleanup(self.redis.stop)
+
+    def node(self):
+        srv = self.start("--redis", self.redis.url)
+        srv.wait_log(r"redis .*: connected")
+        srv.wait_log(r"redis .*: subscribed")
+        return srv
+
+    def user(self, srv, name, **extra):
+        c = self.client(srv, origin="http://127.0.0.1:%d" % srv.port)
+        c.hello(name, **extra)
+        c.recv_json("history", room="lobby")  # from Redis: what comes later arrives live
+        return c
+
+    def test_messages_cross_nodes_and_a_resume_on_the_other_node_gets_exactly_the_missed(self):
+        a_srv, b_srv = self.node(), self.node()
+        alice, bob = self.user(a_srv, "alice"), self.user(b_srv, "bob")
+        alice.say("lobby", "one")
+        m1 = bob.recv_json("message", text="one")
+        self.assertEqual(alice.recv_json("message", text="one")["id"], m1["id"])
+        bob.close()
+        alice.say("lobby", "two")
+        alice.say("lobby", "three")
+        alice.recv_json("message", text="three")
+        # bob comes back on alice's node with his epoch and last id: exactly two and three.
+        bob2 = self.client(a_srv, origin="http://127.0.0.1:%d" % a_srv.port)
+        bob2.send_json(type="hello", name="bob2")
+        epoch = bob2.recv_json("welcome")["epoch"]
+        self.assertGreater(epoch, 0)
+        bob2.close()
+        bob3 = self.client(a_srv, origin="http://127.0.0.1:%d" % a_srv.port)
+        bob3.send_json(type="hello", name="bob3",
+                       resume={"epoch": epoch, "rooms": {"lobby": m1["id"]}})
+        h = bob3.recv_json("history", room="lobby")
+        self.assertEqual((h["complete"], h["reset"]), (True, False))
+        self.assertEqual([m["text"] for m in h["messages"]], ["two", "three"])
+        self.assertEqual([m["id"] for m in h["messages"]], [m1["id"] + 1, m1["id"] + 2])
+
+    def test_redis_restarted_empty_members_get_reset_and_posts_work_again(self):
+        a_srv, b_srv = self.node(), self.node()
+        alice, bob = self.user(a_srv, "alice"), self.user(b_srv, "bob")
+        alice.say("lobby", "old")
+        old = bob.recv_json("message", text="old")["id"]
+        self.redis.restart(keep_data=False)
+        for c in (alice, bob):
+            h = c.recv_json("history", room="lobby", timeout=3 * WAIT)
+            self.assertTrue(h["reset"])
+            self.assertEqual(h["messages"], [])
+        deadline = time.monotonic() + 3 * WAIT
+        while True:  # the nodes reconnect on their own; until then a say is refused
+            bob.say("lobby", "new")
+            msg = bob.recv_json(timeout=WAIT)
+            while msg.get("type") not in ("message", "error"):
+                msg = bob.recv_json(timeout=WAIT)
+            if msg["type"] == "message":
+                break
+            self.assertEqual(msg["code"], "unavailable")
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        self.assertGreater(msg["id"], old)
+        self.assertEqual(alice.recv_json("message", text="new")["id"], msg["id"])

@@ -32,7 +32,7 @@ local Fake = {}
 Fake.__index = Fake
 
 local EVENTS = { connect = true, message = true, join = true, leave = true, disconnect = true,
-                 reload = true }
+                 reload = true, epoch = true }
 local LEVELS = { debug = true, info = true, warn = true, error = true }
 local NO_SUCH = "no such connection"
 local ROOM_MAX_BYTES = 64      -- the core's HUB_ROOM_NAME_MAX
@@ -1018,6 +1018,14 @@ function Fake:last(id, kind)
 end
 
 --- Forgets what was delivered (to id only, or to everyone plus the broadcast log).
+-- The epoch changes while serving (with --redis: Redis lost its data): confab.epoch becomes e
+-- and the `epoch` hooks run.
+function Fake:set_epoch(e)
+  self.epoch = e
+  self.confab.epoch = e
+  self:_fire("epoch", { epoch = e })
+end
+
 function Fake:clear(id)
   if id ~= nil then
     if self.out[id] then self.out[id] = {} end
