@@ -33,6 +33,7 @@ CORE    := log config frame utf8 outq conn hub deadline http handshake webroot s
 CORE    += paths urldecode
 CORE    += pattern
 CORE    += redis_url redis_link redis_room script_callback
+CORE    += metrics admin
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
@@ -48,7 +49,8 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	chromium:/usr/bin/chromium nodejs:node npm:npm \
 	fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc clang:clang \
 	libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
-	redis-server:/usr/bin/redis-server
+	redis-server:/usr/bin/redis-server \
+	python3-prometheus-client:/usr/lib/python3/dist-packages/prometheus_client/__init__.py
 
 .PHONY: all deps run test unit-test bench clean install cluster
 all: $(BUILD)/confab

@@ -15,6 +15,7 @@ void config_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->port = 8080;
+    cfg->admin_port = -1;
     cfg->script_path = NULL;   /* resolved by config_resolve_paths */
     cfg->web_dir = NULL;
     cfg->ws_path = "/ws";
@@ -44,6 +45,8 @@ static const char usage[] =
     "                            the data directory below)\n"
     "  --web DIR                 static files served at / (default: the script's page FILE.web/\n"
     "                            beside it if there is one, else web/ of the data directory)\n"
+    "  --admin-addr [HOST:]PORT  serve /metrics, /healthz and /readyz on this address (default:\n"
+    "                            none); without a host only on loopback (127.0.0.1)\n"
     "  --ws-path PATH            WebSocket endpoint (default /ws)\n"
     "  --allow-origin LIST|*     browser origins allowed besides the server's own, e.g.\n"
     "                            https://chat.example.com (comma list, or * for any). Own:\n"
@@ -124,8 +127,8 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
     return 0;
 }
 
-/* "HOST:PORT", ":PORT", "[::1]:PORT". */
-static int parse_addr(const char *s, struct config *cfg)
+/* "HOST:PORT", ":PORT", "[::1]:PORT" into host (size hostlen) and port. */
+static int parse_hostport(const char *s, char *host, size_t hostlen, int *portp)
 {
     const char *colon = strrchr(s, ':');
     if (!colon)
@@ -137,11 +140,31 @@ static int parse_addr(const char *s, struct config *cfg)
         hlen -= 2;
     }
     unsigned port;
-    if (hlen >= sizeof cfg->host || parse_uint(colon + 1, 65535, &port) < 0 || !colon[1])
+    if (hlen >= hostlen || parse_uint(colon + 1, 65535, &port) < 0 || !colon[1])
         return -1;
-    memcpy(cfg->host, h, hlen);
-    cfg->host[hlen] = '\0';
-    cfg->port = (int)port;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *portp = (int)port;
+    return 0;
+}
+
+static int parse_addr(const char *s, struct config *cfg)
+{
+    return parse_hostport(s, cfg->host, sizeof cfg->host, &cfg->port);
+}
+
+/* --admin-addr: like --addr, but "PORT" or ":PORT" means loopback only. */
+static int parse_admin_addr(const char *s, struct config *cfg)
+{
+    char buf[300];
+    if (!strchr(s, ':')) {
+        snprintf(buf, sizeof buf, ":%s", s);
+        s = buf;
+    }
+    if (parse_hostport(s, cfg->admin_host, sizeof cfg->admin_host, &cfg->admin_port) < 0)
+        return -1;
+    if (!cfg->admin_host[0])
+        strcpy(cfg->admin_host, "127.0.0.1");
     return 0;
 }
 
@@ -181,7 +204,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             val = argv[++i];
 
 #define IS(n) (strcmp(name, n) == 0)
-        int known = IS("--addr") || IS("--script") || IS("--web") || IS("--ws-path") ||
+        int known = IS("--addr") || IS("--admin-addr") || IS("--script") || IS("--web") || IS("--ws-path") ||
                     IS("--allow-origin") || IS("--subprotocol") || IS("--handshake-timeout") ||
                     IS("--ping-interval") || IS("--pong-timeout") || IS("--max-message") ||
                     IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
@@ -204,6 +227,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
         enum log_level lv;
         if (IS("--addr"))
             bad = parse_addr(val, cfg);
+        else if (IS("--admin-addr"))
+            bad = parse_admin_addr(val, cfg);
         else if (IS("--script"))
             cfg->script_path = val;
         else if (IS("--web"))
@@ -269,6 +294,10 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             snprintf(err, errlen, "bad value '%s' for %s (see --help)", val, name);
             return -1;
         }
+    }
+    if (cfg->admin_port > 0 && cfg->admin_port == cfg->port) {
+        snprintf(err, errlen, "--admin-addr must not use the public port %d", cfg->port);
+        return -1;
     }
     return 0;
 }

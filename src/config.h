@@ -9,6 +9,8 @@
 struct config {
     char host[256];            /* listen host; "" means every address */
     int port;                  /* 0 picks an ephemeral port */
+    char admin_host[256];      /* --admin-addr host (loopback when given without one) */
+    int admin_port;            /* -1: no admin listener; 0 picks an ephemeral port */
     const char *script_path;   /* Lua script with the hooks (NULL: the default, see paths.h) */
     const char *web_dir;       /* static files served at / (NULL: the script's page or default) */
     char *script_page;         /* the script's own page directory when it is web_dir (malloc'd) */

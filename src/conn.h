@@ -28,6 +28,7 @@ enum {
     CONN_OPENED = 1 << 6,       /* the connect hook accepted it: disconnect will be reported */
     CONN_READ_PAUSED = 1 << 7,  /* not reading: HTTP until the output drains, WS while held */
     CONN_INPUT_HELD = 1 << 8,   /* on the server's list of connections whose input ws holds */
+    CONN_ADMIN = 1 << 9,        /* accepted on the admin listener: admin requests only */
 };
 
 /* What the upgrade request said, kept for the script's confab.info. One allocation: the

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "metrics.h"
+
 /* Last ids of freed rooms, indexed by a hash of the name: a slot holds the highest last id of the
  * rooms freed into it, and a room created again starts there (ids never go back; a resume from
  * before is incomplete). Collisions only make a resume conservative. */
@@ -215,6 +217,11 @@ struct conn *hub_find(uint64_t id)
     struct conn *c;
     HASH_FIND(hh, hub.conns, &id, sizeof id, c);
     return c;
+}
+
+size_t hub_room_count(void)
+{
+    return HASH_COUNT(hub.rooms);
 }
 
 size_t hub_count(void)
@@ -462,14 +469,17 @@ int hub_send(struct conn *c, struct frame *f)
         return -1; /* nothing may follow a close frame */
     int admitted = outq_admit(&c->out, f->len, hub.queue_limit);
     if (!admitted) {
+        METRIC_INC(frames_dropped);
         hub.cb.overflow(c);
         return -1;
     }
     int was_empty = c->out.count == 0;
     if (outq_push(&c->out, f) < 0) {
+        METRIC_INC(frames_dropped);
         hub.cb.overflow(c);
         return -1;
     }
+    METRIC_INC(deliveries);
     if (admitted == OUTQ_BIG)
         outq_mark_big(&c->out);
     if (was_empty)

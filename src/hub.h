@@ -115,6 +115,9 @@ struct conn *hub_find(uint64_t id);
 /* Calls fn for every connection, in no particular order. */
 void hub_each(void (*fn)(struct conn *c, void *arg), void *arg);
 
+/* Number of rooms (with members or stored history). */
+size_t hub_room_count(void);
+
 /* Number of connections with an id. */
 size_t hub_count(void);
 

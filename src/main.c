@@ -17,6 +17,7 @@
 #include "redis_link.h"
 #include "redis_room.h"
 #include "redis_url.h"
+#include "metrics.h"
 #include "script.h"
 #include "server.h"
 #include "watch.h"
@@ -30,13 +31,26 @@
 
 static struct config cfg;
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void reload(const char *why)
 {
     char err[1024];
-    if (script_load(cfg.script_path, err, sizeof err) == 0)
+    if (script_load(cfg.script_path, err, sizeof err) == 0) {
+        METRIC_INC(reloads_ok);
+        metrics.script_ok = 1;
+        metrics.script_loaded_at = (double)now_ms() / 1000;
         log_info("script %s reloaded (%s)", cfg.script_path, why);
-    else
+    } else {
+        METRIC_INC(reloads_failed);
+        metrics.script_ok = 0;
         log_error("reload failed, the previous script stays: %s", err);
+    }
 }
 
 static void on_last_resort(int sig)
@@ -114,12 +128,6 @@ static void pid_file_remove(void)
         unlink(cfg.pid_file);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int main(int argc, char **argv)
 {
@@ -170,6 +178,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "confab: %s\n", err);
         return 2;
     }
+    metrics.script_ok = 1;
+    metrics.script_loaded_at = (double)now_ms() / 1000;
     log_info("confab %s: script %s loaded, web %s%s", CONFAB_VERSION, cfg.script_path, cfg.web_dir,
              cfg.script_page ? " (the script's own page)" : "");
     /* Signals are watched before the "listening" line: whoever reads it may signal at once. */
@@ -199,7 +209,9 @@ int main(int argc, char **argv)
     if (cfg.redis_count)
         redis_start();
 
+    metrics_loop_start(loop);
     ev_run(loop, 0);
+    metrics_loop_stop();
 
     if (cfg.redis_count) {
         redis_stop();

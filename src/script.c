@@ -15,6 +15,7 @@
 
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "script_int.h"
 
 const char *const script_hook_names[] = {"connect", "message", "join", "leave",
@@ -93,6 +94,7 @@ static void log_failure(const char *what, const char *msg)
         n += 3;
     }
     line[n] = '\0';
+    METRIC_INC(hook_errors);
     log_error("hook %s failed: %s", what, line);
 }
 
@@ -384,6 +386,11 @@ void script_init(struct ev_loop *l, const struct script_config *cfg)
 lua_State *script_current(void)
 {
     return cur ? cur->L : NULL;
+}
+
+size_t script_memory_used(void)
+{
+    return cur ? cur->mem_used : 0;
 }
 
 const char *script_path(void)

@@ -52,6 +52,9 @@ void script_set_epoch(int64_t epoch);
 /* The epoch changed while serving (Redis lost its data): sets it, then runs the `epoch` hooks. */
 void script_epoch_changed(int64_t epoch);
 
+/* Bytes of memory the running script's Lua state uses (0 before the first load). */
+size_t script_memory_used(void);
+
 /* The path of the running script, NULL before the first load. */
 const char *script_path(void);
 

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "script_int.h"
 
 #define COUNT_EVERY 1000
@@ -37,6 +38,8 @@ static struct {
     lua_State *main;                 /* main thread of the state running the call */
     lua_State *volatile running;     /* the thread running now (main or a coroutine) */
     volatile sig_atomic_t expired;   /* the timer's signal came */
+    struct timespec started;         /* monotonic, for the hook time metrics */
+    enum metrics_hook kind;
 } call;
 
 static timer_t timer;
@@ -127,6 +130,8 @@ void script_limit_enter(lua_State *L, const char *what, unsigned ms)
     if (call.depth++ > 0)
         return;
     clock_gettime(CLOCK_MONOTONIC, &call.deadline);
+    call.started = call.deadline;
+    call.kind = metrics_hook_kind(what);
     call.deadline.tv_sec += ms / 1000;
     call.deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (call.deadline.tv_nsec >= 1000000000L) {
@@ -149,6 +154,13 @@ void script_limit_leave(void)
 {
     if (--call.depth > 0)
         return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    metrics.hook_calls[call.kind]++;
+    metrics_observe(&metrics.hook_time[call.kind], (double)(now.tv_sec - call.started.tv_sec) +
+                                                       (now.tv_nsec - call.started.tv_nsec) / 1e9);
+    if (call.timed_out)
+        METRIC_INC(hook_aborts);
     if (have_timer) {
         struct itimerspec off = {{0, 0}, {0, 0}};
         timer_settime(timer, 0, &off, NULL); /* a signal already on its way finds running NULL */

@@ -17,11 +17,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "conn.h"
 #include "handshake.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "script.h"
 #include "static.h"
 #include "ws.h"
@@ -49,6 +51,8 @@ static struct {
     struct hs_config hs;
     int listen_fd;
     ev_io accept_io;
+    int admin_fd;              /* --admin-addr listener, or -1 */
+    ev_io admin_io;
     ev_timer accept_retry;
     int accept_paused;         /* out of descriptors: accept is retried by a timer */
     unsigned accept_refusals;  /* retries that failed since the last log line */
@@ -130,6 +134,8 @@ static int conn_set_state(struct conn *c, enum conn_state to)
                   state_name(to));
         return -1;
     }
+    metrics.conns[c->state]--;
+    metrics.conns[to]++;
     c->state = to;
     return 0;
 }
@@ -198,6 +204,7 @@ static struct conn *conn_new(int fd)
         srv.all->all_prev = c;
     srv.all = c;
     srv.nconns++;
+    metrics.conns[CONN_HTTP]++;
     ev_io_init(&c->io, on_conn_io, fd, EV_READ);
     ev_io_start(srv.loop, &c->io);
     return c;
@@ -236,6 +243,7 @@ static void conn_free(struct conn *c)
         srv.all = c->all_next;
     if (c->all_next)
         c->all_next->all_prev = c->all_prev;
+    metrics.conns[c->state]--;
     free(c);
     srv.nconns--;
 }
@@ -262,6 +270,7 @@ static void report_disconnect(struct conn *c)
 {
     if (c->flags & CONN_OPENED) {
         c->flags &= (uint16_t)~CONN_OPENED;
+        metrics_ws_close(c->close_code);
         script_disconnect(c, c->close_code, close_reason(c->close_code));
     }
 }
@@ -438,6 +447,7 @@ static void conn_flush(struct conn *c)
             return;
         }
         outq_consume(&c->out, (size_t)w);
+        METRIC_ADD(bytes_out, (size_t)w);
         /* A closing peer that still reads gets its time renewed by the progress. */
         if (w > 0 && c->state == CONN_CLOSING)
             dl_touch(&srv.closing, &c->timeout);
@@ -467,7 +477,10 @@ static void on_hub_overflow(struct conn *c)
         return;
     log_warn("conn %llu: slow consumer closed (%zu bytes queued, limit %zu)",
              (unsigned long long)c->id, c->out.bytes, srv.cfg->send_queue);
+    METRIC_INC(slow_consumers);
+    uint32_t queued = c->out.count;
     outq_drop_unsent(&c->out);
+    METRIC_ADD(frames_dropped, queued - c->out.count);
     conn_close_ws(c, 1008, "slow consumer: send queue full");
 }
 
@@ -482,8 +495,11 @@ static void on_hub_close(struct conn *c, uint16_t code, const char *reason)
 static void on_ws_message(struct conn *c, int binary, const uint8_t *data, size_t len)
 {
     /* After a close, incoming data is no longer delivered (RFC 6455 1.4). */
-    if (conn_is_open(c))
+    if (conn_is_open(c)) {
+        METRIC_INC(messages_in);
+        METRIC_ADD(message_bytes_in, len);
         script_message(c, binary, data, len);
+    }
 }
 
 static void ws_input(struct conn *c, const uint8_t *data, size_t len)
@@ -514,6 +530,8 @@ static void ws_input(struct conn *c, const uint8_t *data, size_t len)
 static void http_fail(struct conn *c, int status, const char *reason, const char *extra)
 {
     log_info("conn %d: HTTP %d: %s", c->fd, status, reason);
+    if (!(c->flags & CONN_ADMIN) && status >= 100 && status < 600)
+        metrics.http_responses[status / 100]++;
     conn_queue_raw(c, http_error(status, reason, extra));
     c->flags |= CONN_HTTP_CLOSE;
 }
@@ -534,6 +552,7 @@ static void serve_file(struct conn *c, const struct http_request *req)
         http_fail(c, err.status, err.reason, err.extra);
         return;
     }
+    METRIC_INC(http_responses[2]);
     conn_queue_raw(c, head);
     if (!req->keep_alive)
         c->flags |= CONN_HTTP_CLOSE;
@@ -586,6 +605,10 @@ static int upgrade(struct conn *c, const struct http_request *req)
 {
     struct hs_result hs;
     if (handshake_check(req, hs_config_for(c), &hs) < 0) {
+        metrics.refused[hs.status == 405   ? REFUSED_METHOD
+                        : hs.status == 426 ? REFUSED_VERSION
+                        : hs.status == 403 ? REFUSED_ORIGIN
+                                           : REFUSED_BAD_REQUEST]++;
         http_fail(c, hs.status, hs.reason, hs.extra_header);
         return 0;
     }
@@ -594,6 +617,7 @@ static int upgrade(struct conn *c, const struct http_request *req)
     c->meta = conn_meta_new(remote, req->path.p, req->path.len, req->query.p, req->query.len,
                             hs.protocol);
     if (!c->meta) {
+        METRIC_INC(refused[REFUSED_BUSY]);
         http_fail(c, 503, "out of memory", NULL);
         return 0;
     }
@@ -613,6 +637,7 @@ static int upgrade(struct conn *c, const struct http_request *req)
         if (c->state == CONN_WS)
             conn_set_state(c, CONN_HTTP);
         log_info("conn from %s refused by the connect hook: %s", remote, reason);
+        METRIC_INC(refused[rc == -1 ? REFUSED_HOOK : REFUSED_HOOK_ERROR]);
         if (c->state != CONN_DEAD)
             conn_queue_raw(c, http_error(rc == -1 ? 403 : 500, reason, NULL));
         c->flags |= CONN_HTTP_CLOSE;
@@ -620,6 +645,8 @@ static int upgrade(struct conn *c, const struct http_request *req)
     }
     /* Accepted: its disconnect will be reported, even if the hook already closed it. */
     c->flags |= CONN_OPENED;
+    METRIC_INC(upgrades);
+    metrics.http_responses[1]++;
     if (c->state == CONN_WS) {
         dl_touch(&srv.silence, &c->timeout);
         dl_touch(&srv.pings, &c->ping);
@@ -650,7 +677,12 @@ static void http_process(struct conn *c)
             http_fail(c, 413, "request body too large", NULL);
             return;
         }
-        if (is_ws_path(req.path)) {
+        if (c->flags & CONN_ADMIN) {
+            int close_after = 0;
+            conn_queue_raw(c, admin_respond(&req, server_listening(), &close_after));
+            if (close_after)
+                c->flags |= CONN_HTTP_CLOSE;
+        } else if (is_ws_path(req.path)) {
             /* The buffer leaves the connection (req points into it): accepted or refused, no
              * other request is read from it. */
             c->http = NULL;
@@ -659,8 +691,9 @@ static void http_process(struct conn *c)
                 ws_input(c, (const uint8_t *)h->buf + req.head_len, h->len - req.head_len);
             free(h);
             return;
+        } else {
+            serve_file(c, &req);
         }
-        serve_file(c, &req);
         if (c->state == CONN_DEAD)
             return; /* out of memory: c->http is gone */
         /* A request with a body is answered and the connection closed: bodies are never read,
@@ -678,8 +711,10 @@ static ssize_t sock_read(struct conn *c, void *buf, size_t len)
 {
     for (;;) {
         ssize_t n = read(c->fd, buf, len);
-        if (n > 0)
+        if (n > 0) {
+            METRIC_ADD(bytes_in, (size_t)n);
             return n;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -786,6 +821,8 @@ static void accept_pause(int err)
     }
     srv.accept_refusals++;
     ev_io_stop(srv.loop, &srv.accept_io);
+    if (srv.admin_fd >= 0)
+        ev_io_stop(srv.loop, &srv.admin_io);
     /* libev keeps what a fired timer was last set to (0 after a one-shot): set it each time. */
     ev_timer_set(&srv.accept_retry, ACCEPT_RETRY_SECONDS, 0);
     ev_timer_start(srv.loop, &srv.accept_retry);
@@ -794,7 +831,7 @@ static void accept_pause(int err)
 static void on_accept(EV_P_ ev_io *w, int revents)
 {
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 accept_pause(errno);
@@ -812,6 +849,9 @@ static void on_accept(EV_P_ ev_io *w, int revents)
             log_warn("connection refused: out of memory");
             return;
         }
+        METRIC_INC(accepted);
+        if (w == &srv.admin_io)
+            c->flags |= CONN_ADMIN;
         /* The whole time allowed to send requests counts from here: serving one does not
          * renew it (--handshake-timeout). */
         dl_touch(&srv.requests, &c->timeout);
@@ -820,8 +860,11 @@ static void on_accept(EV_P_ ev_io *w, int revents)
 
 static void on_accept_retry(EV_P_ ev_timer *w, int revents)
 {
-    if (!srv.shutting_down)
+    if (!srv.shutting_down) {
         ev_io_start(EV_A_ & srv.accept_io);
+        if (srv.admin_fd >= 0)
+            ev_io_start(EV_A_ & srv.admin_io);
+    }
 }
 
 /* ---- timeouts ------------------------------------------------------------------------ */
@@ -868,35 +911,37 @@ static void on_closing_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
 
 /* ---- start and stop ------------------------------------------------------------------ */
 
-static int listen_on(const struct config *cfg, char *err, size_t errlen)
+/* Binds and listens on host:port ("" host: every address). what names it in the log line:
+ * "listening on ADDR" for the public listener, "WHAT on ADDR" for another. */
+static int listen_on(const char *chost, int cport, const char *what, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res, *ai;
     char port[8];
-    snprintf(port, sizeof port, "%d", cfg->port);
-    int rc = getaddrinfo(cfg->host[0] ? cfg->host : NULL, port, &hints, &res);
+    snprintf(port, sizeof port, "%d", cport);
+    int rc = getaddrinfo(chost[0] ? chost : NULL, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", cfg->host, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve '%s': %s", chost, gai_strerror(rc));
         return -1;
     }
     int fd = -1;
     /* With no host, prefer IPv6 with dual stack so one socket takes both families. */
     for (int pass = 0; pass < 2 && fd < 0; pass++) {
         for (ai = res; ai; ai = ai->ai_next) {
-            if (!cfg->host[0] && (pass == 0) != (ai->ai_family == AF_INET6))
+            if (!chost[0] && (pass == 0) != (ai->ai_family == AF_INET6))
                 continue;
             fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
             if (fd < 0)
                 continue;
             int one = 1, zero = 0;
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-            if (ai->ai_family == AF_INET6 && !cfg->host[0])
+            if (ai->ai_family == AF_INET6 && !chost[0])
                 setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
             if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
                 break;
-            snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
-                     strerror(errno));
+            snprintf(err, errlen, "cannot listen on %s:%d%s%s: %s", chost, cport,
+                     what ? " for " : "", what ? what : "", strerror(errno));
             close(fd);
             fd = -1;
         }
@@ -911,8 +956,11 @@ static int listen_on(const struct config *cfg, char *err, size_t errlen)
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
                 NI_NUMERICHOST | NI_NUMERICSERV);
-    log_notice(ss.ss_family == AF_INET6 ? "listening on [%s]:%s" : "listening on %s:%s", host,
-               serv);
+    if (what)
+        log_notice(ss.ss_family == AF_INET6 ? "%s on [%s]:%s" : "%s on %s:%s", what, host, serv);
+    else
+        log_notice(ss.ss_family == AF_INET6 ? "listening on [%s]:%s" : "listening on %s:%s",
+                   host, serv);
     return fd;
 }
 
@@ -922,9 +970,20 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     srv.cfg = cfg;
     srv.hs = (struct hs_config){.allow_origin = cfg->allow_origin,
                                 .subprotocols = cfg->subprotocols, .listen_host = cfg->host};
-    srv.listen_fd = listen_on(cfg, err, errlen);
+    srv.admin_fd = -1;
+    srv.listen_fd = listen_on(cfg->host, cfg->port, NULL, err, errlen);
     if (srv.listen_fd < 0)
         return -1;
+    /* After the public one: whoever waits for "listening on" finds the public address first. */
+    if (cfg->admin_port >= 0) {
+        srv.admin_fd = listen_on(cfg->admin_host, cfg->admin_port,
+                                 "admin (/metrics /healthz /readyz)", err, errlen);
+        if (srv.admin_fd < 0) {
+            close(srv.listen_fd);
+            srv.listen_fd = -1;
+            return -1;
+        }
+    }
     srv.ping_frame = frame_ws(FRAME_PING, "", 0);
 
     static const struct hub_callbacks hub_cb = {on_hub_queued, on_hub_overflow, on_hub_close};
@@ -942,6 +1001,10 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
 
     ev_io_init(&srv.accept_io, on_accept, srv.listen_fd, EV_READ);
     ev_io_start(loop, &srv.accept_io);
+    if (srv.admin_fd >= 0) {
+        ev_io_init(&srv.admin_io, on_accept, srv.admin_fd, EV_READ);
+        ev_io_start(loop, &srv.admin_io);
+    }
     ev_timer_init(&srv.accept_retry, on_accept_retry, ACCEPT_RETRY_SECONDS, 0);
     ev_prepare_init(&srv.prepare, on_prepare);
     ev_prepare_start(loop, &srv.prepare);
@@ -964,6 +1027,11 @@ void server_shutdown(double grace)
     ev_timer_stop(srv.loop, &srv.accept_retry);
     close(srv.listen_fd);
     srv.listen_fd = -1;
+    if (srv.admin_fd >= 0) {
+        ev_io_stop(srv.loop, &srv.admin_io);
+        close(srv.admin_fd);
+        srv.admin_fd = -1;
+    }
     /* Open WebSockets get close 1001; connections still in HTTP end now. */
     for (struct conn *c = srv.all; c; c = c->all_next) {
         if (conn_is_open(c))
@@ -998,4 +1066,13 @@ void server_free(void)
     frame_unref(srv.ping_frame);
     if (srv.listen_fd >= 0)
         close(srv.listen_fd);
+    if (srv.admin_fd >= 0) {
+        ev_io_stop(srv.loop, &srv.admin_io);
+        close(srv.admin_fd);
+    }
+}
+
+int server_listening(void)
+{
+    return srv.listen_fd >= 0 && !srv.shutting_down && !srv.accept_paused;
 }

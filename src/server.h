@@ -17,6 +17,9 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
  * loop is broken once every connection is gone or after grace seconds. */
 void server_shutdown(double grace);
 
+/* 1 while the public listener accepts connections (not shutting down, not out of descriptors). */
+int server_listening(void);
+
 /* Frees what is left (after the loop ended). */
 void server_free(void);
 
