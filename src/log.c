@@ -9,6 +9,8 @@
 #include "utf8.h"
 
 enum log_level log_threshold = LOG_INFO;
+enum log_format log_format = LOG_TEXT;
+struct log_ctx log_ctx = {0, -1};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "note"};
 
@@ -47,6 +49,17 @@ int log_parse_level(const char *name, enum log_level *out)
     return -1;
 }
 
+int log_parse_format(const char *name, enum log_format *out)
+{
+    if (strcmp(name, "text") == 0)
+        *out = LOG_TEXT;
+    else if (strcmp(name, "json") == 0)
+        *out = LOG_JSON;
+    else
+        return -1;
+    return 0;
+}
+
 void log_set_output(FILE *out, double (*now)(void))
 {
     lg.out = out;
@@ -78,8 +91,11 @@ static size_t escape(char *out, const unsigned char *s, size_t len)
         }
         if (ch >= 0xc2 && ch <= 0xf4) {
             size_t n = ch < 0xe0 ? 2 : ch < 0xf0 ? 3 : 4;
-            /* Well-formed, and not a C1 control (U+0080..U+009F, which is C2 80..C2 9F). */
-            if (n <= len - i && utf8_valid(s + i, n) && !(ch == 0xc2 && s[i + 1] < 0xa0)) {
+            /* Well-formed, and not a C1 control (U+0080..U+009F, which is C2 80..C2 9F), nor
+             * U+2028..U+202E (E2 80 A8..AE) nor U+2066..U+2069 (E2 81 A6..A9). */
+            if (n <= len - i && utf8_valid(s + i, n) && !(ch == 0xc2 && s[i + 1] < 0xa0) &&
+                !(ch == 0xe2 && s[i + 1] == 0x80 && s[i + 2] >= 0xa8 && s[i + 2] <= 0xae) &&
+                !(ch == 0xe2 && s[i + 1] == 0x81 && s[i + 2] >= 0xa6 && s[i + 2] <= 0xa9)) {
                 memcpy(o, s + i, n);
                 o += n;
                 i += n;
@@ -102,24 +118,67 @@ static size_t escape(char *out, const unsigned char *s, size_t len)
     return (size_t)(o - out);
 }
 
-/* Writes one line: "TIME LEVEL " and the escaped message. One write per line, so lines from a
- * crash handler or a child never interleave. */
+/* The escaped message s[0..len) as the inside of a JSON string: escape()'s output is printable
+ * ASCII and well-formed UTF-8 only, so '"' and '\\' are all JSON still needs escaped. out has
+ * room for 2 bytes per input byte. */
+static size_t json_string(char *out, const char *s, size_t len)
+{
+    char *o = out;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            *o++ = '\\';
+        *o++ = s[i];
+    }
+    return (size_t)(o - out);
+}
+
+/* Writes one line (see log_format). One write per line, so lines from a crash handler or a child
+ * never interleave. */
 static void write_line(enum log_level level, const char *msg, size_t len, int cut)
 {
-    char line[64 + 4 * LOG_LINE_MAX + 16];
+    char esc[4 * LOG_LINE_MAX];
+    char line[128 + 2 * sizeof esc + 32];
+    char when[40];
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
-                          level_names[level]);
+    size_t w = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + w, sizeof when - w, ".%03ldZ", ts.tv_nsec / 1000000);
     if (len > LOG_LINE_MAX)
         len = LOG_LINE_MAX;
-    n += escape(line + n, (const unsigned char *)msg, len);
-    if (cut) {
-        memcpy(line + n, " [cut]", 6);
-        n += 6;
+    size_t elen = escape(esc, (const unsigned char *)msg, len);
+    size_t n;
+    if (log_format == LOG_JSON) {
+        n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",", when,
+                             level_names[level]);
+        if (log_ctx.conn)
+            n += (size_t)snprintf(line + n, sizeof line - n, "\"conn\":%llu,",
+                                  (unsigned long long)log_ctx.conn);
+        else if (log_ctx.fd >= 0)
+            n += (size_t)snprintf(line + n, sizeof line - n, "\"fd\":%d,", log_ctx.fd);
+        memcpy(line + n, "\"msg\":\"", 7);
+        n += 7;
+        n += json_string(line + n, esc, elen);
+        line[n++] = '"';
+        if (cut) {
+            memcpy(line + n, ",\"cut\":true", 11);
+            n += 11;
+        }
+        line[n++] = '}';
+    } else {
+        n = (size_t)snprintf(line, sizeof line, "%s %-5s ", when, level_names[level]);
+        if (log_ctx.conn)
+            n += (size_t)snprintf(line + n, sizeof line - n, "conn=%llu ",
+                                  (unsigned long long)log_ctx.conn);
+        else if (log_ctx.fd >= 0)
+            n += (size_t)snprintf(line + n, sizeof line - n, "fd=%d ", log_ctx.fd);
+        memcpy(line + n, esc, elen);
+        n += elen;
+        if (cut) {
+            memcpy(line + n, " [cut]", 6);
+            n += 6;
+        }
     }
     line[n++] = '\n';
     fwrite(line, 1, n, lg.out ? lg.out : stderr);

@@ -282,6 +282,7 @@ static void report_disconnect(struct conn *c)
  * idle watcher active, so the loop polls without blocking and comes back here at once. */
 static void on_prepare(EV_P_ ev_prepare *w, int revents)
 {
+    struct log_ctx prev = log_ctx;
     /* Input a feed held back (a flood of tiny messages): one more budget's worth each, after
      * every other connection had its turn; reading resumes once nothing is held. */
     struct conn *held = srv.input_list;
@@ -290,6 +291,7 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
         struct conn *c = held;
         held = c->next_input;
         c->flags &= (uint16_t)~CONN_INPUT_HELD;
+        log_ctx_set(c->id, c->fd);
         if (c->state == CONN_WS)
             ws_input(c, NULL, 0);
         if (!(c->flags & CONN_INPUT_HELD) && c->state != CONN_DEAD)
@@ -304,6 +306,7 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
         while (closing) {
             struct conn *c = closing;
             closing = c->next_close;
+            log_ctx_set(c->id, c->fd);
             report_disconnect(c);
             if (c->state == CONN_DEAD) {
                 c->next_close = dead; /* stays flagged: never listed twice */
@@ -316,15 +319,18 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
             struct conn *c = srv.flush_list;
             srv.flush_list = c->next_flush;
             c->flags &= (uint16_t)~CONN_IN_FLUSH;
+            log_ctx_set(c->id, c->fd);
             if (c->state != CONN_DEAD)
                 conn_flush(c);
         }
+        log_ctx = prev;
         while (dead) {
             struct conn *c = dead;
             dead = c->next_close;
             conn_free(c);
         }
     }
+    log_ctx = prev;
     if (!srv.close_list && !srv.flush_list && !srv.input_list)
         ev_idle_stop(EV_A_ & srv.idle);
     if (srv.shutting_down && srv.nconns == 0)
@@ -475,6 +481,7 @@ static void on_hub_overflow(struct conn *c)
 {
     if (c->flags & CONN_CLOSE_SENT)
         return;
+    struct log_ctx prev = log_ctx_set(c->id, c->fd);
     log_warn("conn %llu: slow consumer closed (%zu bytes queued, limit %zu)",
              (unsigned long long)c->id, c->out.bytes, srv.cfg->send_queue);
     METRIC_INC(slow_consumers);
@@ -482,12 +489,15 @@ static void on_hub_overflow(struct conn *c)
     outq_drop_unsent(&c->out);
     METRIC_ADD(frames_dropped, queued - c->out.count);
     conn_close_ws(c, 1008, "slow consumer: send queue full");
+    log_ctx = prev;
 }
 
 static void on_hub_close(struct conn *c, uint16_t code, const char *reason)
 {
+    struct log_ctx prev = log_ctx_set(c->id, c->fd);
     log_debug("conn %llu: closed by script (%u %s)", (unsigned long long)c->id, code, reason);
     conn_close_ws(c, code, reason);
+    log_ctx = prev;
 }
 
 /* ---- WebSocket input ----------------------------------------------------------------- */
@@ -624,6 +634,7 @@ static int upgrade(struct conn *c, const struct http_request *req)
 
     /* The 101 goes first; whatever the connect hook sends follows it. */
     hub_add(c);
+    log_ctx.conn = c->id;
     conn_set_state(c, CONN_WS);
     conn_queue_raw(c, handshake_response(&hs));
     char reason[256];
@@ -792,10 +803,12 @@ static void conn_read(struct conn *c)
 static void on_conn_io(EV_P_ ev_io *w, int revents)
 {
     struct conn *c = container_of(w, struct conn, io);
+    struct log_ctx prev = log_ctx_set(c->id, c->fd);
     if (revents & EV_WRITE)
         conn_flush(c);
     if ((revents & EV_READ) && c->state != CONN_DEAD)
         conn_read(c);
+    log_ctx = prev;
 }
 
 /* Seconds accept() pauses when out of descriptors, and between two log lines about it. */
@@ -874,6 +887,7 @@ static void on_accept_retry(EV_P_ ev_timer *w, int revents)
 static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
 {
     struct conn *c = container_of(node, struct conn, timeout);
+    struct log_ctx prev = log_ctx_set(c->id, c->fd);
     if (c->out.count || (c->http && c->http->body.fd >= 0)) {
         log_info("conn %d: no more requests after %.1f s; finishing the response", c->fd,
                  l->timeout);
@@ -881,6 +895,7 @@ static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
         if (c->http)
             c->http->len = 0;
         conn_closing(c, 1006);
+        log_ctx = prev;
         return;
     }
     if (c->http && c->http->len)
@@ -888,13 +903,16 @@ static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
     else /* idle keep-alive, or never sent a byte: nothing worth a line at info */
         log_debug("conn %d: no request in progress after %.1f s, closed", c->fd, l->timeout);
     conn_kill(c, 1006);
+    log_ctx = prev;
 }
 
 static void on_silence_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
 {
     struct conn *c = container_of(node, struct conn, timeout);
+    struct log_ctx prev = log_ctx_set(c->id, c->fd);
     log_info("conn %llu: silent for %.1f s, closed", (unsigned long long)c->id, l->timeout);
     conn_kill(c, 1006);
+    log_ctx = prev;
 }
 
 static void on_ping_due(struct dl_list *l, struct dl_node *node, ev_tstamp now)
@@ -906,7 +924,10 @@ static void on_ping_due(struct dl_list *l, struct dl_node *node, ev_tstamp now)
 
 static void on_closing_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
 {
-    conn_kill(container_of(node, struct conn, timeout), 1006);
+    struct conn *c = container_of(node, struct conn, timeout);
+    struct log_ctx prev = log_ctx_set(c->id, c->fd);
+    conn_kill(c, 1006);
+    log_ctx = prev;
 }
 
 /* ---- start and stop ------------------------------------------------------------------ */
