@@ -73,6 +73,7 @@ static const char usage[] =
     "  --script-memory BYTES     memory cap of the Lua state (default 64M)\n"
     "  --watch                   reload the script when its file changes (SIGHUP always does)\n"
     "  --check FILE              load FILE as a script, report errors, exit 0 or 2\n"
+    "  --log-format text|json    log lines as text (default) or one JSON object per line\n"
     "  --log-level LEVEL         debug, info, warn or error (default info); lines marked\n"
     "                            \"note\" (listening, stopped) are always printed\n"
     "  --pid-file FILE           write the process id to FILE at start, remove it at exit\n"
@@ -81,6 +82,8 @@ static const char usage[] =
     "                            unix:/PATH[?db=N]); repeat to spread rooms over several\n"
     "                            servers (every node lists the same URLs in the same order)\n"
     "  --redis-timeout SEC       deadline of every Redis call (default 2)\n"
+    "  --config FILE             read settings from FILE first, one \"name value\" per line\n"
+    "                            (names as the flags without \"--\"; flags given here win)\n"
     "  --help, --version\n";
 
 /* "64K", "1M", "1048576" → bytes. */
@@ -168,8 +171,145 @@ static int parse_admin_addr(const char *s, struct config *cfg)
     return 0;
 }
 
+/* Values read from the config file live as long as the process (cfg points into them): kept in
+ * this list, so they stay reachable. */
+struct kept {
+    struct kept *next;
+    char text[];
+};
+static struct kept *kept_values;
+
+static const char *keep(const char *s, size_t len)
+{
+    struct kept *k = malloc(sizeof *k + len + 1);
+    if (!k)
+        return NULL;
+    memcpy(k->text, s, len);
+    k->text[len] = '\0';
+    k->next = kept_values;
+    kept_values = k;
+    return k->text;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+/* Applies the settings of the file at path through config_parse, one line at a time. */
+static int config_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int lineno = 0, rc = 0;
+    while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        char *p = line, *end = line + got;
+        while (p < end && is_space(*p))
+            p++;
+        while (end > p && is_space(end[-1]))
+            end--;
+        if (p == end || *p == '#')
+            continue;
+        const char *why = NULL;
+        char *name = p;
+        while (p < end && !is_space(*p))
+            p++;
+        size_t nlen = (size_t)(p - name);
+        while (p < end && is_space(*p))
+            p++;
+        while (nlen && *name == '-') { /* "--addr" is taken as "addr" */
+            name++;
+            nlen--;
+        }
+        char flag[72];
+        if (memchr(name, '\0', (size_t)(end - name)))
+            why = "a NUL byte in the line";
+        else if (nlen == 0 || nlen > 60)
+            why = "expected \"name value\"";
+        snprintf(flag, sizeof flag, "--%.*s", (int)(nlen <= 60 ? nlen : 60), name);
+        if (!why && (strcmp(flag, "--help") == 0 || strcmp(flag, "--version") == 0 ||
+                     strcmp(flag, "--check") == 0 || strcmp(flag, "--config") == 0 ||
+                     strcmp(flag, "--h") == 0))
+            why = "this setting is only accepted on the command line";
+        if (why) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+            rc = -1;
+            break;
+        }
+        char *args[3] = {"confab", flag, NULL};
+        int nargs = 2;
+        if (strcmp(flag, "--watch") == 0) {
+            size_t vlen = (size_t)(end - p);
+            int on = vlen == 0 || (vlen == 3 && !strncmp(p, "yes", 3)) ||
+                     (vlen == 4 && !strncmp(p, "true", 4)) || (vlen == 2 && !strncmp(p, "on", 2)) ||
+                     (vlen == 1 && *p == '1');
+            int off = (vlen == 2 && !strncmp(p, "no", 2)) ||
+                      (vlen == 5 && !strncmp(p, "false", 5)) ||
+                      (vlen == 3 && !strncmp(p, "off", 3)) || (vlen == 1 && *p == '0');
+            if (!on && !off) {
+                snprintf(err, errlen, "%s:%d: watch takes yes or no", path, lineno);
+                rc = -1;
+                break;
+            }
+            cfg->watch = on;
+            continue;
+        }
+        if (p == end) {
+            snprintf(err, errlen, "%s:%d: '%.60s' needs a value", path, lineno, flag + 2);
+            rc = -1;
+            break;
+        }
+        const char *val = keep(p, (size_t)(end - p));
+        if (!val) {
+            snprintf(err, errlen, "%s:%d: out of memory", path, lineno);
+            rc = -1;
+            break;
+        }
+        args[nargs++] = (char *)val;
+        char why2[512];
+        if (config_parse(cfg, nargs, args, why2, sizeof why2) != 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, why2);
+            rc = -1;
+        }
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
+    /* The file first, so the command line overrides it (not again for the file's own lines). */
+    static int in_file;
+    if (!in_file) {
+        for (int i = 1; i < argc; i++) {
+            const char *path = NULL;
+            if (strncmp(argv[i], "--config=", 9) == 0)
+                path = argv[i] + 9;
+            else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+                path = argv[i + 1];
+            else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
+                     strcmp(argv[i], "--version") == 0)
+                break;
+            if (path) {
+                cfg->config_file = path;
+                in_file = 1;
+                int rc = config_file(cfg, path, err, errlen);
+                in_file = 0;
+                if (rc < 0)
+                    return -1;
+                break;
+            }
+        }
+    }
+    int redis_from_argv = 0;
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
         const char *val = NULL;
@@ -204,7 +344,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             val = argv[++i];
 
 #define IS(n) (strcmp(name, n) == 0)
-        int known = IS("--addr") || IS("--admin-addr") || IS("--script") || IS("--web") || IS("--ws-path") ||
+        int known = IS("--addr") || IS("--admin-addr") || IS("--config") || IS("--log-format") || IS("--script") || IS("--web") || IS("--ws-path") ||
                     IS("--allow-origin") || IS("--subprotocol") || IS("--handshake-timeout") ||
                     IS("--ping-interval") || IS("--pong-timeout") || IS("--max-message") ||
                     IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
@@ -225,8 +365,13 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
         int bad = 0;
         unsigned u;
         enum log_level lv;
+        enum log_format lf;
         if (IS("--addr"))
             bad = parse_addr(val, cfg);
+        else if (IS("--config"))
+            bad = 0; /* read before the other flags */
+        else if (IS("--log-format"))
+            bad = log_parse_format(val, &lf) < 0 ? -1 : (cfg->log_format = (int)lf, 0);
         else if (IS("--admin-addr"))
             bad = parse_admin_addr(val, cfg);
         else if (IS("--script"))
@@ -280,6 +425,11 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                 snprintf(err, errlen, "bad --redis URL '%s': %s", val, why);
                 return -1;
             }
+            /* Repeatable: the command line's list replaces the config file's. */
+            if (!in_file && !redis_from_argv) {
+                cfg->redis_count = 0;
+                redis_from_argv = 1;
+            }
             if (cfg->redis_count >= sizeof cfg->redis / sizeof *cfg->redis) {
                 snprintf(err, errlen, "at most 16 --redis URLs");
                 return -1;
@@ -295,7 +445,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             return -1;
         }
     }
-    if (cfg->admin_port > 0 && cfg->admin_port == cfg->port) {
+    if (!in_file && cfg->admin_port > 0 && cfg->admin_port == cfg->port) {
         snprintf(err, errlen, "--admin-addr must not use the public port %d", cfg->port);
         return -1;
     }

@@ -35,6 +35,8 @@ struct config {
     unsigned hook_timeout_ms;  /* longest run of one hook call */
     size_t script_memory;      /* cap of the Lua state's memory, bytes */
     int log_level;             /* enum log_level */
+    int log_format;            /* enum log_format */
+    const char *config_file;   /* --config FILE, read before the command line, or NULL */
     int watch;                 /* reload the script when its file changes */
     const char *check_path;    /* --check FILE: load the script and exit */
     const char *redis[16];     /* --redis URLs (shards, in order), validated */
@@ -45,8 +47,15 @@ struct config {
 /* Fills cfg with the defaults. */
 void config_defaults(struct config *cfg);
 
-/* Applies argv to cfg. Returns 0 to go on serving, 1 when --help or --version was printed
- * (exit 0), -1 on a bad flag or value with a one-line reason in err (exit 2). */
+/* Applies argv to cfg: first the settings of the --config file when one is given, then every
+ * flag (so flags override the file). Returns 0 to go on serving, 1 when --help or --version was
+ * printed (exit 0), -1 on a bad flag or value with a one-line reason in err (exit 2); an error in
+ * the file is reported as "FILE:LINE: reason".
+ *
+ * The file has one setting per line, "name value" with the flag's name without its dashes and
+ * its value as on the command line (the rest of the line, spaces trimmed at both ends); "watch"
+ * alone (or "watch yes|no") for the flag without a value. Blank lines and lines starting with
+ * '#' are ignored. help, version, check and config cannot be set there. */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 
 /* Fills the paths not given on the command line: the default script, then the script's page

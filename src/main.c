@@ -142,6 +142,7 @@ int main(int argc, char **argv)
     }
     config_resolve_paths(&cfg);
     log_threshold = (enum log_level)cfg.log_level;
+    log_format = (enum log_format)cfg.log_format;
     signal(SIGPIPE, SIG_IGN);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
