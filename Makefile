@@ -33,7 +33,7 @@ CORE    := log config frame utf8 outq conn hub deadline http handshake webroot s
 CORE    += paths urldecode
 CORE    += pattern
 CORE    += redis_url redis_link redis_room script_callback
-CORE    += metrics admin
+CORE    += metrics admin redis_observe
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)

@@ -15,6 +15,7 @@
 #include "hub.h"
 #include "log.h"
 #include "redis_link.h"
+#include "redis_observe.h"
 #include "redis_room.h"
 #include "redis_url.h"
 #include "metrics.h"
@@ -159,6 +160,7 @@ int main(int argc, char **argv)
         redis_init(loop, urls, cfg.redis_count, cfg.redis_timeout);
         redis_room_init(cfg.history);
         hub_room_freed = redis_room_forget;
+        redis_observe_init();
     }
 
     if (cfg.check_path) {

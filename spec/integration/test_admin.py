@@ -284,3 +284,37 @@ class Hardening(ConfabTest):
         for _ in range(3):
             r = c.read_response()
             self.assertEqual((r.status, r.body), (200, b"ok\n"))
+
+
+class RedisReadiness(ConfabTest):
+    """With --redis, /readyz waits for every shard's links and /metrics shows them."""
+
+    def test_readyz_follows_the_redis_links(self):
+        from redis_server import RedisServer
+        redis = RedisServer(self.tmp)
+        self.addCleanup(redis.stop)
+        srv = self.start("--redis", redis.url, "--admin-addr", "127.0.0.1:0",
+                         script=self.script(ECHO_LUA))
+        port = admin_port(srv)
+        srv.wait_log(r"redis .*: connected")
+        srv.wait_log(r"redis .*: subscribed")
+        r = get(port, "/readyz")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"redis: ok", r.body)
+        m, _ = scrape(port)
+        self.assertEqual(value(m, "confab_redis_link_up", shard="0"), 1)
+        self.assertEqual(value(m, "confab_redis_subscriber_up", shard="0"), 1)
+        self.assertGreaterEqual(value(m, "confab_redis_connects_total", shard="0"), 1)
+
+        redis.stop()
+        srv.wait_log(r"redis .*: (command|subscriber) link lost")
+        r = get(port, "/readyz")
+        self.assertEqual(r.status, 503, r)
+        self.assertIn(b"redis: shard 0:", r.body)
+        self.assertEqual(get(port, "/healthz").status, 200)
+
+        redis.restart(keep_data=False)
+        n = len(re.findall(r"redis .*: subscribed", srv.log))
+        srv.wait_log(r"(redis .*: subscribed[\s\S]*){%d}" % (n + 1), timeout=3 * WAIT)
+        srv.wait_log(r"(redis .*: connected[\s\S]*){2}", timeout=3 * WAIT)
+        self.assertEqual(get(port, "/readyz").status, 200)
