@@ -5,7 +5,9 @@
 #   make test     install what is missing, build, run every suite; last line "N passed, N failed"
 #   make bench    build the load generator and print the benchmark table
 #   make cluster  a local redis-server and three nodes on it, http://localhost:8080-8082 (Ctrl-C stops)
-#   make install  PREFIX/bin/confab with its scripts and page in PREFIX/share/confab (PREFIX=/usr/local)
+#   make install  PREFIX/bin/confab with its scripts and page in PREFIX/share/confab (PREFIX=/usr/local),
+#                 the man page, the systemd unit and SYSCONFDIR/confab/confab.conf; DESTDIR= stages it
+#   make uninstall  removes what make install put there (an edited confab.conf stays)
 #   make fuzz     build the libFuzzer harnesses and run each FUZZ_TIME seconds (spec/fuzz/fuzz.mk)
 #   make clean
 #
@@ -50,9 +52,10 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc clang:clang \
 	libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
 	redis-server:/usr/bin/redis-server \
-	python3-prometheus-client:/usr/lib/python3/dist-packages/prometheus_client/__init__.py
+	python3-prometheus-client:/usr/lib/python3/dist-packages/prometheus_client/__init__.py \
+	man-db:/usr/bin/man groff-base:/usr/bin/groff systemd:/usr/bin/systemd-analyze
 
-.PHONY: all deps run test unit-test bench clean install cluster
+.PHONY: all deps run test unit-test bench clean install uninstall cluster
 all: $(BUILD)/confab
 
 # Install only what is missing; apt-get update once, and only when something is.
@@ -106,12 +109,37 @@ bench: deps all $(BUILD)/loadgen $(BUILD)/pattern_bench
 	@bench/run $(BUILD)
 	@$(BUILD)/pattern_bench
 
-# PREFIX/bin/confab finds its script and page in PREFIX/share/confab (src/paths.c).
+# PREFIX/bin/confab finds its script and page in PREFIX/share/confab (src/paths.c), so those two
+# places are fixed; the rest follows the usual layout. SYSCONFDIR holds confab.conf, which the
+# systemd unit reads; an existing one is kept (and kept by uninstall when it was edited).
 PREFIX  ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/confab
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR := $(PREFIX)/share/confab
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/confab
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/confab
 	install -m 755 $(BUILD)/confab $(DESTDIR)$(PREFIX)/bin/confab
-	cp -R scripts web $(DESTDIR)$(PREFIX)/share/confab/
+	cp -R scripts web $(DESTDIR)$(DATADIR)/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)
+	install -m 644 dist/confab.conf $(DESTDIR)$(DATADIR)/confab.conf.example
+	[ -e $(DESTDIR)$(SYSCONFDIR)/confab/confab.conf ] || \
+	  install -m 644 dist/confab.conf $(DESTDIR)$(SYSCONFDIR)/confab/confab.conf
+	install -m 644 docs/confab.1 $(DESTDIR)$(MANDIR)/man1/confab.1
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	  dist/confab.service.in > $(DESTDIR)$(UNITDIR)/confab.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/confab.service
+	install -m 644 README.md docs/hooks.md $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/confab $(DESTDIR)$(MANDIR)/man1/confab.1 \
+	  $(DESTDIR)$(UNITDIR)/confab.service
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
+	if cmp -s dist/confab.conf $(DESTDIR)$(SYSCONFDIR)/confab/confab.conf; then \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/confab/confab.conf; fi
+	rmdir $(DESTDIR)$(SYSCONFDIR)/confab 2>/dev/null || true
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -632,12 +632,13 @@ class ConfabTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
     def start(self, *flags, script=CHAT, web=WEB, check_exit=True, wait_listening=True,
-              preexec_fn=None, cwd=REPO):
+              preexec_fn=None, cwd=REPO, bin=BIN):
         """Starts confab with flags; returns once it listens (unless wait_listening=False).
         preexec_fn runs in the child before exec (e.g. to lower its limits); script or web None
-        leaves the flag out (the server's default applies); cwd is the server's directory."""
+        leaves the flag out (the server's default applies); cwd is the server's directory; bin
+        another binary (an installed one)."""
         srv = Server(*flags, script=script, web=web, wait_listening=False, preexec_fn=preexec_fn,
-                     cwd=cwd)
+                     cwd=cwd, bin=bin)
         srv.check_exit = check_exit
         self.servers.append(srv)
         self.addCleanup(self._stop, srv)
