@@ -54,16 +54,31 @@ static void reload(const char *why)
     }
 }
 
+/* What on_last_resort writes (only write(2) is safe there): made when the alarm is armed. */
+static char last_words[256] = "confab: still not stopped after the grace period: exiting now\n";
+
 static void on_last_resort(int sig)
 {
-    static const char msg[] = "confab: still not stopped after the grace period: exiting now\n";
-    ssize_t n = write(2, msg, sizeof msg - 1);
+    ssize_t n = write(2, last_words, strlen(last_words));
     (void)n;
     _exit(1);
 }
 
 static void arm_last_resort(void)
 {
+    if (log_format == LOG_JSON) {
+        /* A log line like the others, stamped with the time the alarm will come. */
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        time_t at = ts.tv_sec + SHUTDOWN_LAST_RESORT;
+        gmtime_r(&at, &tm);
+        char when[32];
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(last_words, sizeof last_words,
+                 "{\"ts\":\"%s.%03ldZ\",\"level\":\"error\",\"msg\":\"still not stopped after the "
+                 "grace period: exiting now\"}\n", when, ts.tv_nsec / 1000000);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_last_resort;
@@ -130,6 +145,16 @@ static void pid_file_remove(void)
 }
 
 
+/* A reason to exit 2 after the flags were read: "confab: reason" on stderr as always, or with
+ * --log-format json a log line like every other one. */
+static void fatal(const char *reason)
+{
+    if (log_format == LOG_JSON)
+        log_error("%s", reason);
+    else
+        fprintf(stderr, "confab: %s\n", reason);
+}
+
 int main(int argc, char **argv)
 {
     char err[1024];
@@ -165,7 +190,7 @@ int main(int argc, char **argv)
 
     if (cfg.check_path) {
         if (script_check(cfg.check_path, err, sizeof err) < 0) {
-            fprintf(stderr, "confab: %s\n", err);
+            fatal(err);
             return 2;
         }
         printf("%s: ok\n", cfg.check_path);
@@ -174,11 +199,11 @@ int main(int argc, char **argv)
 
     raise_fd_limit();
     if (webroot_init(cfg.web_dir, err, sizeof err) < 0) {
-        fprintf(stderr, "confab: %s\n", err);
+        fatal(err);
         return 2;
     }
     if (script_load(cfg.script_path, err, sizeof err) < 0) {
-        fprintf(stderr, "confab: %s\n", err);
+        fatal(err);
         return 2;
     }
     metrics.script_ok = 1;
@@ -194,17 +219,17 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sighup);
     if (cfg.pid_file && pid_file_write(cfg.pid_file, err, sizeof err) < 0) {
-        fprintf(stderr, "confab: %s\n", err);
+        fatal(err);
         return 2;
     }
     if (server_start(loop, &cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "confab: %s\n", err);
+        fatal(err);
         pid_file_remove();
         return 2;
     }
 
     if (cfg.watch && watch_start(loop, cfg.script_path, on_script_changed, err, sizeof err) < 0) {
-        fprintf(stderr, "confab: %s\n", err);
+        fatal(err);
         pid_file_remove();
         return 2;
     }

@@ -118,3 +118,12 @@ class HostileText(ConfabTest):
         srv = self.start("--log-format", "xml", wait_listening=False, check_exit=False)
         self.assertEqual(srv.wait_exit(WAIT), 2)
         self.assertIn("--log-format", srv.log)
+
+    def test_json_startup_errors_are_json_lines(self):
+        srv = self.start("--log-format", "json", script=self.tmp + "/absent.lua",
+                         wait_listening=False, check_exit=False)
+        self.assertEqual(srv.wait_exit(WAIT), 2)
+        lines = [json.loads(ln) for ln in srv.log.split("\n")]
+        self.assertEqual([o["level"] for o in lines], ["error"])
+        self.assertIn("absent.lua", lines[0]["msg"])
+        self.assertRegex(lines[0]["ts"], TS)
