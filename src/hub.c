@@ -479,7 +479,8 @@ int hub_send(struct conn *c, struct frame *f)
         hub.cb.overflow(c);
         return -1;
     }
-    METRIC_INC(deliveries);
+    if (!(f->data[0] & 0x08)) /* data frames only: not pings, pongs, closes */
+        METRIC_INC(deliveries);
     if (admitted == OUTQ_BIG)
         outq_mark_big(&c->out);
     if (was_empty)

@@ -13,6 +13,8 @@
 #include "config.h"
 #include "hub.h"
 #include "script.h"
+#include "server.h"
+#include "ws.h"
 
 struct metrics metrics;
 
@@ -32,7 +34,7 @@ void metrics_observe(struct metrics_hist *h, double seconds)
 }
 
 static const char *const hook_names[HOOK_KINDS] = {
-    "connect", "message", "join", "leave", "disconnect", "reload", "timer", "load", "other",
+    "connect", "message", "join", "leave", "disconnect", "reload", "epoch", "timer", "load", "other",
 };
 
 enum metrics_hook metrics_hook_kind(const char *what)
@@ -379,6 +381,12 @@ static void render_core(struct metrics_out *o)
         snprintf(labels, sizeof labels, "code=\"%s\"", close_classes[i]);
         metrics_sample(o, "confab_websocket_closes_total", labels, (double)metrics.ws_closes[i]);
     }
+    metrics_gauge(o, "confab_request_memory_bytes",
+                  "HTTP request buffers held, all connections (bounded by --request-memory)",
+                  (double)server_request_bytes());
+    metrics_gauge(o, "confab_message_memory_bytes",
+                  "WebSocket messages in progress, all connections (bounded by --message-memory)",
+                  (double)ws_memory);
     metrics_gauge(o, "confab_history_bytes", "Bytes of room history stored",
                   (double)hub_history_bytes());
     metrics_gauge(o, "confab_attribute_bytes", "Bytes of connection attributes stored",

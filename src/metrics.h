@@ -50,7 +50,7 @@ enum metrics_refusal {
 
 /* What ran in the script (label "hook"): the events, timers and the main chunk at load. */
 enum metrics_hook {
-    HOOK_CONNECT, HOOK_MESSAGE, HOOK_JOIN, HOOK_LEAVE, HOOK_DISCONNECT, HOOK_RELOAD,
+    HOOK_CONNECT, HOOK_MESSAGE, HOOK_JOIN, HOOK_LEAVE, HOOK_DISCONNECT, HOOK_RELOAD, HOOK_EPOCH,
     HOOK_TIMER, HOOK_LOAD, HOOK_OTHER, HOOK_KINDS
 };
 

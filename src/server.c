@@ -1093,6 +1093,11 @@ void server_free(void)
     }
 }
 
+size_t server_request_bytes(void)
+{
+    return srv.request_bytes;
+}
+
 int server_listening(void)
 {
     return srv.listen_fd >= 0 && !srv.shutting_down && !srv.accept_paused;

@@ -20,6 +20,9 @@ void server_shutdown(double grace);
 /* 1 while the public listener accepts connections (not shutting down, not out of descriptors). */
 int server_listening(void);
 
+/* Bytes of request buffers held now, all connections together (--request-memory). */
+size_t server_request_bytes(void);
+
 /* Frees what is left (after the loop ended). */
 void server_free(void);
 

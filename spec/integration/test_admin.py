@@ -10,8 +10,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import (ECHO_LUA, RELAY_LUA, WAIT, Conn, ConfabTest, get, handshake, run_confab,
-                     upgrade_request)
+from helpers import (ECHO_LUA, OP_PING, OP_PONG, RELAY_LUA, WAIT, Conn, ConfabTest, get,
+                     handshake, run_confab)
 
 # Relays like RELAY_LUA; "boom" raises in the hook; "spin" loops until the time limit.
 FAULTY_LUA = RELAY_LUA.replace('confab.on("message", function(ev)', '''confab.on("message", function(ev)
@@ -72,6 +72,8 @@ class Metrics(ConfabTest):
                           ("confab_hook_duration_seconds", "histogram"),
                           ("confab_hook_errors", "counter"), ("confab_hook_aborts", "counter"),
                           ("confab_lua_memory_bytes", "gauge"),
+                          ("confab_request_memory_bytes", "gauge"),
+                          ("confab_message_memory_bytes", "gauge"),
                           ("confab_script_reloads", "counter"),
                           ("confab_loop_iteration_seconds", "histogram"),
                           ("process_cpu_seconds", "counter")]:
@@ -145,6 +147,23 @@ class Metrics(ConfabTest):
         self.assertEqual(d("confab_hook_errors_total"), 2)
         self.assertEqual(d("confab_hook_aborts_total"), 1)
         self.assertGreaterEqual(d("confab_http_responses_total", **{"class": "4xx"}), 3)
+
+    def test_control_frames_are_not_deliveries(self):
+        srv = self.start("--admin-addr", "127.0.0.1:0", script=self.script(ECHO_LUA))
+        port = admin_port(srv)
+        ws = self.raw(srv)
+        ws.send_text("one")
+        self.assertEqual(ws.recv_text(), "one")
+        before, _ = scrape(port)
+        for i in range(3):
+            ws.send_frame(OP_PING, b"p%d" % i)
+            f = ws.recv_frame()
+            self.assertEqual((f.opcode, f.payload), (OP_PONG, b"p%d" % i))
+        ws.send_text("two")
+        self.assertEqual(ws.recv_text(), "two")
+        after, _ = scrape(port)
+        self.assertEqual(value(after, "confab_deliveries_total")
+                         - value(before, "confab_deliveries_total"), 1)
 
     def test_slow_consumer_is_counted(self):
         srv = self.start("--admin-addr", "127.0.0.1:0", "--send-queue", "64K",
