@@ -21,7 +21,7 @@
 
 #define BACKOFF_MIN 0.05
 #define BACKOFF_MAX 2.0
-#define SUB_PING_EVERY 1.0
+#define PING_EVERY 1.0
 #define MAX_SCRIPTS 16
 #define MAX_SUBS 16
 #define MAX_WATCHERS 8
@@ -270,6 +270,7 @@ static void link_ready(struct link *l)
         l->sh->stats.up = 1;
         l->sh->stats.connects++;
         log_info("redis %s: connected (shard %u)", where, l->sh->index);
+        ev_timer_again(R.loop, &l->ping);
         notify(l->sh->index, REDIS_EV_UP);
     }
 }
@@ -470,7 +471,8 @@ static void on_reply(struct link *l, redisReply *r)
             c->cb(c->ctx, r, NULL);
         call_free(c);
         return;
-    default:
+    default: /* K_PING of the command link */
+        l->ping_sent = 0;
         call_free(c);
     }
 }
@@ -568,11 +570,13 @@ static void on_retry(EV_P_ ev_timer *w, int revents)
     link_connect(w->data);
 }
 
-/* Subscriber link: a PING (answered even while subscribed) proves it still delivers. */
+/* Every second on an idle link: a PING (answered even while subscribed), so a hung or silently
+ * dropped link is noticed within --redis-timeout, and posts are refused at once rather than
+ * left to time out. A command link with calls waiting needs none: their deadlines do that. */
 static void on_ping(EV_P_ ev_timer *w, int revents)
 {
     struct link *l = w->data;
-    if (l->state != L_UP || l->ping_sent)
+    if (l->state != L_UP || l->ping_sent || (!l->sub && l->pending))
         return;
     const char *argv[] = {"PING"};
     size_t lens[] = {4};
@@ -648,7 +652,7 @@ static void link_setup(struct shard *sh, struct link *l, int sub)
     ev_io_init(&l->wio, on_write, -1, EV_WRITE);
     ev_timer_init(&l->deadline, on_deadline, 0, 0);
     ev_timer_init(&l->retry, on_retry, 0, 0);
-    ev_timer_init(&l->ping, on_ping, 0, SUB_PING_EVERY);
+    ev_timer_init(&l->ping, on_ping, 0, PING_EVERY);
     l->rio.data = l->wio.data = l->deadline.data = l->retry.data = l->ping.data = l;
 }
 

@@ -151,6 +151,11 @@ static void keys_of(const char *room, size_t rlen, char *meta, char *stream, siz
     *slen = (size_t)sprintf(stream, "confab:{%.*s}:s", (int)rlen, room);
 }
 
+/* What the room logic calls the link through (the unit tests answer in its place). */
+int (*redis_room_eval)(unsigned shard, int script, int nkeys, int argc, const char **argv,
+                       const size_t *argvlen, redis_cb *cb, void *ctx) = redis_eval;
+int (*redis_room_up)(unsigned shard) = redis_up;
+
 /* ---- delivery -------------------------------------------------------------------------- */
 
 static void deliver(const char *room, size_t rlen, uint64_t except, unsigned flags,
@@ -290,7 +295,7 @@ static int read_start(struct droom *d, const char *room, size_t rlen, uint64_t a
     int alen = snprintf(a, sizeof a, "%llu", (unsigned long long)after);
     const char *argv[] = {meta, stream, a};
     size_t lens[] = {mlen, slen, (size_t)alen};
-    if (redis_eval(redis_shard_of(room, rlen), RR.read, 2, 3, argv, lens, read_done, rd) < 0) {
+    if (redis_room_eval(redis_shard_of(room, rlen), RR.read, 2, 3, argv, lens, read_done, rd) < 0) {
         free(rd->name);
         free(rd);
         return -1;
@@ -505,7 +510,7 @@ static void on_link_event(void *ctx, unsigned shard, int event)
     if (event == REDIS_EV_UP) {
         const char *argv[] = {"confab:epoch"};
         size_t lens[] = {12};
-        redis_eval(shard, RR.epoch, 1, 1, argv, lens, epoch_done, (void *)(uintptr_t)shard);
+        redis_room_eval(shard, RR.epoch, 1, 1, argv, lens, epoch_done, (void *)(uintptr_t)shard);
     }
     if (event != REDIS_EV_UP && event != REDIS_EV_SUBSCRIBED)
         return;
@@ -599,8 +604,8 @@ static void batch_send(struct outbox *box)
         b->box = box;
         b->posts = box->queue;
         b->n = n;
-        rc = redis_eval(redis_shard_of(box->name, box->rlen), RR.publish, 2, argc, argv, lens,
-                        batch_done, b);
+        rc = redis_room_eval(redis_shard_of(box->name, box->rlen), RR.publish, 2, argc, argv,
+                             lens, batch_done, b);
     }
     free(argv);
     free(lens);
@@ -632,7 +637,7 @@ int redis_room_post(const char *room, size_t rlen, const char *head, size_t hlen
                     const char *tail, size_t tlen, redis_post_done *done, void *ctx,
                     const char **err)
 {
-    if (!redis_up(redis_shard_of(room, rlen))) {
+    if (!redis_room_up(redis_shard_of(room, rlen))) {
         *err = "redis unavailable";
         return -1;
     }
@@ -685,7 +690,7 @@ int redis_room_post(const char *room, size_t rlen, const char *head, size_t hlen
 int redis_room_replay(const char *room, size_t rlen, uint64_t after, redis_replay_done *fn,
                       void *ctx, const char **err)
 {
-    if (!redis_up(redis_shard_of(room, rlen))) {
+    if (!redis_room_up(redis_shard_of(room, rlen))) {
         *err = "redis unavailable";
         return -1;
     }
@@ -725,6 +730,16 @@ void redis_room_forget(const char *room, size_t rlen)
     struct droom *d = droom_find(room, rlen);
     if (d && d->reads == 0)
         droom_free(d);
+}
+
+void redis_room_feed(unsigned shard, const char *buf, size_t len)
+{
+    on_message(NULL, shard, CHANNEL, sizeof CHANNEL - 1, buf, len);
+}
+
+void redis_room_link_event(unsigned shard, int event)
+{
+    on_link_event(NULL, shard, event);
 }
 
 int64_t redis_room_epoch(void)

@@ -56,6 +56,15 @@ int64_t redis_room_epoch(void);
 /* Frees everything (after redis_stop). */
 void redis_room_shutdown(void);
 
+/* For the unit tests: what the room logic calls instead of redis_eval / redis_up, a message as
+ * if it came from the subscription, and a link event. */
+#include "redis_link.h"
+extern int (*redis_room_eval)(unsigned shard, int script, int nkeys, int argc, const char **argv,
+                              const size_t *argvlen, redis_cb *cb, void *ctx);
+extern int (*redis_room_up)(unsigned shard);
+void redis_room_feed(unsigned shard, const char *buf, size_t len);
+void redis_room_link_event(unsigned shard, int event);
+
 /* Wire format of the channel (exposed for the unit tests). Returns 0 and the fields, or -1. */
 struct redis_wire {
     uint64_t id, except, node;

@@ -5,6 +5,8 @@ publishing (repair from the stream: nothing lost, nothing twice), the script cac
 (NOSCRIPT: EVAL again). Presence, names and chat.lua across nodes are tested elsewhere."""
 
 import json
+import os
+import signal
 import threading
 import time
 
@@ -282,6 +284,36 @@ class RedisRooms(ConfabTest):
         a.cmd(epoch=True)
         self.assertNotEqual(a.recv_json(epoch=None)["epoch"], epoch1)
         self.assertTrue(srv.find_log(r"epoch changed"))
+
+    def test_a_hung_redis_is_noticed_within_the_timeout_and_posts_are_refused(self):
+        a_srv, b_srv = self.node("--redis-timeout", "0.5"), self.node("--redis-timeout", "0.5")
+        a, b = self.peer(a_srv), self.peer(b_srv)
+        a.join("r")
+        b.join("r")
+        a.cmd(post="r", text="before", cid=1)
+        b.recv_json(m=None, text="before")
+        os.kill(self.redis.pid, signal.SIGSTOP)
+        self.addCleanup(self._cont)
+        # Idle links are pinged every second: both notice without anything being sent.
+        a_srv.wait_log(r"command link lost: no reply within --redis-timeout")
+        a_srv.wait_log(r"subscriber link lost: no reply within --redis-timeout")
+        a.cmd(post="r", text="while hung", cid=2)
+        self.assertEqual(a.recv_json(refused=2)["err"], "redis unavailable")
+        self._cont()
+        k = 0
+        deadline = time.monotonic() + 3 * WAIT
+        while True:
+            k += 1
+            a.cmd(post="r", text="after", cid="after%d" % k)
+            if "done" in self._await_either(a, "after%d" % k):
+                break
+            self.assertLess(time.monotonic(), deadline, "posts still refused")
+            time.sleep(0.05)
+        self.assertEqual(b.recv_json(m=None)["text"], "after")  # nothing in between, nothing lost
+
+    def _cont(self):
+        if self.redis.running():
+            os.kill(self.redis.pid, signal.SIGCONT)
 
     def _await_either(self, p, cid):
         """The done/refused/failed answer for cid."""
