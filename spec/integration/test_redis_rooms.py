@@ -358,6 +358,71 @@ class RedisRooms(ConfabTest):
         self.assertEqual(b.recv_json(m=None)["text"], "last")
         self.assertEqual(a.recv_json(m=None)["text"], "last")
 
+    def test_killed_command_links_while_publishing_and_joining_nothing_twice(self):
+        a_srv, b_srv = self.node("--history", "1000"), self.node("--history", "1000")
+        a, b = self.peer(a_srv), self.peer(b_srv)
+        a.join("r")
+        b.join("r")
+        n = 150
+        acked, joiners = [], []
+
+        def blast():
+            for i in range(n):
+                a.cmd(post="r", text="c%d" % i, cid=i)
+                if i % 30 == 10:
+                    self.redis.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+                    j = self.peer(b_srv)  # joins while the links come back
+                    j.cmd(join="r", after=0)
+                    joiners.append(j)
+                    time.sleep(0.02)
+
+        t = threading.Thread(target=blast)
+        t.start()
+        t.join()
+        # Which posts were accepted and acknowledged (refused or failed ones may be missing; a
+        # timed-out one may still arrive): every acknowledged one arrives once, in one order.
+        answers = {}
+        kept = []
+        while len(answers) < n:
+            m = json.loads(a.recv_raw(3 * WAIT))
+            for key in ("done", "refused", "failed"):
+                if key in m:
+                    answers[m[key]] = key
+            if "m" in m:
+                kept.append(m)
+        a.inbox = kept + a.inbox
+        acked = {"c%d" % c for c, k in answers.items() if k == "done"}
+        k = 0
+        while True:  # the links may still be coming back
+            k += 1
+            a.cmd(post="r", text="end", cid="end%d" % k)
+            if "done" in self._await_either(a, "end%d" % k):
+                break
+            self.assertLess(k, 200)
+            time.sleep(0.05)
+        seq_a, seq_b = [], []
+        for p, seq in ((a, seq_a), (b, seq_b)):
+            while not seq or seq[-1]["text"] != "end":
+                seq.append(p.recv_json(m=None, timeout=3 * WAIT))
+        self.assertEqual(seq_a, seq_b)
+        texts = [m["text"] for m in seq_a]
+        self.assertEqual(len(texts), len(set(texts)))  # nothing twice
+        self.assertLessEqual(acked, set(texts))         # nothing acknowledged lost
+        self.assertEqual([m["m"] for m in seq_a], sorted(m["m"] for m in seq_a))
+        # Each joiner: its history (or an error, while the link was down), then live: no id twice.
+        for j in joiners:
+            j.recv_json(joined="r")
+            seen = []
+            while "end" not in [x.get("text") for x in seen]:
+                m = j.recv_json(timeout=3 * WAIT)
+                if "history" in m:
+                    seen.extend(m["list"])
+                elif "m" in m:
+                    seen.append(m)
+            ids = [x["m"] for x in seen]
+            self.assertEqual(len(ids), len(set(ids)), "a joiner got a message twice")
+            self.assertEqual(ids, sorted(ids))
+
     def test_script_cache_flushed_noscript_is_answered_by_eval(self):
         srv = self.node()
         a = self.peer(srv)
