@@ -19,7 +19,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-
 PKGS    := lua5.4 libcrypto
 CPPFLAGS += -D_GNU_SOURCE -MMD -MP
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lhiredis -lm
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lhiredis -lz -lm
 
 ifeq ($(SANITIZE),1)
 CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -36,6 +36,7 @@ CORE    += paths urldecode
 CORE    += pattern
 CORE    += redis_url redis_link redis_room script_callback
 CORE    += metrics admin redis_observe
+CORE    += deflate_negotiate deflate inflate outmsg
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
@@ -45,7 +46,7 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	libwslay-dev:/usr/include/wslay/wslay.h liblua5.4-dev:/usr/include/lua5.4/lua.h \
 	lua5.4:lua5.4 lua-cjson:/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so \
 	lua-busted:/usr/share/lua/5.4/busted/runner.lua libssl-dev:/usr/include/openssl/sha.h \
-	libhttp-parser-dev:/usr/include/http_parser.h uthash-dev:/usr/include/uthash.h libhiredis-dev:/usr/include/hiredis/read.h \
+	libhttp-parser-dev:/usr/include/http_parser.h zlib1g-dev:/usr/include/zlib.h uthash-dev:/usr/include/uthash.h libhiredis-dev:/usr/include/hiredis/read.h \
 	python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py \
 	python3-websocket:/usr/lib/python3/dist-packages/websocket/__init__.py \
 	chromium:/usr/bin/chromium nodejs:node npm:npm \

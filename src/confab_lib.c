@@ -100,28 +100,22 @@ static const char *check_data(lua_State *L, int data_arg, int binary, size_t *le
     return data;
 }
 
-static struct frame *check_frame(lua_State *L, int data_arg, int binary)
-{
-    size_t len;
-    const char *data = check_data(L, data_arg, binary, &len);
-    struct frame *f = frame_ws(binary ? FRAME_BINARY : FRAME_TEXT, data, len);
-    if (!f)
-        luaL_error(L, "not enough memory");
-    return f;
-}
-
-/* confab.send(id, data [, binary]) */
+/* confab.send(id, data [, binary]): compressed for c when it negotiated permessage-deflate. */
 static int l_send(lua_State *L)
 {
     struct conn *c = check_conn(L, 1);
     int binary = lua_toboolean(L, 3);
-    struct frame *f = check_frame(L, 2, binary);
-    if (!c) {
-        frame_unref(f);
+    size_t len;
+    const char *data = check_data(L, 2, binary, &len);
+    if (!c)
         return stale(L);
-    }
-    int rc = hub_send(c, f);
-    frame_unref(f);
+    struct outmsg m;
+    outmsg_init(&m, binary ? FRAME_BINARY : FRAME_TEXT, data, len);
+    struct frame *f = outmsg_frame(&m, c);
+    int rc = f ? hub_send(c, f) : 0;
+    outmsg_release(&m);
+    if (!f)
+        return luaL_error(L, "not enough memory");
     if (rc < 0) {
         luaL_pushfail(L);
         lua_pushliteral(L, "connection is closing");
@@ -151,12 +145,13 @@ static int l_broadcast(lua_State *L)
         lua_pushinteger(L, 0);
         return 1;
     }
-    struct frame *f = frame_ws(binary ? FRAME_BINARY : FRAME_TEXT, data, dlen);
-    if (!f)
-        return luaL_error(L, "not enough memory");
+    /* One outgoing message: its plain and compressed frames are built once, when a member
+     * needs them, and shared by every member that does. */
+    struct outmsg m;
+    outmsg_init(&m, binary ? FRAME_BINARY : FRAME_TEXT, data, dlen);
     struct conn *except = except_id > 0 ? hub_find((uint64_t)except_id) : NULL;
-    size_t n = hub_broadcast(r, f, except);
-    frame_unref(f);
+    size_t n = hub_broadcast_msg(r, &m, except);
+    outmsg_release(&m);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }

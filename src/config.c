@@ -28,6 +28,8 @@ void config_defaults(struct config *cfg)
     cfg->request_memory = 64 * 1024 * 1024;
     cfg->message_memory = 64 * 1024 * 1024;
     cfg->send_queue = 1024 * 1024;
+    cfg->deflate = 1;
+    cfg->deflate_min = 64;
     cfg->history = 100;
     cfg->history_memory = 64 * 1024 * 1024;
     cfg->attr_memory = 16 * 1024 * 1024;
@@ -63,6 +65,8 @@ static const char usage[] =
     "                            that needs more gets 503 (default 64M)\n"
     "  --message-memory BYTES    WebSocket messages in progress, all connections together; a\n"
     "                            connection that needs more is closed with 1013 (default 64M)\n"
+    "  --deflate on|off          permessage-deflate for clients that offer it (default on)\n"
+    "  --deflate-min BYTES       messages shorter than this are sent uncompressed (default 64)\n"
     "  --send-queue BYTES        outbound bytes queued per connection, 1008 beyond (default 1M);\n"
     "                            HTTP requests wait while their responses fill it\n"
     "  --history N               messages kept per room (default 100)\n"
@@ -349,6 +353,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--ping-interval") || IS("--pong-timeout") || IS("--max-message") ||
                     IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
                     IS("--request-memory") || IS("--message-memory") ||
+                    IS("--deflate") || IS("--deflate-min") ||
                     IS("--history") || IS("--history-memory") || IS("--history-age") ||
                     IS("--attr-memory") || IS("--hook-timeout") || IS("--script-memory") ||
                     IS("--check") || IS("--log-level") || IS("--pid-file") ||
@@ -400,6 +405,12 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             bad = parse_size(val, &cfg->request_memory) || cfg->request_memory < 1024;
         else if (IS("--message-memory"))
             bad = parse_size(val, &cfg->message_memory) || cfg->message_memory < 1024;
+        else if (IS("--deflate"))
+            bad = strcmp(val, "on") == 0    ? (cfg->deflate = 1, 0)
+                  : strcmp(val, "off") == 0 ? (cfg->deflate = 0, 0)
+                                            : -1;
+        else if (IS("--deflate-min"))
+            bad = parse_size(val, &cfg->deflate_min);
         else if (IS("--send-queue"))
             bad = parse_size(val, &cfg->send_queue) || cfg->send_queue < 1024;
         else if (IS("--history"))

@@ -27,6 +27,8 @@ struct config {
     size_t max_body;           /* largest HTTP request body announced, bytes (413 beyond) */
     size_t request_memory;     /* request buffers of all connections together (503 beyond) */
     size_t message_memory;     /* WebSocket messages in progress, all connections (1013 beyond) */
+    int deflate;               /* permessage-deflate offered to clients (--deflate on|off) */
+    size_t deflate_min;        /* messages shorter than this are sent uncompressed */
     size_t send_queue;         /* bytes queued per connection before it is cut off (1008) */
     unsigned history;          /* messages kept per room */
     size_t history_memory;     /* bytes of history kept, all rooms together */

@@ -57,6 +57,8 @@ struct conn {
     uint8_t state;             /* server: enum conn_state, changed only by its setter */
     uint16_t flags;            /* server */
     uint16_t close_code;       /* server: the code reported to the disconnect hook */
+    uint8_t deflate_bits;      /* server: permessage-deflate negotiated, with this window for
+                                * what the server sends (9..15); 0: not negotiated */
     ev_io io;                  /* server */
     struct dl_node timeout;    /* server: request, silence or closing deadline */
     struct dl_node ping;       /* server: next ping due (WebSocket only) */

@@ -57,7 +57,7 @@ static ssize_t encoder_send(const uint8_t *buf, size_t len, int flags, void *use
     return (ssize_t)len;
 }
 
-struct frame *frame_ws(int opcode, const void *payload, size_t len)
+static struct frame *encode(int opcode, uint8_t rsv, const void *payload, size_t len)
 {
     if (!encoder) {
         static const struct wslay_frame_callbacks cb = {encoder_send, NULL, NULL};
@@ -69,7 +69,7 @@ struct frame *frame_ws(int opcode, const void *payload, size_t len)
         return NULL;
 
     struct wslay_frame_iocb iocb = {
-        .fin = 1, .rsv = 0, .opcode = (uint8_t)opcode, .payload_length = len,
+        .fin = 1, .rsv = rsv, .opcode = (uint8_t)opcode, .payload_length = len,
         .mask = 0, .data = payload, .data_length = len,
     };
     building = f;
@@ -92,6 +92,16 @@ struct frame *frame_ws(int opcode, const void *payload, size_t len)
     } while (done < len);
     building = NULL;
     return f;
+}
+
+struct frame *frame_ws(int opcode, const void *payload, size_t len)
+{
+    return encode(opcode, 0, payload, len);
+}
+
+struct frame *frame_ws_compressed(int opcode, const void *payload, size_t len)
+{
+    return encode(opcode, WSLAY_RSV1_BIT, payload, len);
 }
 
 struct frame *frame_ws_close(uint16_t code, const char *reason)

@@ -32,6 +32,9 @@ struct frame *frame_bytes(const void *data, size_t len);
  * encoded by wslay. Returns NULL when out of memory or len is too large. */
 struct frame *frame_ws(int opcode, const void *payload, size_t len);
 
+/* The same with RSV1 set: payload is a message compressed by permessage-deflate (RFC 7692). */
+struct frame *frame_ws_compressed(int opcode, const void *payload, size_t len);
+
 /* A close frame with a status code and a reason. The reason is cut to what may go out: at most
  * FRAME_CLOSE_REASON_MAX bytes, at a character boundary, and before the first byte that is not
  * well-formed UTF-8 (RFC 6455 5.5.1 and 8.1), so the peer never gets an invalid close. Code 0

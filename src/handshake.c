@@ -220,6 +220,8 @@ int handshake_check(const struct http_request *req, const struct hs_config *cfg,
     }
 
     choose_protocol(req, cfg->subprotocols, res->protocol, sizeof res->protocol);
+    if (cfg->deflate)
+        deflate_negotiate_request(req, &res->deflate);
     handshake_accept_key(key->p, key->len, res->accept);
     res->status = 101;
     return 0;
@@ -228,14 +230,17 @@ int handshake_check(const struct http_request *req, const struct hs_config *cfg,
 struct frame *handshake_response(const struct hs_result *res)
 {
     char buf[512];
+    const char *ext = res->deflate.response;
     int n = snprintf(buf, sizeof buf,
                      "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\n"
                      "%s%s%s"
+                     "%s%s%s"
                      "\r\n",
                      res->accept, res->protocol[0] ? "Sec-WebSocket-Protocol: " : "",
-                     res->protocol, res->protocol[0] ? "\r\n" : "");
+                     res->protocol, res->protocol[0] ? "\r\n" : "",
+                     ext[0] ? "Sec-WebSocket-Extensions: " : "", ext, ext[0] ? "\r\n" : "");
     return frame_bytes(buf, (size_t)n);
 }

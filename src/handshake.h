@@ -3,6 +3,7 @@
 #ifndef CONFAB_HANDSHAKE_H
 #define CONFAB_HANDSHAKE_H
 
+#include "deflate_negotiate.h"
 #include "http.h"
 
 /* Which Origin may connect. A request without Origin (not a browser) always may; else the
@@ -15,6 +16,7 @@ struct hs_config {
     const char *listen_host;  /* the host of --addr ("" or NULL for every address) */
     const char *local_addr;   /* numeric address the connection arrived on (IPv6 without []) */
     int local_loopback;       /* local_addr is a loopback address */
+    int deflate;              /* permessage-deflate may be negotiated (--deflate on) */
 };
 
 struct hs_result {
@@ -23,6 +25,7 @@ struct hs_result {
     const char *extra_header; /* an error's extra header line (426's Sec-WebSocket-Version) */
     char accept[32];          /* Sec-WebSocket-Accept value */
     char protocol[64];        /* chosen subprotocol, "" for none */
+    struct deflate_agreement deflate; /* permessage-deflate: server_bits 0 when not in use */
 };
 
 /* Checks an upgrade request (already known to target the WebSocket path). Returns 0 with

@@ -503,6 +503,22 @@ size_t hub_broadcast(struct room *r, struct frame *f, const struct conn *except)
     return n;
 }
 
+size_t hub_broadcast_msg(struct room *r, struct outmsg *m, const struct conn *except)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < r->members_len; i++) {
+        if (!r->members[i])
+            continue;
+        struct conn *c = r->members[i]->conn;
+        if (c == except || (c->flags & CONN_CLOSE_SENT))
+            continue;
+        struct frame *f = outmsg_frame(m, c);
+        if (f && hub_send(c, f) == 0)
+            n++;
+    }
+    return n;
+}
+
 void hub_close(struct conn *c, uint16_t code, const char *reason)
 {
     hub.cb.close(c, code, reason);

@@ -17,6 +17,7 @@
 
 #include "conn.h"
 #include "frame.h"
+#include "outmsg.h"
 
 #define HUB_ROOM_NAME_MAX 64
 #define HUB_ROOMS_PER_CONN 1024 /* memberships of one connection */
@@ -143,6 +144,11 @@ int hub_send(struct conn *c, struct frame *f);
 
 /* Queues f for every member of room except `except` (may be NULL). Returns recipients. */
 size_t hub_broadcast(struct room *r, struct frame *f, const struct conn *except);
+
+/* Queues the message for every member of room except `except` (may be NULL), each member getting
+ * the form it negotiated (plain or compressed, each built once: outmsg.h). Returns recipients;
+ * a member whose form could not be built for want of memory is skipped. */
+size_t hub_broadcast_msg(struct room *r, struct outmsg *m, const struct conn *except);
 
 /* Asks the server to close c (script's confab.close). */
 void hub_close(struct conn *c, uint16_t code, const char *reason);

@@ -19,6 +19,7 @@
 
 #include "admin.h"
 #include "conn.h"
+#include "deflate.h"
 #include "handshake.h"
 #include "http.h"
 #include "hub.h"
@@ -632,6 +633,13 @@ static int upgrade(struct conn *c, const struct http_request *req)
         return 0;
     }
 
+    c->deflate_bits = (uint8_t)hs.deflate.server_bits;
+    if (hs.deflate.server_bits)
+        log_debug("conn from %s: permessage-deflate (%s)", remote, hs.deflate.response);
+    else if (hs.deflate.declined)
+        log_debug("conn from %s: permessage-deflate offer declined: %s", remote,
+                  hs.deflate.declined);
+
     /* The 101 goes first; whatever the connect hook sends follows it. */
     hub_add(c);
     log_ctx.conn = c->id;
@@ -990,7 +998,9 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     srv.loop = loop;
     srv.cfg = cfg;
     srv.hs = (struct hs_config){.allow_origin = cfg->allow_origin,
-                                .subprotocols = cfg->subprotocols, .listen_host = cfg->host};
+                                .subprotocols = cfg->subprotocols, .listen_host = cfg->host,
+                                .deflate = cfg->deflate};
+    deflate_set_min(cfg->deflate_min);
     srv.admin_fd = -1;
     srv.listen_fd = listen_on(cfg->host, cfg->port, NULL, err, errlen);
     if (srv.listen_fd < 0)
@@ -1085,6 +1095,7 @@ void server_free(void)
     ev_prepare_stop(srv.loop, &srv.prepare);
     ev_idle_stop(srv.loop, &srv.idle);
     frame_unref(srv.ping_frame);
+    deflate_shutdown();
     if (srv.listen_fd >= 0)
         close(srv.listen_fd);
     if (srv.admin_fd >= 0) {

@@ -5,6 +5,7 @@
 #include <wslay/wslay.h>
 
 #include "hub.h"
+#include "inflate.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -44,9 +45,21 @@ struct ws_conn {
     uint8_t fragmented;    /* a data message's final frame has not come yet */
     uint8_t fin, opcode;   /* of the frame in progress */
     uint8_t binary;        /* of the message in progress */
+    uint8_t compressed;    /* the message in progress is compressed (RSV1, permessage-deflate) */
+    uint64_t wire_len;     /* compressed bytes of it received so far */
+    uint8_t bad_deflate;   /* failed (1007) on compressed data that does not inflate */
+    struct inflater *inflater; /* made at the first compressed message, kept while w lives */
 };
 
 static size_t max_message;
+
+/* The most compressed bytes a message may take: deflate adds at most 5 bytes per 16 KB stored
+ * block (and a little more) to data it cannot make smaller. */
+static size_t max_wire(void)
+{
+    size_t slack = max_message / 2048 + 64;
+    return max_message > SIZE_MAX - slack ? SIZE_MAX : max_message + slack;
+}
 static struct ws_handlers handlers;
 size_t ws_live;
 static size_t memory_limit = SIZE_MAX;
@@ -187,41 +200,112 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
         w->binary = arg->opcode == WSLAY_BINARY_FRAME;
         w->msg_len = 0;
+        /* wslay refuses RSV1 unless permessage-deflate was negotiated (allowed_rsv_bits), and on
+         * control and continuation frames (1002). */
+        w->compressed = wslay_get_rsv1(arg->rsv);
+        w->wire_len = 0;
+    }
+    if (w->compressed) {
+        /* The limit is on the inflated size (on_frame_chunk); the compressed bytes get the
+         * slack deflate may add to data it cannot compress. */
+        if (len > max_wire() - w->wire_len)
+            fail(w, WSLAY_CODE_MESSAGE_TOO_BIG);
+        w->wire_len += len;
+        return;
     }
     /* wslay checks each frame against the limit; the message is the sum of its fragments. */
     if (len > max_message - w->msg_len)
         fail(w, WSLAY_CODE_MESSAGE_TOO_BIG);
 }
 
-/* Appends a piece of a data frame's payload to the message, growing the buffer by doubling
- * (never past --max-message: on_frame_start refused anything longer). */
+/* Makes room for need bytes of message, growing the buffer by doubling (never past
+ * --max-message). Returns 0, or -1 with w failed (1013 over --message-memory, 1011 no memory). */
+static int msg_grow(struct ws_conn *w, size_t need)
+{
+    if (need <= w->msg_cap)
+        return 0;
+    size_t cap = w->msg_cap ? w->msg_cap * 2 : MSG_MIN_CAP;
+    if (cap > max_message)
+        cap = max_message;
+    if (cap < need)
+        cap = need;
+    if (charge(cap - w->msg_cap) < 0) {
+        fail(w, WS_CODE_BUSY);
+        return -1;
+    }
+    uint8_t *p = realloc(w->msg, cap);
+    if (!p) {
+        ws_memory -= cap - w->msg_cap;
+        w->oom = 1;
+        fail(w, 1011);
+        return -1;
+    }
+    w->msg = p;
+    w->msg_cap = cap;
+    return 0;
+}
+
+/* The inflater's output goes to the end of the message (inflate.h). */
+static int sink_room(void *user, uint8_t **at, size_t *n)
+{
+    struct ws_conn *w = user;
+    if (w->msg_len == w->msg_cap && w->msg_cap < max_message &&
+        msg_grow(w, w->msg_len + 1) < 0)
+        return -1;
+    *at = w->msg + w->msg_len;
+    *n = w->msg_cap - w->msg_len;
+    return 0;
+}
+
+static void sink_wrote(void *user, size_t n)
+{
+    struct ws_conn *w = user;
+    w->msg_len += n;
+}
+
+/* Inflates a piece of a compressed message (last: the message ends) into the buffer. */
+static void inflate_piece(struct ws_conn *w, const uint8_t *data, size_t len, int last)
+{
+    if (!w->inflater) {
+        if (charge(INFLATE_COST) < 0) {
+            fail(w, WS_CODE_BUSY);
+            return;
+        }
+        if (!(w->inflater = inflater_new())) {
+            ws_memory -= INFLATE_COST;
+            w->oom = 1;
+            fail(w, 1011);
+            return;
+        }
+    }
+    const struct inflate_sink sink = {sink_room, sink_wrote, w};
+    switch (inflater_feed(w->inflater, data, len, last, &sink)) {
+    case INFLATE_OK: break;
+    case INFLATE_TOO_BIG: fail(w, WSLAY_CODE_MESSAGE_TOO_BIG); break;
+    case INFLATE_BAD_DATA: /* 1007, invalid payload data */
+        if (!w->fail_code)
+            w->bad_deflate = 1;
+        fail(w, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA);
+        break;
+    case INFLATE_NO_MEMORY: w->oom = 1; fail(w, 1011); break;
+    default: break; /* refused: msg_grow failed w already */
+    }
+}
+
+/* Appends a piece of a data frame's payload to the message, inflated when it is compressed. */
 static void on_frame_chunk(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user)
 {
     struct ws_conn *w = user;
     if (w->fail_code || wslay_is_ctrl_frame(w->opcode) || arg->data_length == 0)
         return;
-    size_t need = w->msg_len + arg->data_length;
-    if (need > w->msg_cap) {
-        size_t cap = w->msg_cap ? w->msg_cap * 2 : MSG_MIN_CAP;
-        if (cap > max_message)
-            cap = max_message;
-        if (cap < need)
-            cap = need;
-        if (charge(cap - w->msg_cap) < 0) {
-            fail(w, WS_CODE_BUSY);
-            return;
-        }
-        uint8_t *p = realloc(w->msg, cap);
-        if (!p) {
-            ws_memory -= cap - w->msg_cap;
-            w->oom = 1;
-            fail(w, 1011);
-            return;
-        }
-        w->msg = p;
-        w->msg_cap = cap;
+    if (w->compressed) {
+        inflate_piece(w, arg->data, arg->data_length, 0);
+        return;
     }
+    size_t need = w->msg_len + arg->data_length;
+    if (msg_grow(w, need) < 0)
+        return;
     memcpy(w->msg + w->msg_len, arg->data, arg->data_length);
     w->msg_len = need;
 }
@@ -263,6 +347,17 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME: {
         /* wslay passes no payload in no-buffering mode: the message is ours. */
+        if (w->compressed) {
+            inflate_piece(w, NULL, 0, 1);
+            inflater_reset(w->inflater); /* client_no_context_takeover: each message alone */
+            if (w->fail_code)
+                break;
+            /* wslay does not check the UTF-8 of a compressed text message: we do, inflated. */
+            if (!w->binary && !utf8_valid(w->msg, w->msg_len)) {
+                fail(w, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA);
+                break;
+            }
+        }
         size_t n = w->msg_len;
         w->msg_len = 0;
         handlers.message(w->conn, w->binary, w->msg, n);
@@ -295,6 +390,9 @@ void ws_free(struct conn *c)
     if (c->ws) {
         wslay_event_context_free(c->ws->ctx);
         ws_memory -= WS_STATE_COST + c->ws->msg_cap + c->ws->held_len;
+        if (c->ws->inflater)
+            ws_memory -= INFLATE_COST;
+        inflater_free(c->ws->inflater);
         free(c->ws->msg);
         free(c->ws->held);
         free(c->ws);
@@ -324,6 +422,10 @@ static struct ws_conn *ws_get(struct conn *c)
     }
     wslay_event_config_set_no_buffering(w->ctx, 1);
     wslay_event_config_set_max_recv_msg_length(w->ctx, max_message);
+    if (c->deflate_bits) {
+        wslay_event_config_set_allowed_rsv_bits(w->ctx, WSLAY_RSV1_BIT);
+        wslay_event_config_set_max_recv_msg_length(w->ctx, max_wire());
+    }
     w->conn = c;
     c->ws = w;
     ws_live++;
@@ -445,7 +547,8 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
     wslay_event_send(w->ctx); /* discards what wslay queued (on_send) */
 
     if (w->fail_code)
-        return queue_close(c, w->fail_code, fail_reason(w->fail_code));
+        return queue_close(c, w->fail_code, w->bad_deflate ? "invalid compressed data"
+                                                           : fail_reason(w->fail_code));
     if (wslay_event_get_close_received(w->ctx)) {
         /* Echo the peer's code (RFC 6455 5.5.1), without its reason. 1005: it had none. */
         uint16_t code = wslay_event_get_status_code_received(w->ctx);
