@@ -128,7 +128,7 @@ static void check_handshake(const struct http_request *req)
         {.allow_origin = NULL, .subprotocols = "chat, superchat", .listen_host = "chat.test",
          .local_addr = "192.0.2.10"},
         {.allow_origin = "*", .subprotocols = NULL, .local_addr = "127.0.0.1",
-         .local_loopback = 1},
+         .local_loopback = 1, .deflate = 1},
         {.allow_origin = "http://friend.test, https://chat.test:8443", .subprotocols = "v2.chat",
          .listen_host = "", .local_addr = "::1", .local_loopback = 1},
     };
@@ -160,6 +160,20 @@ static void check_handshake(const struct http_request *req)
                        "subprotocol '%s' was not offered by the server", res.protocol);
             FUZZ_CHECK(http_header_has_token(req, "Sec-WebSocket-Protocol", res.protocol),
                        "subprotocol '%s' was not asked for", res.protocol);
+        }
+        const struct deflate_agreement *d = &res.deflate;
+        if (!configs[i].deflate)
+            FUZZ_CHECK(d->server_bits == 0 && !d->response[0], "deflate negotiated while off");
+        if (d->server_bits) {
+            FUZZ_CHECK(d->server_bits >= 9 && d->server_bits <= 15, "window bits %d",
+                       d->server_bits);
+            FUZZ_CHECK(strncmp(d->response, "permessage-deflate; ", 20) == 0 &&
+                           strlen(d->response) < sizeof d->response - 1,
+                       "extension response '%s'", d->response);
+            FUZZ_CHECK(http_header(req, "Sec-WebSocket-Extensions") != NULL,
+                       "deflate negotiated without an offer");
+        } else {
+            FUZZ_CHECK(!d->response[0], "extension response '%s' without deflate", d->response);
         }
         struct frame *f = handshake_response(&res);
         check_response(f, 101);

@@ -1,6 +1,7 @@
 /* fuzz_ws: WebSocket input through ws.c (wslay underneath), cut where the fuzzer says.
  *
- * Input: one byte of settings (the message size limit), then chunks, each a length byte and that
+ * Input: one byte of settings (bits 0-1: the message size limit; bit 2: permessage-deflate
+ * negotiated, so RSV1 messages are inflated), then chunks, each a length byte and that
  * many bytes of client stream. The stream is fed twice to two fresh connections: once in the
  * fuzzer's chunks and once whole, the way the server feeds reads (a feed that held input back,
  * its budget of messages used, is fed again), stopping at the first non-zero result as the
@@ -9,8 +10,8 @@
  *     queued for the peer (when the connection fails, the same close frame: the pongs for pings
  *     that came before the failure in the same read are dropped with wslay's queue, which is
  *     allowed once the connection is failing);
- *   - every message is within the limit, and text messages are valid UTF-8 (by the independent
- *     decoder);
+ *   - every message is within the limit (inflated, for a compressed one), and text messages are
+ *     valid UTF-8 (by the independent decoder);
  *   - every frame queued is a well-formed server frame (fuzz_common.c), nothing follows a close,
  *     and a closing connection has a close frame last in its queue;
  *   - a connection with nothing half-way holds no framing state, and nothing outlives it. */
@@ -32,6 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static struct {
     size_t max;
+    int deflate;   /* permessage-deflate negotiated */
     int messages;
     uint64_t hash; /* FNV-1a over kind, length and bytes of every message */
 } run;
@@ -76,6 +78,7 @@ static void feed(const uint8_t *data, size_t size, int whole, struct outcome *o)
 {
     struct conn *c = calloc(1, sizeof *c);
     c->state = CONN_WS;
+    c->deflate_bits = run.deflate ? 15 : 0;
     hub_add(c);
     run.messages = 0;
     run.hash = 14695981039346656037u;
@@ -147,6 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     static const size_t limits[] = {125, 1000, 4096, 65536};
     run.max = limits[data[0] & 3];
+    run.deflate = (data[0] & 4) != 0;
     ws_init(run.max, &handlers);
 
     struct outcome chunked, whole;

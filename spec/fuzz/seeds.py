@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -52,6 +53,14 @@ http = [
     "GET /ws HTTP/1.1\r\nHost: h\r\n" + UP + "Sec-WebSocket-Key: abc\r\n"
     "Sec-WebSocket-Version: 13\r\n\r\n",
     "GET /ws HTTP/1.1\r\nHost: h\r\n" + UP + KV + "Sec-WebSocket-Protocol: superchat, chat\r\n\r\n",
+    "GET /ws HTTP/1.1\r\nHost: h\r\n" + UP + KV
+    + "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    "GET /ws HTTP/1.1\r\nHost: h\r\n" + UP + KV + "Sec-WebSocket-Extensions: x-webkit-deflate-frame, "
+    "permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=\"10\"\r\n"
+    "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n",
+    "GET /ws HTTP/1.1\r\nHost: h\r\n" + UP + KV + "Sec-WebSocket-Extensions: permessage-deflate; "
+    "mystery=\"a,b\"; client_no_context_takeover; client_no_context_takeover, permessage-deflate;"
+    " server_max_window_bits=010\r\n\r\n",
     "GET /ws HTTP/1.1\r\nHost: h\r\n" + UP + KV + "Sec-WebSocket-Protocol: v2.chat\r\n"
     "Sec-WebSocket-Protocol: x\r\n\r\n",
     "GET /ws?room=lobby&x=%41 HTTP/1.1\r\nHost: h\r\n" + UP + KV + "\r\n",
@@ -140,6 +149,31 @@ streams = [
 ]
 for i, s in enumerate(streams):
     settings = bytes([i % 4])
+    write("ws", settings + chunks(s, 255))
+    write("ws", settings + chunks(s, 1 + i % 5))
+
+
+# permessage-deflate negotiated (settings bit 2): compressed messages (deflate_test.c,
+# test_deflate.py)
+def deflated(data):
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return (z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+chat_z = deflated(b'{"type":"say","room":"lobby","text":"hello hello hello hello"}')
+bomb = deflated(bytes(200000))
+compressed = [
+    frame(1, 1, chat_z, rsv=4),
+    frame(0, 2, chat_z[:5], rsv=4) + frame(1, 9, b"p") + frame(1, 0, chat_z[5:]),
+    frame(1, 2, bomb, rsv=4),
+    frame(1, 1, b"\xff\xff\xff\xff\x00", rsv=4),
+    frame(1, 1, deflated(b"ok \xc0\xaf"), rsv=4),
+    frame(1, 9, b"p", rsv=4),
+    frame(0, 1, chat_z[:5], rsv=4) + frame(1, 0, chat_z[5:], rsv=4),
+    frame(1, 1, chat_z, rsv=4) + frame(1, 1, b"plain") + frame(1, 1, chat_z, rsv=4),
+]
+for i, s in enumerate(compressed):
+    settings = bytes([4 | i % 4])
     write("ws", settings + chunks(s, 255))
     write("ws", settings + chunks(s, 1 + i % 5))
 
