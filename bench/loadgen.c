@@ -5,7 +5,9 @@
  *
  *   loadgen idle   --addr 127.0.0.1:PORT [--server-pid PID] [-n 10000] [--sources 4]
  *   loadgen fanout --addr 127.0.0.1:PORT [--server-pid PID] [--subscribers 1000]
- *                  [--senders 1] [--messages 5000] [--size 64] [--window 64] [--rate 0]
+ *                  [--senders 1] [--messages 5000] [--size 64] [--window 64] [--rate 0] [--words]
+ *   either with --deflate: offers permessage-deflate as Chromium does and inflates what comes
+ *   compressed; fanout reports the bytes read from the sockets per delivery (bytes on the wire).
  *
  * Several --addr (a cluster's nodes): connection i goes to address i mod A, so members and
  * senders are spread over every node. Several --server-pid: their CPU times are summed (all
@@ -45,6 +47,7 @@
 
 #include <ev.h>
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -76,6 +79,7 @@ struct conn {
     char *frag;               /* a fragmented message being reassembled */
     size_t flen, fcap;
     int frag_op;
+    bool compressed;          /* the message being received has RSV1 */
     int64_t last_seq;         /* last sequence seen from sender 0 (order check) */
     uint64_t order_hash;      /* hash of the sequence of messages received, in order */
 };
@@ -99,6 +103,8 @@ static struct {
     double rate;              /* fanout: messages/s per sender, 0 = as fast as the window allows */
     const char *prefix;
     int verbose;
+    bool deflate;             /* offer permessage-deflate (as Chromium does) and inflate */
+    bool words;               /* fanout: pad texts with words (compresses like chat), not 'x' */
 } opt = {
     .path = "/ws", .n = 10000, .sources = 4, .batch = 500, .deadline = 120, .hold = 0,
     .subscribers = 1000, .senders = 1, .messages = 5000, .size = 64, .window = 64, .rate = 0,
@@ -124,6 +130,12 @@ static size_t seen_stride;
 static int64_t sent, done_upto;
 static uint64_t deliveries_others, deliveries_echo, duplicates, reordered, foreign, server_errors;
 static uint64_t echo_unique;
+static uint64_t rx_bytes, rx_run0, rx_run1;  /* bytes read from sockets; at run start and end */
+static uint64_t frames_compressed, frames_plain; /* data messages received during the run */
+static int ndeflate;                          /* connections that negotiated permessage-deflate */
+static z_stream inflater;                     /* shared: the server takes no context over */
+static char *inflated;
+static size_t inflated_cap;
 static int rr_sender;
 static uint64_t t_run0, t_run1, t_setup0;
 static unsigned long long cpu_run0, cpu_run1;
@@ -418,6 +430,7 @@ static void advance_done(void)
     if (done_upto != before) {
         if (done_upto == opt.messages && phase == PH_RUN) {
             t_run1 = mono_ns();
+            rx_run1 = rx_bytes;
             bool ok;
             cpu_run1 = server_cpu_ticks(&ok);
             phase = PH_ECHO;
@@ -493,12 +506,69 @@ static void on_text(struct conn *c, const char *p, size_t n, uint64_t now)
 
 /* ---- frame parsing (server frames are unmasked) ---- */
 
+/* One process stands for a thousand clients, each of which would inflate on its own CPU: a
+ * broadcast reaches them all as the same compressed bytes (the server compresses it once), so
+ * what one inflated is remembered by those bytes, and the load generator does not become the
+ * bottleneck the server is measured behind. */
+#define INFLATE_CACHE 4096
+static struct { char *z, *text; size_t zlen, tlen; } icache[INFLATE_CACHE];
+static uint64_t inflate_cache_hits, inflate_runs;
+
+/* The compressed message in c->frag inflated (RFC 7692: the 00 00 ff ff the sender removed is
+ * put back), or NULL with c failed. */
+static const char *inflate_message(struct conn *c, size_t *out_len)
+{
+    static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < c->flen; i++) h = (h ^ (uint8_t)c->frag[i]) * 16777619u;
+    h %= INFLATE_CACHE;
+    if (icache[h].z && icache[h].zlen == c->flen && !memcmp(icache[h].z, c->frag, c->flen)) {
+        inflate_cache_hits++;
+        *out_len = icache[h].tlen;
+        return icache[h].text;
+    }
+    size_t zlen = c->flen;
+    buf_append(&c->frag, &c->flen, &c->fcap, tail, sizeof tail);
+    inflate_runs++;
+    if (!inflater.state && inflateInit2(&inflater, -15) != Z_OK) {
+        errno = 0; conn_fail(c, "inflateInit2"); return NULL;
+    }
+    inflateReset(&inflater);
+    inflater.next_in = (Bytef *)c->frag;
+    inflater.avail_in = (uInt)c->flen;
+    size_t n = 0;
+    for (;;) {
+        if (inflated_cap - n < 4096) {
+            inflated_cap = inflated_cap ? inflated_cap * 2 : 65536;
+            inflated = xrealloc(inflated, inflated_cap);
+        }
+        inflater.next_out = (Bytef *)inflated + n;
+        inflater.avail_out = (uInt)(inflated_cap - n);
+        int rc = inflate(&inflater, Z_SYNC_FLUSH);
+        n = inflated_cap - inflater.avail_out;
+        if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END) {
+            errno = 0; conn_fail(c, "bad compressed message"); return NULL;
+        }
+        if (inflater.avail_in == 0 && inflater.avail_out > 0) break;
+    }
+    free(icache[h].z);
+    free(icache[h].text);
+    icache[h].z = xrealloc(NULL, zlen);
+    icache[h].text = xrealloc(NULL, n ? n : 1);
+    memcpy(icache[h].z, c->frag, zlen);
+    memcpy(icache[h].text, inflated, n);
+    icache[h].zlen = zlen;
+    icache[h].tlen = n;
+    *out_len = n;
+    return inflated;
+}
+
 static size_t parse_frames(struct conn *c, const char *buf, size_t len, uint64_t now)
 {
     size_t off = 0;
     while (c->state == CS_OPEN && len - off >= 2) {
         const uint8_t *h = (const uint8_t *)buf + off;
-        int fin = h[0] & 0x80, op = h[0] & 0x0f;
+        int fin = h[0] & 0x80, op = h[0] & 0x0f, rsv1 = h[0] & 0x40;
         if (h[1] & 0x80) { errno = 0; conn_fail(c, "masked frame from server"); return len; }
         uint64_t plen = h[1] & 0x7f;
         size_t hdr = 2;
@@ -534,12 +604,25 @@ static size_t parse_frames(struct conn *c, const char *buf, size_t len, uint64_t
             return len;
         }
         case 0x1: case 0x2: case 0x0:
-            if (op != 0 && fin) {
+            if (op != 0) c->compressed = rsv1 != 0;
+            if (op != 0 && fin && !rsv1) {
+                frames_plain++;
                 on_text(c, pl, (size_t)plen, now);
             } else {
                 if (op != 0) { c->flen = 0; c->frag_op = op; }
                 buf_append(&c->frag, &c->flen, &c->fcap, pl, (size_t)plen);
-                if (fin) { on_text(c, c->frag, c->flen, now); c->flen = 0; }
+                if (fin && c->compressed) {
+                    frames_compressed++;
+                    size_t n;
+                    const char *msg = inflate_message(c, &n);
+                    if (!msg) return len;
+                    on_text(c, msg, n, now);
+                    c->flen = 0;
+                } else if (fin) {
+                    frames_plain++;
+                    on_text(c, c->frag, c->flen, now);
+                    c->flen = 0;
+                }
             }
             break;
         default:
@@ -594,6 +677,10 @@ static size_t parse_handshake(struct conn *c, const char *buf, size_t len)
             while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
             ok = (size_t)(ve - v) == strlen(c->accept) && !memcmp(v, c->accept, (size_t)(ve - v));
         }
+        static const char ext[] = "sec-websocket-extensions:";
+        if ((size_t)(nl - l) > sizeof ext - 1 && !strncasecmp(l, ext, sizeof ext - 1) &&
+            memmem(l, (size_t)(nl - l), "permessage-deflate", 18))
+            ndeflate++;
         l = nl + 2;
     }
     if (!ok) { errno = 0; conn_fail(c, "bad or missing Sec-WebSocket-Accept"); return 0; }
@@ -623,6 +710,7 @@ static void conn_read(struct conn *c)
             return;
         }
         uint64_t now = mono_ns();
+        rx_bytes += (uint64_t)n;
         if (c->rlen) {
             buf_append(&c->rbuf, &c->rlen, &c->rcap, rx, (size_t)n);
             size_t used = parse_input(c, c->rbuf, c->rlen, now);
@@ -645,8 +733,10 @@ static void send_handshake(struct conn *c)
     make_key(c, key);
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     opt.path, opt.host[c->idx % opt.naddrs], key);
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     opt.path, opt.host[c->idx % opt.naddrs], key,
+                     opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                   "client_max_window_bits\r\n" : "");
     c->state = CS_HANDSHAKE;
     conn_write(c, req, (size_t)n);
 }
@@ -727,7 +817,28 @@ static void send_bench(struct conn *c)
     char text[4096], msg[4200];
     uint64_t ts = mono_ns();
     int k = snprintf(text, sizeof text, "@B%" PRId64 ".%" PRIu64 ".%d.", seq, ts, c->idx);
-    while (k < opt.size && k < (int)sizeof text - 1) text[k++] = 'x';
+    int head = k;
+    if (opt.words) {
+        /* Words drawn from a small vocabulary: text that compresses about as chat does. */
+        static const char *const vocab[] = {
+            "the", "a", "and", "is", "it", "to", "of", "in", "that", "you", "for", "on", "was",
+            "with", "he", "as", "at", "be", "this", "have", "from", "or", "one", "had", "by",
+            "word", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said",
+            "there", "use", "an", "each", "which", "she", "do", "how", "their", "if", "will",
+            "up", "other", "about", "out", "many", "then", "them", "these", "so", "some", "her",
+            "would", "make", "like", "him", "into", "time", "has", "look", "two", "more",
+            "write", "go", "see", "number", "no", "way", "could", "people", "my", "than",
+            "first", "water", "been", "call", "who", "oil", "its", "now", "find", "long",
+            "down", "day", "did", "get", "come", "made", "may", "part", "lunch", "deploy",
+            "meeting", "tomorrow", "thanks", "great", "idea", "server", "build", "release"};
+        while (k < opt.size && k < (int)sizeof text - 16) {
+            const char *w = vocab[rng() % (sizeof vocab / sizeof vocab[0])];
+            k += snprintf(text + k, sizeof text - (size_t)k, " %s", w);
+        }
+        if (k > opt.size) k = opt.size > head ? opt.size : head;
+    } else {
+        while (k < opt.size && k < (int)sizeof text - 1) text[k++] = 'x';
+    }
     text[k] = 0;
     int n = snprintf(msg, sizeof msg, "{\"type\":\"say\",\"room\":\"" ROOM "\",\"text\":\"%s\"}", text);
     send_text(c, msg, (size_t)n);
@@ -763,6 +874,8 @@ static void start_run(void)
     phase = PH_RUN;
     cpu_run0 = server_cpu_ticks(&ok);
     t_run0 = mono_ns();
+    rx_run0 = rx_bytes;
+    frames_compressed = frames_plain = 0;
     if (opt.rate > 0) {
         pace_timers = calloc((size_t)opt.senders, sizeof *pace_timers);
         double iv = 1.0 / opt.rate;
@@ -832,6 +945,14 @@ static void report_fanout(void)
         printf("deliveries_per_server_cpu_s=%.0f\n", cpu > 0 ? (double)got / cpu : 0);
     }
     printf("loadgen_cpu_s=%.2f\n", self_cpu_s());
+    uint64_t wire = (rx_run1 ? rx_run1 : rx_bytes) - rx_run0;
+    printf("deflate_negotiated=%d\n", ndeflate);
+    printf("messages_compressed=%" PRIu64 "\n", frames_compressed);
+    printf("messages_plain=%" PRIu64 "\n", frames_plain);
+    printf("wire_bytes=%" PRIu64 "\n", wire);
+    printf("inflate_runs=%" PRIu64 "\n", inflate_runs);
+    printf("inflate_cache_hits=%" PRIu64 "\n", inflate_cache_hits);
+    printf("wire_bytes_per_delivery=%.1f\n", got ? (double)wire / (double)got : 0);
     printf("latency_p50_ms=%.2f\n", hist_pct(0.50));
     printf("latency_p99_ms=%.2f\n", hist_pct(0.99));
     printf("latency_max_ms=%.2f\n", (double)lat_max_ns / 1e6);
@@ -853,6 +974,7 @@ static void report_idle(long rss_after)
     printf("sources=%d\n", opt.sources);
     printf("connect_s=%.3f\n", t_open_all ? (double)(t_open_all - t_start) / 1e9 : -1.0);
     printf("pings_answered=%" PRIu64 "\n", pings_answered);
+    printf("deflate_negotiated=%d\n", ndeflate);
     if (opt.server_pid) {
         printf("server_rss_before_kb=%ld\n", rss_before);
         printf("server_rss_after_kb=%ld\n", rss_after);
@@ -940,7 +1062,7 @@ static void on_deadline(struct ev_loop *l, ev_timer *w, int revents)
             opt.deadline, phase, nopen, nfailed, nwelcomed, nsynced, sent, done_upto);
     exit_status = 1;
     if (opt.mode == MODE_FANOUT) {
-        if (phase == PH_RUN && !t_run1) { bool ok; t_run1 = mono_ns(); cpu_run1 = server_cpu_ticks(&ok); }
+        if (phase == PH_RUN && !t_run1) { bool ok; t_run1 = mono_ns(); rx_run1 = rx_bytes; cpu_run1 = server_cpu_ticks(&ok); }
         finish();
     } else {
         report_idle(server_rss_kb());
@@ -953,7 +1075,7 @@ static void on_abort(struct ev_loop *l, ev_timer *w, int revents)
 {
     fprintf(stderr, "loadgen: a room member's connection failed or was closed: run aborted\n");
     exit_status = 1;
-    if (phase == PH_RUN && !t_run1) { bool ok; t_run1 = mono_ns(); cpu_run1 = server_cpu_ticks(&ok); }
+    if (phase == PH_RUN && !t_run1) { bool ok; t_run1 = mono_ns(); rx_run1 = rx_bytes; cpu_run1 = server_cpu_ticks(&ok); }
     finish();
 }
 
@@ -973,7 +1095,9 @@ static void usage(void)
             "                      [--hold SEC] [--path /ws] [--deadline SEC]\n"
             "       loadgen fanout --addr HOST:PORT [--addr HOST:PORT...] [--server-pid PID...] [--subscribers N] [--senders K]\n"
             "                      [--messages M] [--size BYTES] [--window W] [--rate MSG_PER_S_PER_SENDER]\n"
-            "                      [--sources S] [--batch B] [--prefix NAME] [--path /ws] [--deadline SEC]\n");
+            "                      [--sources S] [--batch B] [--prefix NAME] [--path /ws] [--deadline SEC]\n"
+            "                      [--words]\n"
+            "       either: --deflate offers permessage-deflate (and inflates what comes compressed)\n");
     exit(2);
 }
 
@@ -1025,6 +1149,8 @@ int main(int argc, char **argv)
         else if (ARG("--rate")) opt.rate = atof(v);
         else if (ARG("--prefix")) opt.prefix = v;
         else if (!strcmp(a, "-v")) opt.verbose = 1;
+        else if (!strcmp(a, "--deflate")) opt.deflate = true;
+        else if (!strcmp(a, "--words")) opt.words = true;
         else { fprintf(stderr, "loadgen: unknown or incomplete argument %s\n", a); usage(); }
 #undef ARG
     }
