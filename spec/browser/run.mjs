@@ -759,6 +759,38 @@ async function main() {
     await shot(alice, 'after-restart-desktop');
   });
 
+  await test('deflate: Chromium negotiates permessage-deflate, and long lines go through compressed', async () => {
+    // The handshake as Chromium saw it, through the DevTools protocol (every page of this run
+    // negotiated it too: Chromium always offers it).
+    const page = await (await newContext()).newPage();
+    page.setDefaultTimeout(WAIT_MS);
+    page.on('pageerror', (e) => pageErrors.push(`dee: ${e.message}`));
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.enable');
+    const handshakes = [];
+    cdp.on('Network.webSocketWillSendHandshakeRequest', (e) => handshakes.push({ req: e.request.headers }));
+    cdp.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push({ res: e.response.headers, status: e.response.status }));
+    await page.goto(base + '/');
+    await login(page, 'dee');
+    const header = (h, name) => Object.entries(h).find(([k]) => k.toLowerCase() === name)?.[1] || '';
+    const req = handshakes.find((h) => h.req);
+    const res = handshakes.find((h) => h.res);
+    assert(req && /permessage-deflate/.test(header(req.req, 'sec-websocket-extensions')),
+      `Chromium did not offer permessage-deflate: ${JSON.stringify(req)}`);
+    assert(res && res.status === 101, `no 101 seen: ${JSON.stringify(handshakes)}`);
+    eq(header(res.res, 'sec-websocket-extensions'),
+      'permessage-deflate; server_no_context_takeover; client_no_context_takeover', 'negotiated extension');
+    // Lines far over --deflate-min both ways (Chromium compresses what it sends too).
+    const long = `a long line that compresses well, ${'again and again, '.repeat(40)}${tag}`;
+    await say(page, long);
+    await waitLine(alice, long);
+    await waitLine(page, long);
+    const reply = `and a long answer from alice, ${'over and over, '.repeat(40)}${tag}`;
+    await say(alice, reply);
+    await waitLine(page, reply);
+    await page.close();
+  });
+
   await test('no uncaught errors in the pages', async () => { eq(pageErrors, [], 'page errors'); });
 }
 
