@@ -480,11 +480,11 @@ static int l_post(lua_State *L)
         return luaL_error(L, "not enough memory");
     struct room *r = hub_room(room, rlen);
     if (r && hub_room_size(r) > 0) {
-        struct frame *f = frame_ws(FRAME_TEXT, data, dlen);
-        if (!f)
-            return luaL_error(L, "not enough memory");
-        hub_broadcast(r, f, NULL);
-        frame_unref(f);
+        /* Plain and compressed frames built once each, if a member needs them (outmsg.h). */
+        struct outmsg m;
+        outmsg_init(&m, FRAME_TEXT, data, dlen);
+        hub_broadcast_msg(r, &m, NULL);
+        outmsg_release(&m);
     }
     if (!lua_isnil(L, 4)) {
         lua_pushvalue(L, 4);

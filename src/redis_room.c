@@ -164,14 +164,12 @@ static void deliver(const char *room, size_t rlen, uint64_t except, unsigned fla
     struct room *r = hub_room(room, rlen);
     if (!r || hub_room_size(r) == 0)
         return;
-    struct frame *f = frame_ws((flags & 1) ? FRAME_BINARY : FRAME_TEXT, data, len);
-    if (!f) {
-        log_error("redis: no memory for a message of room %.*s", (int)rlen, room);
-        return;
-    }
+    /* Plain and compressed (permessage-deflate) frames, each built once if a member needs it. */
+    struct outmsg m;
+    outmsg_init(&m, (flags & 1) ? FRAME_BINARY : FRAME_TEXT, data, len);
     struct conn *ex = except ? hub_find(except) : NULL;
-    hub_broadcast(r, f, ex);
-    frame_unref(f);
+    hub_broadcast_msg(r, &m, ex);
+    outmsg_release(&m);
 }
 
 static struct droom *droom_find(const char *room, size_t rlen)

@@ -236,3 +236,32 @@ class Deflate(ConfabTest):
         self.assertEqual(frames["deflate"].payload, frames["deflate2"].payload)
         self.assertEqual(frames["plain"].payload, frames["plain2"].payload)
         self.assertEqual(lib_plain.recv_raw(), CHAT_JSON)
+
+    def test_chat_lua_posts_compressed(self):
+        # chat.lua broadcasts with confab.post: a deflate member gets the line compressed, a
+        # plain member plain, both the same JSON.
+        srv = self.start()
+        a, b = self.deflate_ws(srv), self.raw(srv)
+
+        def next_json(ws, wbits=15):
+            f = ws.recv_frame()
+            self.assertIsNotNone(f)
+            return f.rsv, json.loads(inflate(f.payload, wbits) if f.rsv else f.payload)
+
+        def until_type(ws, kind):
+            while True:
+                rsv, msg = next_json(ws)
+                if msg.get("type") == kind:
+                    return rsv, msg
+
+        for ws, name in ((a, "zed"), (b, "yan")):
+            ws.send_text(json.dumps({"type": "hello", "name": name}))
+            until_type(ws, "welcome")
+        text = "a line long enough to be worth compressing, " * 4
+        a.send_frame(OP_TEXT, deflate(json.dumps({"type": "say", "room": "lobby",
+                                                  "text": text}).encode()), rsv=4)
+        rsv_a, got_a = until_type(a, "message")
+        rsv_b, got_b = until_type(b, "message")
+        self.assertEqual((rsv_a, rsv_b), (4, 0))
+        self.assertEqual(got_a["text"], text)
+        self.assertEqual(got_a, got_b)
