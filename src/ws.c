@@ -349,7 +349,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         /* wslay passes no payload in no-buffering mode: the message is ours. */
         if (w->compressed) {
             inflate_piece(w, NULL, 0, 1);
-            inflater_reset(w->inflater); /* client_no_context_takeover: each message alone */
+            if (w->inflater) /* (not made when --message-memory refused it) */
+                inflater_reset(w->inflater); /* client_no_context_takeover: alone */
             if (w->fail_code)
                 break;
             /* wslay does not check the UTF-8 of a compressed text message: we do, inflated. */

@@ -311,3 +311,31 @@ TEST(deflate_broadcast_compresses_once_per_window_and_shares_frames)
     CHECK_INT(frame_live, live);
     deflate_set_min(DEFLATE_MIN_DEFAULT);
 }
+
+TEST(deflate_inflater_is_charged_to_message_memory)
+{
+    /* Room for the framing state, not for an inflater: a compressed message is refused with
+     * 1013, even an empty one (no payload bytes: the inflater is asked for at its end). */
+    struct conn *c = setup(1024, 15);
+    ws_set_memory_limit(WS_STATE_COST + 4096);
+    uint8_t buf[64], z[64];
+    size_t n = frame_rsv(buf, 1, 4, 1, "", 0);
+    CHECK_INT(ws_feed(c, buf, n), 1013);
+    CHECK_INT(got.count, 0);
+    teardown(c);
+    c = setup(1024, 15);
+    size_t zn = compress_msg(z, sizeof z, "hello", 5);
+    n = frame_rsv(buf, 1, 4, 1, z, zn);
+    CHECK_INT(ws_feed(c, buf, n), 1013);
+    teardown(c);
+    CHECK_INT(ws_memory, 0);
+    /* With room for it, the empty compressed message is an empty message. */
+    ws_set_memory_limit(WS_STATE_COST + INFLATE_COST + 4096);
+    c = setup(1024, 15);
+    n = frame_rsv(buf, 1, 4, 1, "", 0);
+    CHECK_INT(ws_feed(c, buf, n), 0);
+    CHECK(got.count == 1 && got.len == 0);
+    teardown(c);
+    ws_set_memory_limit(SIZE_MAX);
+    CHECK_INT(ws_memory, 0);
+}
