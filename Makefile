@@ -16,7 +16,7 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-PKGS    := lua5.4 libcrypto
+PKGS    := lua5.4 libcrypto libssl
 CPPFLAGS += -D_GNU_SOURCE -MMD -MP
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lhiredis -lz -lm
@@ -37,6 +37,7 @@ CORE    += pattern
 CORE    += redis_url redis_link redis_room script_callback
 CORE    += metrics admin redis_observe
 CORE    += deflate_negotiate deflate inflate outmsg
+CORE    += tls
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
@@ -45,7 +46,7 @@ UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
 DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.h \
 	libwslay-dev:/usr/include/wslay/wslay.h liblua5.4-dev:/usr/include/lua5.4/lua.h \
 	lua5.4:lua5.4 lua-cjson:/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so \
-	lua-busted:/usr/share/lua/5.4/busted/runner.lua libssl-dev:/usr/include/openssl/sha.h \
+	lua-busted:/usr/share/lua/5.4/busted/runner.lua libssl-dev:/usr/include/openssl/ssl.h openssl:openssl \
 	libhttp-parser-dev:/usr/include/http_parser.h zlib1g-dev:/usr/include/zlib.h uthash-dev:/usr/include/uthash.h libhiredis-dev:/usr/include/hiredis/read.h \
 	python3-websockets:/usr/lib/python3/dist-packages/websockets/__init__.py \
 	python3-websocket:/usr/lib/python3/dist-packages/websocket/__init__.py \

@@ -16,6 +16,7 @@ void config_defaults(struct config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->port = 8080;
     cfg->admin_port = -1;
+    cfg->tls_port = -1;
     cfg->script_path = NULL;   /* resolved by config_resolve_paths */
     cfg->web_dir = NULL;
     cfg->ws_path = "/ws";
@@ -43,6 +44,11 @@ static const char usage[] =
     "usage: confab [options]\n"
     "  --addr HOST:PORT          listen address (default :8080, which is every interface:\n"
     "                            use 127.0.0.1:8080 for this machine only; port 0 picks one)\n"
+    "  --tls-cert FILE           serve HTTPS and wss:// with this PEM certificate (its chain\n"
+    "                            after it): on --addr, or on --tls-addr when given; reloaded\n"
+    "                            with the key on SIGHUP\n"
+    "  --tls-key FILE            the certificate's PEM private key\n"
+    "  --tls-addr HOST:PORT      a second listener for TLS beside the plain one on --addr\n"
     "  --script FILE             Lua script with the chat's hooks (default: scripts/chat.lua of\n"
     "                            the data directory below)\n"
     "  --web DIR                 static files served at / (default: the script's page FILE.web/\n"
@@ -357,7 +363,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--history") || IS("--history-memory") || IS("--history-age") ||
                     IS("--attr-memory") || IS("--hook-timeout") || IS("--script-memory") ||
                     IS("--check") || IS("--log-level") || IS("--pid-file") ||
-                    IS("--redis") || IS("--redis-timeout");
+                    IS("--redis") || IS("--redis-timeout") ||
+                    IS("--tls-cert") || IS("--tls-key") || IS("--tls-addr");
         if (!known) {
             snprintf(err, errlen, "unknown option '%s' (see --help)", name);
             return -1;
@@ -379,6 +386,12 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             bad = log_parse_format(val, &lf) < 0 ? -1 : (cfg->log_format = (int)lf, 0);
         else if (IS("--admin-addr"))
             bad = parse_admin_addr(val, cfg);
+        else if (IS("--tls-addr"))
+            bad = parse_hostport(val, cfg->tls_host, sizeof cfg->tls_host, &cfg->tls_port);
+        else if (IS("--tls-cert"))
+            bad = val[0] ? (cfg->tls_cert = val, 0) : -1;
+        else if (IS("--tls-key"))
+            bad = val[0] ? (cfg->tls_key = val, 0) : -1;
         else if (IS("--script"))
             cfg->script_path = val;
         else if (IS("--web"))
@@ -455,6 +468,14 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             snprintf(err, errlen, "bad value '%s' for %s (see --help)", val, name);
             return -1;
         }
+    }
+    if (!in_file && !cfg->tls_cert != !cfg->tls_key) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together (see --help)");
+        return -1;
+    }
+    if (!in_file && cfg->tls_port >= 0 && !cfg->tls_cert) {
+        snprintf(err, errlen, "--tls-addr needs --tls-cert and --tls-key (see --help)");
+        return -1;
     }
     if (!in_file && cfg->admin_port > 0 && cfg->admin_port == cfg->port) {
         snprintf(err, errlen, "--admin-addr must not use the public port %d", cfg->port);

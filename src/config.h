@@ -11,6 +11,10 @@ struct config {
     int port;                  /* 0 picks an ephemeral port */
     char admin_host[256];      /* --admin-addr host (loopback when given without one) */
     int admin_port;            /* -1: no admin listener; 0 picks an ephemeral port */
+    char tls_host[256];        /* --tls-addr: a second listener, for TLS (tls_port >= 0) */
+    int tls_port;              /* -1: no second listener (with a certificate, --addr is TLS) */
+    const char *tls_cert;      /* --tls-cert FILE: PEM certificate, its chain after it */
+    const char *tls_key;       /* --tls-key FILE: PEM private key */
     const char *script_path;   /* Lua script with the hooks (NULL: the default, see paths.h) */
     const char *web_dir;       /* static files served at / (NULL: the script's page or default) */
     char *script_page;         /* the script's own page directory when it is web_dir (malloc'd) */

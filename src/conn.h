@@ -49,6 +49,7 @@ struct member;
 struct attr;
 struct http_conn;
 struct ws_conn;
+struct tls_conn;
 
 struct conn {
     uint64_t id;               /* hub: Lua's handle for it, never reused */
@@ -73,6 +74,7 @@ struct conn {
     uint16_t rooms_len, rooms_cap;
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
     struct conn_meta *meta;    /* server: what the upgrade said, NULL before it */
+    struct tls_conn *tls;      /* server: TLS state (tls.h), NULL on a plain connection */
 };
 
 /* The one definition of "open": a WebSocket whose close has not started. Only an open connection

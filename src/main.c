@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "script.h"
 #include "server.h"
+#include "tls.h"
 #include "watch.h"
 #include "webroot.h"
 
@@ -103,6 +104,13 @@ static void on_stop_signal(EV_P_ ev_signal *w, int revents)
 static void on_hup(EV_P_ ev_signal *w, int revents)
 {
     reload("SIGHUP");
+    char err[1024];
+    if (tls_enabled()) {
+        if (tls_reload(err, sizeof err) == 0)
+            log_info("TLS certificate and key reloaded (SIGHUP)");
+        else
+            log_error("TLS reload failed, the previous certificate stays: %s", err);
+    }
 }
 
 static void on_script_changed(void)

@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "script.h"
 #include "static.h"
+#include "tls.h"
 #include "ws.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -46,14 +47,21 @@ struct http_conn {
     char buf[];
 };
 
+/* A listening socket: the public one (--addr), the TLS one (--tls-addr; or --addr itself with
+ * a certificate alone), or the admin one (--admin-addr). */
+struct listener {
+    int fd;                    /* -1 once closed */
+    uint8_t tls;               /* its connections get a tls_conn */
+    uint8_t admin;             /* its connections are CONN_ADMIN */
+    ev_io io;
+};
+
 static struct {
     struct ev_loop *loop;
     const struct config *cfg;
     struct hs_config hs;
-    int listen_fd;
-    ev_io accept_io;
-    int admin_fd;              /* --admin-addr listener, or -1 */
-    ev_io admin_io;
+    struct listener listeners[3]; /* public, then TLS (when separate), then admin */
+    int nlisteners;
     ev_timer accept_retry;
     int accept_paused;         /* out of descriptors: accept is retried by a timer */
     unsigned accept_refusals;  /* retries that failed since the last log line */
@@ -76,6 +84,8 @@ static struct {
 } srv;
 
 static uint8_t readbuf[64 * 1024];
+/* Bytes read from every connection so far (a read that made progress). */
+static size_t bytes_read;
 
 static void on_conn_io(EV_P_ ev_io *w, int revents);
 static void conn_flush(struct conn *c);
@@ -237,6 +247,7 @@ static void conn_free(struct conn *c)
     hub_remove(c);
     ws_free(c);
     http_free(c);
+    tls_conn_free(c->tls);
     free(c->meta);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
@@ -345,12 +356,28 @@ static void on_idle(EV_P_ ev_idle *w, int revents)
 
 /* ---- output -------------------------------------------------------------------------- */
 
+/* The readiness c's reading waits for (0 while paused), and its writing (0 unless output waits
+ * for the socket). Over TLS either may need the other direction: a read that must first send
+ * (a handshake message), a write that must first receive. */
+static int read_event(const struct conn *c)
+{
+    if (c->flags & CONN_READ_PAUSED)
+        return 0;
+    return c->tls && tls_read_wants_write(c->tls) ? EV_WRITE : EV_READ;
+}
+
+static int write_event(const struct conn *c)
+{
+    if (!(c->flags & CONN_WANT_WRITE))
+        return 0;
+    return c->tls && tls_write_wants_read(c->tls) ? EV_READ : EV_WRITE;
+}
+
 /* Sets what c's io watcher waits for from its flags: reading unless paused, writing when
  * output is waiting for the socket. */
 static void io_update(struct conn *c)
 {
-    int events = (c->flags & CONN_READ_PAUSED ? 0 : EV_READ) |
-                 (c->flags & CONN_WANT_WRITE ? EV_WRITE : 0);
+    int events = read_event(c) | write_event(c);
     if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == events)
         return;
     /* Stopping a watcher drops its pending event, such as the read fed by read_pause: keep it. */
@@ -418,6 +445,8 @@ static void conn_drained(struct conn *c)
     if ((c->state == CONN_CLOSING || (c->flags & CONN_HTTP_CLOSE)) && !(c->flags & CONN_SHUT_WR)) {
         /* Half-close and wait for the peer's end: closing at once with unread input would
          * reset the connection and could destroy the response or close frame in flight. */
+        if (c->tls)
+            tls_close_notify(c->tls);
         shutdown(c->fd, SHUT_WR);
         c->flags |= CONN_SHUT_WR;
         if (c->state == CONN_HTTP) {
@@ -428,6 +457,39 @@ static void conn_drained(struct conn *c)
     }
 }
 
+/* Writes the n entries of iov to c's socket, through TLS on a TLS connection (where bytes
+ * taken may still wait inside: tls_output_pending). Returns the bytes taken, fewer than
+ * offered or with *blocked set when the socket is full, or -1 when the connection failed. */
+static ssize_t io_writev(struct conn *c, const struct iovec *iov, int n, int *blocked)
+{
+    size_t offered = 0;
+    for (int i = 0; i < n; i++)
+        offered += iov[i].iov_len;
+    if (c->tls) {
+        ssize_t w = tls_writev(c->tls, iov, n);
+        *blocked = tls_write_blocked(c->tls);
+        if (w < 0)
+            log_debug("conn %llu: TLS write failed: %s", (unsigned long long)c->id,
+                      tls_error(c->tls));
+        return w;
+    }
+    for (;;) {
+        ssize_t w = writev(c->fd, iov, n);
+        if (w >= 0) {
+            *blocked = (size_t)w < offered;
+            return w;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            *blocked = 1;
+            return 0;
+        }
+        log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, strerror(errno));
+        return -1;
+    }
+}
+
 static void conn_flush(struct conn *c)
 {
     struct iovec iov[IOV_MAX];
@@ -435,21 +497,12 @@ static void conn_flush(struct conn *c)
         body_fill(c);
         if (c->state == CONN_DEAD)
             return;
-        if (!c->out.count)
+        if (!c->out.count && !(c->tls && tls_output_pending(c->tls)))
             break;
         int n = outq_iov(&c->out, iov, IOV_MAX);
-        size_t offered = 0;
-        for (int i = 0; i < n; i++)
-            offered += iov[i].iov_len;
-        ssize_t w = writev(c->fd, iov, n);
+        int blocked = 0;
+        ssize_t w = io_writev(c, iov, n, &blocked);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                want_write(c, 1);
-                return;
-            }
-            log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, strerror(errno));
             conn_kill(c, 1006);
             return;
         }
@@ -460,8 +513,9 @@ static void conn_flush(struct conn *c)
             dl_touch(&srv.closing, &c->timeout);
         if ((c->flags & CONN_READ_PAUSED) && c->state == CONN_HTTP && http_has_room(c))
             read_pause(c, 0);
-        if ((size_t)w < offered) {
+        if (blocked) {
             want_write(c, 1);
+            io_update(c); /* a TLS write may wait for the other direction */
             return;
         }
     }
@@ -590,6 +644,8 @@ static const struct hs_config *hs_config_for(struct conn *c)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     hs = srv.hs;
+    if (c->tls && srv.cfg->tls_port >= 0)
+        hs.listen_host = srv.cfg->tls_host; /* it came in on --tls-addr */
     addr[0] = '\0';
     if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) < 0)
         return &hs;
@@ -724,10 +780,41 @@ static void http_process(struct conn *c)
     }
 }
 
-/* Reads from c's socket into buf. Returns the bytes read, 0 when there is nothing to read now,
+/* A TLS read ended the connection: a failed handshake is one line with the peer and the
+ * reason (a peer that left before sending anything is not worth one above debug). */
+static void tls_read_failed(struct conn *c)
+{
+    if (!tls_failed_in_handshake(c->tls)) {
+        log_debug("conn %d: TLS connection ended: %s", c->fd, tls_error(c->tls));
+        return;
+    }
+    char remote[INET6_ADDRSTRLEN + 16];
+    peer_name(c->fd, remote, sizeof remote);
+    if (tls_bytes_received(c->tls) == 0)
+        log_debug("conn %d: TLS: %s left before its ClientHello", c->fd, remote);
+    else
+        log_info("conn %d: TLS handshake with %s failed: %s", c->fd, remote, tls_error(c->tls));
+}
+
+/* Reads from c's socket into buf, through TLS on a TLS connection. Returns the bytes read
+ * (fewer than len only when nothing more is there now), 0 when there is nothing to read now,
  * or -1 when the connection ended (it is killed). */
 static ssize_t sock_read(struct conn *c, void *buf, size_t len)
 {
+    if (c->tls) {
+        int wanted_write = tls_read_wants_write(c->tls);
+        ssize_t n = tls_read(c->tls, buf, len);
+        if (n < 0) {
+            tls_read_failed(c);
+            conn_kill(c, 1006);
+            return -1;
+        }
+        if (tls_read_wants_write(c->tls) != wanted_write)
+            io_update(c);
+        bytes_read += (size_t)n;
+        METRIC_ADD(bytes_in, (size_t)n);
+        return n;
+    }
     for (;;) {
         ssize_t n = read(c->fd, buf, len);
         if (n > 0) {
@@ -787,7 +874,7 @@ static int http_read(struct conn *c)
     return full;
 }
 
-static void conn_read(struct conn *c)
+static void conn_read_some(struct conn *c)
 {
     for (int i = 0; i < READS_PER_EVENT; i++) {
         if (c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
@@ -808,14 +895,35 @@ static void conn_read(struct conn *c)
     }
 }
 
+static void conn_read(struct conn *c)
+{
+    size_t before = bytes_read;
+    conn_read_some(c);
+    /* What OpenSSL already decrypted makes no readiness event: read it next (when this read
+     * made progress, so that it ends). */
+    if (c->tls && c->state != CONN_DEAD && !(c->flags & (CONN_READ_PAUSED | CONN_INPUT_HELD)) &&
+        bytes_read != before && tls_has_buffered_input(c->tls))
+        ev_feed_event(srv.loop, &c->io, EV_READ);
+}
+
 static void on_conn_io(EV_P_ ev_io *w, int revents)
 {
     struct conn *c = container_of(w, struct conn, io);
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
-    if (revents & EV_WRITE)
-        conn_flush(c);
-    if ((revents & EV_READ) && c->state != CONN_DEAD)
-        conn_read(c);
+    if (!c->tls) {
+        if (revents & EV_WRITE)
+            conn_flush(c);
+        if ((revents & EV_READ) && c->state != CONN_DEAD)
+            conn_read(c);
+    } else {
+        /* Over TLS, each side waits for the readiness it asked for (read_event, write_event).
+         * A read event fed by read_pause or conn_read is always for reading. */
+        int rd = read_event(c), wr = write_event(c);
+        if (wr && (revents & wr))
+            conn_flush(c);
+        if (c->state != CONN_DEAD && (revents & (rd | (rd ? EV_READ : 0))))
+            conn_read(c);
+    }
     log_ctx = prev;
 }
 
@@ -841,9 +949,8 @@ static void accept_pause(int err)
         srv.accept_refusals = 0;
     }
     srv.accept_refusals++;
-    ev_io_stop(srv.loop, &srv.accept_io);
-    if (srv.admin_fd >= 0)
-        ev_io_stop(srv.loop, &srv.admin_io);
+    for (int i = 0; i < srv.nlisteners; i++)
+        ev_io_stop(srv.loop, &srv.listeners[i].io);
     /* libev keeps what a fired timer was last set to (0 after a one-shot): set it each time. */
     ev_timer_set(&srv.accept_retry, ACCEPT_RETRY_SECONDS, 0);
     ev_timer_start(srv.loop, &srv.accept_retry);
@@ -851,8 +958,9 @@ static void accept_pause(int err)
 
 static void on_accept(EV_P_ ev_io *w, int revents)
 {
+    struct listener *l = container_of(w, struct listener, io);
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 accept_pause(errno);
@@ -864,14 +972,17 @@ static void on_accept(EV_P_ ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct conn *c = conn_new(fd);
+        struct tls_conn *t = l->tls ? tls_conn_new(fd) : NULL;
+        struct conn *c = l->tls && !t ? NULL : conn_new(fd);
         if (!c) {
+            tls_conn_free(t);
             close(fd);
             log_warn("connection refused: out of memory");
             return;
         }
+        c->tls = t;
         METRIC_INC(accepted);
-        if (w == &srv.admin_io)
+        if (l->admin)
             c->flags |= CONN_ADMIN;
         /* The whole time allowed to send requests counts from here: serving one does not
          * renew it (--handshake-timeout). */
@@ -881,11 +992,9 @@ static void on_accept(EV_P_ ev_io *w, int revents)
 
 static void on_accept_retry(EV_P_ ev_timer *w, int revents)
 {
-    if (!srv.shutting_down) {
-        ev_io_start(EV_A_ & srv.accept_io);
-        if (srv.admin_fd >= 0)
-            ev_io_start(EV_A_ & srv.admin_io);
-    }
+    if (!srv.shutting_down)
+        for (int i = 0; i < srv.nlisteners; i++)
+            ev_io_start(EV_A_ & srv.listeners[i].io);
 }
 
 /* ---- timeouts ------------------------------------------------------------------------ */
@@ -906,7 +1015,10 @@ static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
         log_ctx = prev;
         return;
     }
-    if (c->http && c->http->len)
+    if (c->tls && !tls_handshake_done(c->tls) && tls_bytes_received(c->tls))
+        log_info("conn %d: TLS handshake not completed within %.1f s, closed", c->fd,
+                 l->timeout);
+    else if (c->http && c->http->len)
         log_info("conn %d: request not completed within %.1f s, closed", c->fd, l->timeout);
     else /* idle keep-alive, or never sent a byte: nothing worth a line at info */
         log_debug("conn %d: no request in progress after %.1f s, closed", c->fd, l->timeout);
@@ -941,8 +1053,10 @@ static void on_closing_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
 /* ---- start and stop ------------------------------------------------------------------ */
 
 /* Binds and listens on host:port ("" host: every address). what names it in the log line:
- * "listening on ADDR" for the public listener, "WHAT on ADDR" for another. */
-static int listen_on(const char *chost, int cport, const char *what, char *err, size_t errlen)
+ * "listening on ADDR" for the public listener ("listening on ADDR (TLS)" with tls), "WHAT on
+ * ADDR" for another. */
+static int listen_on(const char *chost, int cport, const char *what, int tls, char *err,
+                     size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -988,9 +1102,39 @@ static int listen_on(const char *chost, int cport, const char *what, char *err, 
     if (what)
         log_notice(ss.ss_family == AF_INET6 ? "%s on [%s]:%s" : "%s on %s:%s", what, host, serv);
     else
-        log_notice(ss.ss_family == AF_INET6 ? "listening on [%s]:%s" : "listening on %s:%s",
-                   host, serv);
+        log_notice(ss.ss_family == AF_INET6 ? "listening on [%s]:%s%s" : "listening on %s:%s%s",
+                   host, serv, tls ? " (TLS)" : "");
     return fd;
+}
+
+/* Opens the listeners: --addr (TLS when a certificate is given and no --tls-addr), --tls-addr,
+ * then --admin-addr: whoever waits for "listening on" finds the public address first. Returns
+ * 0, or -1 with a reason in err (none left open). */
+static int listeners_open(const struct config *cfg, char *err, size_t errlen)
+{
+    int separate_tls = cfg->tls_port >= 0;
+    struct want { const char *host; int port; const char *what; int tls, admin; } want[3];
+    int n = 0;
+    want[n++] = (struct want){cfg->host, cfg->port, NULL, cfg->tls_cert && !separate_tls, 0};
+    if (separate_tls)
+        want[n++] = (struct want){cfg->tls_host, cfg->tls_port, NULL, 1, 0};
+    if (cfg->admin_port >= 0)
+        want[n++] = (struct want){cfg->admin_host, cfg->admin_port,
+                                      "admin (/metrics /healthz /readyz)", 0, 1};
+    srv.nlisteners = 0;
+    for (int i = 0; i < n; i++) {
+        struct listener *l = &srv.listeners[i];
+        l->tls = (uint8_t)want[i].tls;
+        l->admin = (uint8_t)want[i].admin;
+        l->fd = listen_on(want[i].host, want[i].port, want[i].what, want[i].tls, err, errlen);
+        if (l->fd < 0) {
+            while (srv.nlisteners > 0)
+                close(srv.listeners[--srv.nlisteners].fd);
+            return -1;
+        }
+        srv.nlisteners++;
+    }
+    return 0;
 }
 
 int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen)
@@ -1001,19 +1145,11 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
                                 .subprotocols = cfg->subprotocols, .listen_host = cfg->host,
                                 .deflate = cfg->deflate};
     deflate_set_min(cfg->deflate_min);
-    srv.admin_fd = -1;
-    srv.listen_fd = listen_on(cfg->host, cfg->port, NULL, err, errlen);
-    if (srv.listen_fd < 0)
+    if (cfg->tls_cert && tls_init(cfg->tls_cert, cfg->tls_key, err, errlen) < 0)
         return -1;
-    /* After the public one: whoever waits for "listening on" finds the public address first. */
-    if (cfg->admin_port >= 0) {
-        srv.admin_fd = listen_on(cfg->admin_host, cfg->admin_port,
-                                 "admin (/metrics /healthz /readyz)", err, errlen);
-        if (srv.admin_fd < 0) {
-            close(srv.listen_fd);
-            srv.listen_fd = -1;
-            return -1;
-        }
+    if (listeners_open(cfg, err, errlen) < 0) {
+        tls_free();
+        return -1;
     }
     srv.ping_frame = frame_ws(FRAME_PING, "", 0);
 
@@ -1030,11 +1166,9 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     dl_init(loop, &srv.pings, cfg->ping_interval, on_ping_due);
     dl_init(loop, &srv.closing, CLOSE_WAIT_SECONDS, on_closing_timeout);
 
-    ev_io_init(&srv.accept_io, on_accept, srv.listen_fd, EV_READ);
-    ev_io_start(loop, &srv.accept_io);
-    if (srv.admin_fd >= 0) {
-        ev_io_init(&srv.admin_io, on_accept, srv.admin_fd, EV_READ);
-        ev_io_start(loop, &srv.admin_io);
+    for (int i = 0; i < srv.nlisteners; i++) {
+        ev_io_init(&srv.listeners[i].io, on_accept, srv.listeners[i].fd, EV_READ);
+        ev_io_start(loop, &srv.listeners[i].io);
     }
     ev_timer_init(&srv.accept_retry, on_accept_retry, ACCEPT_RETRY_SECONDS, 0);
     ev_prepare_init(&srv.prepare, on_prepare);
@@ -1054,15 +1188,12 @@ void server_shutdown(double grace)
     if (srv.shutting_down)
         return;
     srv.shutting_down = 1;
-    ev_io_stop(srv.loop, &srv.accept_io);
-    ev_timer_stop(srv.loop, &srv.accept_retry);
-    close(srv.listen_fd);
-    srv.listen_fd = -1;
-    if (srv.admin_fd >= 0) {
-        ev_io_stop(srv.loop, &srv.admin_io);
-        close(srv.admin_fd);
-        srv.admin_fd = -1;
+    for (int i = 0; i < srv.nlisteners; i++) {
+        ev_io_stop(srv.loop, &srv.listeners[i].io);
+        close(srv.listeners[i].fd);
+        srv.listeners[i].fd = -1;
     }
+    ev_timer_stop(srv.loop, &srv.accept_retry);
     /* Open WebSockets get close 1001; connections still in HTTP end now. */
     for (struct conn *c = srv.all; c; c = c->all_next) {
         if (conn_is_open(c))
@@ -1096,12 +1227,12 @@ void server_free(void)
     ev_idle_stop(srv.loop, &srv.idle);
     frame_unref(srv.ping_frame);
     deflate_shutdown();
-    if (srv.listen_fd >= 0)
-        close(srv.listen_fd);
-    if (srv.admin_fd >= 0) {
-        ev_io_stop(srv.loop, &srv.admin_io);
-        close(srv.admin_fd);
+    for (int i = 0; i < srv.nlisteners; i++) {
+        ev_io_stop(srv.loop, &srv.listeners[i].io);
+        if (srv.listeners[i].fd >= 0)
+            close(srv.listeners[i].fd);
     }
+    tls_free();
 }
 
 size_t server_request_bytes(void)
@@ -1111,5 +1242,6 @@ size_t server_request_bytes(void)
 
 int server_listening(void)
 {
-    return srv.listen_fd >= 0 && !srv.shutting_down && !srv.accept_paused;
+    return srv.nlisteners > 0 && srv.listeners[0].fd >= 0 && !srv.shutting_down &&
+           !srv.accept_paused;
 }

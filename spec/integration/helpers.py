@@ -202,14 +202,17 @@ class Response:
 
 
 class Conn:
-    """A raw TCP connection with a receive buffer, for HTTP and hand-made WebSocket frames."""
+    """A raw TCP connection with a receive buffer, for HTTP and hand-made WebSocket frames;
+    over TLS when tls (an ssl.SSLContext) is given."""
 
-    def __init__(self, port, rcvbuf=None):
+    def __init__(self, port, rcvbuf=None, tls=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(WAIT)
         self.sock.connect(("127.0.0.1", port))
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.port = port
         self.buf = b""
         self.eof = False
@@ -396,8 +399,8 @@ class RawWS(Conn):
     control frames coming in are shown to the test (nothing is answered automatically unless
     auto_pong is set)."""
 
-    def __init__(self, port, path="/ws", headers=None, rcvbuf=None, auto_pong=False):
-        super().__init__(port, rcvbuf=rcvbuf)
+    def __init__(self, port, path="/ws", headers=None, rcvbuf=None, auto_pong=False, tls=None):
+        super().__init__(port, rcvbuf=rcvbuf, tls=tls)
         req, key = upgrade_request(port, path=path, headers=headers)
         self.send(req)
         self.response = self.read_response()
@@ -484,9 +487,10 @@ class Client:
     """A chat client on the websocket-client library. Received JSON messages not yet asked for
     wait in an inbox, so a test can await them in any order."""
 
-    def __init__(self, port, path="/ws", **options):
+    def __init__(self, port, path="/ws", scheme="ws", **options):
         options.setdefault("timeout", WAIT)
-        self.ws = websocket.create_connection("ws://127.0.0.1:%d%s" % (port, path), **options)
+        self.ws = websocket.create_connection("%s://127.0.0.1:%d%s" % (scheme, port, path),
+                                              **options)
         self.inbox = []
         self.name = None
         self.closed = None  # (code, reason) once the server's close frame arrived
