@@ -9,6 +9,9 @@
  *   either with --deflate: offers permessage-deflate as Chromium does and inflates what comes
  *   compressed; fanout reports the bytes read from the sockets per delivery (bytes on the wire).
  *
+ * --tls speaks wss:// (TLS 1.3 by default, the server's certificate is not checked): the TLS
+ * handshake, then the same upgrade and traffic.
+ *
  * Several --addr (a cluster's nodes): connection i goes to address i mod A, so members and
  * senders are spread over every node. Several --server-pid: their CPU times are summed (all
  * nodes and the Redis server); RSS is read from the first.
@@ -46,8 +49,10 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <zlib.h>
+#include <openssl/ssl.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -60,13 +65,14 @@
 #define MAX_PIDS 16
 
 enum mode { MODE_IDLE, MODE_FANOUT };
-enum conn_state { CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSED };
+enum conn_state { CS_CONNECTING, CS_TLS, CS_HANDSHAKE, CS_OPEN, CS_CLOSED };
 enum phase { PH_CONNECT, PH_SYNC, PH_RUN, PH_ECHO, PH_DONE };
 
 struct conn {
     ev_io io;                 /* first member: the watcher pointer is the conn pointer */
     int fd;
     int idx;
+    SSL *ssl;                 /* --tls: the connection's TLS state */
     uint8_t state;
     bool welcomed;
     bool synced;
@@ -105,6 +111,7 @@ static struct {
     int verbose;
     bool deflate;             /* offer permessage-deflate (as Chromium does) and inflate */
     bool words;               /* fanout: pad texts with words (compresses like chat), not 'x' */
+    int tls;                  /* wss: TLS to the server (certificate not checked: a benchmark) */
 } opt = {
     .path = "/ws", .n = 10000, .sources = 4, .batch = 500, .deadline = 120, .hold = 0,
     .subscribers = 1000, .senders = 1, .messages = 5000, .size = 64, .window = 64, .rate = 0,
@@ -269,6 +276,39 @@ static long nofile_limit(void)
     return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (long)rl.rlim_cur : 1024;
 }
 
+/* ---- the socket, plain or TLS ---- */
+
+static SSL_CTX *tls_ctx;
+
+/* read() and write() with their results and errno, through TLS with --tls (EAGAIN when TLS
+ * waits for the socket either way, 0 for the server's close). With partial writes and a moving
+ * buffer, a write that stopped is retried from the connection's wbuf, which holds the same
+ * bytes (conn_write). */
+static ssize_t io_read(struct conn *c, void *buf, size_t len)
+{
+    if (!c->ssl) return read(c->fd, buf, len);
+    size_t n;
+    ERR_clear_error();
+    if (SSL_read_ex(c->ssl, buf, len, &n) == 1) return (ssize_t)n;
+    int e = SSL_get_error(c->ssl, 0);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) { errno = EAGAIN; return -1; }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) return 0;
+    if (e != SSL_ERROR_SYSCALL) errno = EPROTO;
+    return -1;
+}
+
+static ssize_t io_write(struct conn *c, const void *buf, size_t len)
+{
+    if (!c->ssl) return write(c->fd, buf, len);
+    size_t n;
+    ERR_clear_error();
+    if (SSL_write_ex(c->ssl, buf, len, &n) == 1) return (ssize_t)n;
+    int e = SSL_get_error(c->ssl, 0);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) { errno = EAGAIN; return -1; }
+    if (e != SSL_ERROR_SYSCALL) errno = EPROTO;
+    return -1;
+}
+
 /* ---- websocket framing (client side: masked) ---- */
 
 static void ws_encode(struct conn *c, int opcode, const void *payload, size_t n);
@@ -281,7 +321,7 @@ static void conn_write(struct conn *c, const void *data, size_t n)
     if (c->wlen == c->woff) {
         c->wlen = c->woff = 0;
         while (n > 0) {
-            ssize_t w = write(c->fd, data, n);
+            ssize_t w = io_write(c, data, n);
             if (w > 0) { data = (const char *)data + w; n -= (size_t)w; continue; }
             if (w < 0 && errno == EINTR) continue;
             if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -331,9 +371,11 @@ static void ws_encode(struct conn *c, int opcode, const void *payload, size_t n)
 static void conn_close(struct conn *c)
 {
     if (c->state == CS_CLOSED) return;
-    if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE) inflight--;
+    if (c->state == CS_CONNECTING || c->state == CS_TLS || c->state == CS_HANDSHAKE) inflight--;
     if (c->state == CS_OPEN) nopen--;
     ev_io_stop(loop, &c->io);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     close(c->fd);
     c->fd = -1;
     c->state = CS_CLOSED;
@@ -362,7 +404,7 @@ static void conn_fail(struct conn *c, const char *why)
 static void conn_flush(struct conn *c)
 {
     while (c->woff < c->wlen) {
-        ssize_t w = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+        ssize_t w = io_write(c, c->wbuf + c->woff, c->wlen - c->woff);
         if (w > 0) { c->woff += (size_t)w; continue; }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -701,7 +743,7 @@ static size_t parse_input(struct conn *c, const char *buf, size_t len, uint64_t 
 static void conn_read(struct conn *c)
 {
     for (int rounds = 0; rounds < 16 && c->state != CS_CLOSED; rounds++) {
-        ssize_t n = read(c->fd, rx, sizeof rx);
+        ssize_t n = io_read(c, rx, sizeof rx);
         if (n == 0) { errno = 0; conn_fail(c, "server closed the TCP connection"); return; }
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -723,7 +765,7 @@ static void conn_read(struct conn *c)
             if (c->state == CS_CLOSED) return;
             if (used < (size_t)n) buf_append(&c->rbuf, &c->rlen, &c->rcap, rx + used, (size_t)n - used);
         }
-        if ((size_t)n < sizeof rx) return;
+        if ((size_t)n < sizeof rx && !c->ssl) return; /* TLS reads a record at a time */
     }
 }
 
@@ -741,14 +783,56 @@ static void send_handshake(struct conn *c)
     conn_write(c, req, (size_t)n);
 }
 
+static void set_events(struct conn *c, int events)
+{
+    if (c->io.events == events && ev_is_active(&c->io)) return;
+    ev_io_stop(loop, &c->io);
+    ev_io_set(&c->io, c->fd, events);
+    ev_io_start(loop, &c->io);
+}
+
+/* The TLS handshake, a step at a time; the upgrade request follows it. */
+static void tls_step(struct conn *c)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        set_events(c, EV_READ);
+        c->write_armed = false;
+        send_handshake(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ) { set_events(c, EV_READ); return; }
+    if (e == SSL_ERROR_WANT_WRITE) { set_events(c, EV_READ | EV_WRITE); return; }
+    char why[160];
+    unsigned long ec = ERR_get_error();
+    snprintf(why, sizeof why, "TLS handshake failed: %s",
+             ec ? ERR_reason_error_string(ec) : "connection closed");
+    errno = 0;
+    conn_fail(c, why);
+}
+
 static void on_io(struct ev_loop *l, ev_io *w, int revents)
 {
     struct conn *c = (struct conn *)w;
+    if (c->state == CS_TLS) {
+        tls_step(c);
+        return;
+    }
     if (c->state == CS_CONNECTING) {
         int err = 0;
         socklen_t sl = sizeof err;
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
         if (err) { errno = err; conn_fail(c, "connect"); return; }
+        if (opt.tls) {
+            c->ssl = SSL_new(tls_ctx);
+            if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) { errno = 0; conn_fail(c, "SSL_new"); return; }
+            SSL_set_connect_state(c->ssl);
+            c->state = CS_TLS;
+            tls_step(c);
+            return;
+        }
         ev_io_stop(l, &c->io);
         ev_io_set(&c->io, c->fd, EV_READ);
         ev_io_start(l, &c->io);
@@ -1092,11 +1176,11 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: loadgen idle   --addr HOST:PORT [--server-pid PID] [-n N] [--sources S] [--batch B]\n"
-            "                      [--hold SEC] [--path /ws] [--deadline SEC]\n"
+            "                      [--hold SEC] [--path /ws] [--deadline SEC] [--tls]\n"
             "       loadgen fanout --addr HOST:PORT [--addr HOST:PORT...] [--server-pid PID...] [--subscribers N] [--senders K]\n"
             "                      [--messages M] [--size BYTES] [--window W] [--rate MSG_PER_S_PER_SENDER]\n"
             "                      [--sources S] [--batch B] [--prefix NAME] [--path /ws] [--deadline SEC]\n"
-            "                      [--words]\n"
+            "                      [--words] [--tls]\n"
             "       either: --deflate offers permessage-deflate (and inflates what comes compressed)\n");
     exit(2);
 }
@@ -1151,6 +1235,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-v")) opt.verbose = 1;
         else if (!strcmp(a, "--deflate")) opt.deflate = true;
         else if (!strcmp(a, "--words")) opt.words = true;
+        else if (!strcmp(a, "--tls")) opt.tls = 1;
         else { fprintf(stderr, "loadgen: unknown or incomplete argument %s\n", a); usage(); }
 #undef ARG
     }
@@ -1161,6 +1246,13 @@ int main(int argc, char **argv)
         usage();
 
     signal(SIGPIPE, SIG_IGN);
+    if (opt.tls) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!tls_ctx) { fprintf(stderr, "loadgen: cannot create a TLS context\n"); return 1; }
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
     random_bytes(&rng_state, sizeof rng_state);
     rng_state |= 1;
     raise_nofile();
