@@ -328,7 +328,7 @@ ssize_t tls_read(struct tls_conn *t, void *buf, size_t len)
         }
         int e = SSL_get_error(t->ssl, 0);
         if (e == SSL_ERROR_WANT_READ)
-            break;
+            break; /* (RELEASE_BUFFERS: a read that found nothing keeps no record buffer) */
         if (e == SSL_ERROR_WANT_WRITE) {
             t->rd_want_write = 1;
             break;
