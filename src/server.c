@@ -626,7 +626,7 @@ static void serve_file(struct conn *c, const struct http_request *req)
 /* "ip:port" of the peer. */
 static void peer_name(int fd, char *out, size_t len)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {.ss_family = AF_UNSPEC}; /* a peer gone already: "?:0" */
     socklen_t sl = sizeof ss;
     char host[INET6_ADDRSTRLEN] = "?", port[8] = "0";
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
