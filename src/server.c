@@ -79,7 +79,8 @@ static struct {
     struct dl_list closing;   /* closing: time allowed to finish */
     struct frame *ping_frame; /* one ping frame shared by every connection */
     size_t nconns;
-    size_t request_bytes;     /* request buffers of every connection together */
+    size_t request_bytes;     /* request buffers of every connection together, and
+                               * TLS_HANDSHAKE_MEMORY per TLS handshake in progress */
     int shutting_down;
 } srv;
 
@@ -247,6 +248,8 @@ static void conn_free(struct conn *c)
     hub_remove(c);
     ws_free(c);
     http_free(c);
+    if (c->tls && !tls_handshake_done(c->tls))
+        srv.request_bytes -= TLS_HANDSHAKE_MEMORY;
     tls_conn_free(c->tls);
     free(c->meta);
     if (c->all_prev)
@@ -802,8 +805,12 @@ static void tls_read_failed(struct conn *c)
 static ssize_t sock_read(struct conn *c, void *buf, size_t len)
 {
     if (c->tls) {
-        int wanted_write = tls_read_wants_write(c->tls);
+        int wanted_write = tls_read_wants_write(c->tls), was_done = tls_handshake_done(c->tls);
         ssize_t n = tls_read(c->tls, buf, len);
+        if (!was_done && tls_handshake_done(c->tls)) {
+            srv.request_bytes -= TLS_HANDSHAKE_MEMORY;
+            log_debug("conn %d: TLS handshake done (%s)", c->fd, tls_version(c->tls));
+        }
         if (n < 0) {
             tls_read_failed(c);
             conn_kill(c, 1006);
@@ -972,6 +979,14 @@ static void on_accept(EV_P_ ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* A TLS handshake holds tens of KB until it completes: the handshakes in progress
+         * share --request-memory with the HTTP requests in progress. */
+        if (l->tls && srv.request_bytes + TLS_HANDSHAKE_MEMORY > srv.cfg->request_memory) {
+            log_warn("TLS connection refused: handshakes and requests in progress are at "
+                     "--request-memory (%zu bytes)", srv.request_bytes);
+            close(fd);
+            continue;
+        }
         struct tls_conn *t = l->tls ? tls_conn_new(fd) : NULL;
         struct conn *c = l->tls && !t ? NULL : conn_new(fd);
         if (!c) {
@@ -980,7 +995,10 @@ static void on_accept(EV_P_ ev_io *w, int revents)
             log_warn("connection refused: out of memory");
             return;
         }
-        c->tls = t;
+        if (t) {
+            c->tls = t;
+            srv.request_bytes += TLS_HANDSHAKE_MEMORY;
+        }
         METRIC_INC(accepted);
         if (l->admin)
             c->flags |= CONN_ADMIN;

@@ -26,6 +26,11 @@
 /* Largest plaintext of one TLS record: what one SSL_write takes at most. */
 #define TLS_RECORD_MAX 16384
 
+/* What a connection holds while its handshake is in progress (OpenSSL 3.0: the connection
+ * object, a record buffer, the handshake message buffer and transcript; 45-48 KB measured with
+ * a ClientHello half sent or whole), charged against --request-memory until it completes. */
+#define TLS_HANDSHAKE_MEMORY (48 * 1024)
+
 struct tls_conn;
 
 /* Loads the certificate (PEM, the chain after it) and the private key into the context new

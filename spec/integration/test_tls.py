@@ -67,6 +67,20 @@ def der(cert_path):
         return ssl.PEM_cert_to_DER_cert(f.read())
 
 
+def client_hello(ctx):
+    """A ClientHello, made by Python's own TLS code on memory buffers."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    if len(hello) < 100:
+        raise AssertionError("no ClientHello: %r" % hello)
+    return hello
+
+
 def client_context(cafile, **versions):
     ctx = ssl.create_default_context(cafile=cafile)
     for k, v in versions.items():
@@ -285,7 +299,7 @@ class Handshakes(TLSTest):
         srv = self.start_tls("--handshake-timeout", "1")
         # One sends part of a ClientHello, the other nothing at all.
         stalled, silent = self.conn(srv.port), self.conn(srv.port)
-        stalled.send(self._client_hello()[:60])
+        stalled.send(client_hello(self.ctx)[:60])
         other = self.wss(srv.port)
         other.hello("ann")
         started = time.monotonic()
@@ -297,16 +311,6 @@ class Handshakes(TLSTest):
         # to the silence limit), and chats.
         other.say("lobby", "still here")
         self.assertEqual(other.recv_json("message")["text"], "still here")
-
-    def _client_hello(self):
-        """A ClientHello, made by Python's own TLS code on memory buffers."""
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = self.ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-        with self.assertRaises(ssl.SSLWantReadError):
-            obj.do_handshake()
-        hello = outgoing.read()
-        self.assertGreater(len(hello), 100)
-        return hello
 
     def test_garbage_instead_of_a_client_hello_is_one_log_line(self):
         srv = self.start_tls()
@@ -424,6 +428,24 @@ class Protections(TLSTest):
         self.assertEqual(f.payload[:2], (1008).to_bytes(2, "big"))
         fast.send("after")
         self.assertEqual(fast.recv_raw(), "after")
+
+    def test_handshakes_in_progress_share_the_request_memory(self):
+        """Each TLS handshake in progress is charged 48 KB of --request-memory (what OpenSSL
+        holds for it): at 100K, two may be in progress; a third is closed at accept."""
+        srv = self.start_tls("--request-memory", "100K", "--handshake-timeout", "30")
+        held = [self.conn(srv.port) for _ in range(2)]
+        for c in held:
+            c.send(client_hello(self.ctx)[:60])
+        third = self.conn(srv.port)
+        self.assertEqual(third.read_to_eof(), b"")
+        srv.wait_log(r"TLS connection refused: handshakes and requests in progress are at "
+                     r"--request-memory \(98304 bytes\)")
+        for c in held:
+            c.close()
+        srv.wait_log(r"(?s)(TLS handshake with \S+ failed: connection closed by the peer.*){2}")
+        # Their charge is returned: handshakes go through again, one after the other.
+        for name in ("ann", "bob", "cyd"):
+            self.wss(srv.port).hello(name)
 
     def test_close_handshake_then_close_notify_and_eof(self):
         srv = self.start_tls(script=self.script(ECHO_LUA))
