@@ -276,6 +276,19 @@ class Listeners(TLSTest):
                          headers=[("Origin", "https://127.0.0.1:%d" % srv.tls_port)])
         self.assertEqual(c.response.status, 101)
 
+    def test_settings_from_a_config_file(self):
+        conf = self.write("confab.conf", "tls-cert %s\ntls-key %s\ntls-addr 127.0.0.1:0\n"
+                          % (self.cert, self.key))
+        srv = self.start("--config", conf, wait_listening=False)
+        tls_port = int(srv.wait_log(TLS_LINE).group(1))
+        srv.wait_listening()
+        self.assertNotEqual(srv.port, tls_port)
+        self.wss(tls_port).hello("ann")
+        bad = self.write("bad.conf", "tls-cert %s\n" % self.cert)
+        r = run_confab("--addr", "127.0.0.1:0", "--config", bad)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertRegex(r.stderr, "(?m)^confab: --tls-cert and --tls-key go together")
+
     def test_flag_errors(self):
         cases = [
             (["--tls-cert", self.cert], "--tls-cert and --tls-key go together"),
