@@ -883,6 +883,13 @@ static int http_read(struct conn *c)
 
 static void conn_read_some(struct conn *c)
 {
+    /* A TLS handshake first, without a request buffer: none is taken before there is a
+     * request to put in it. */
+    if (c->tls && !tls_handshake_done(c->tls)) {
+        char none;
+        if (sock_read(c, &none, 0) < 0 || !tls_handshake_done(c->tls))
+            return;
+    }
     for (int i = 0; i < READS_PER_EVENT; i++) {
         if (c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
             if (!http_read(c))

@@ -451,6 +451,7 @@ class Protections(TLSTest):
             c.send(client_hello(self.ctx)[:60])
         third = self.conn(srv.port)
         self.assertEqual(third.read_to_eof(), b"")
+        # Exactly the two handshakes are charged: none of them holds a request buffer yet.
         srv.wait_log(r"TLS connection refused: handshakes and requests in progress are at "
                      r"--request-memory \(98304 bytes\)")
         for c in held:
