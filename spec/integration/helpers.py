@@ -204,10 +204,12 @@ class Response:
 class Conn:
     """A raw TCP connection with a receive buffer, for HTTP and hand-made WebSocket frames."""
 
-    def __init__(self, port, rcvbuf=None):
+    def __init__(self, port, rcvbuf=None, source=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:  # another loopback source address, e.g. "127.0.0.2" (per-address caps)
+            self.sock.bind((source, 0))
         self.sock.settimeout(WAIT)
         self.sock.connect(("127.0.0.1", port))
         self.port = port
@@ -396,8 +398,8 @@ class RawWS(Conn):
     control frames coming in are shown to the test (nothing is answered automatically unless
     auto_pong is set)."""
 
-    def __init__(self, port, path="/ws", headers=None, rcvbuf=None, auto_pong=False):
-        super().__init__(port, rcvbuf=rcvbuf)
+    def __init__(self, port, path="/ws", headers=None, rcvbuf=None, auto_pong=False, source=None):
+        super().__init__(port, rcvbuf=rcvbuf, source=source)
         req, key = upgrade_request(port, path=path, headers=headers)
         self.send(req)
         self.response = self.read_response()
