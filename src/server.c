@@ -295,6 +295,7 @@ static const char *close_reason(uint16_t code)
     case 1008: return "policy violation";
     case 1009: return "message too big";
     case 1011: return "server error";
+    case 1012: return "service restart";
     case 1013: return "try again later";
     default: return "closed";
     }
