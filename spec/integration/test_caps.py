@@ -2,8 +2,9 @@
 cap the connection is answered 503 with Retry-After and the reason, logged once per interval."""
 
 import re
+import socket
 
-from helpers import ConfabTest, Conn, ECHO_LUA, RawWS, run_confab, upgrade_request
+from helpers import ConfabTest, Conn, ECHO_LUA, RawWS, WAIT, run_confab, upgrade_request
 
 
 def refused(port, source=None):
@@ -69,6 +70,32 @@ class Caps(ConfabTest):
         self.assertEqual(len(lines), 1, "\n".join(lines))
         self.assertIn("127.0.0.4", lines[0])
         self.assertIn("--max-connections-per-ip 1", lines[0])
+
+    def test_per_ip_cap_over_ipv6_loopback(self):
+        srv = self.start("--max-connections-per-ip", "1", "--addr", "[::1]:0",
+                         script=self.script(ECHO_LUA), wait_listening=False)
+        port = int(srv.wait_log(r"listening on \[::1\]:(\d+)").group(1))
+        socks = []
+
+        def upgrade():
+            s = socket.create_connection(("::1", port), timeout=WAIT)
+            socks.append(s)
+            s.sendall(upgrade_request(port)[0].encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            return head.split(b"\r\n")[0]
+
+        try:
+            self.assertIn(b" 101 ", upgrade())
+            self.assertIn(b" 503 ", upgrade())
+            srv.wait_log(r"connection from ::/64 refused with 503")
+        finally:
+            for s in socks:
+                s.close()
 
     def test_bad_values_are_refused(self):
         for flag, value in (("--max-connections", "-1"), ("--max-connections", "x"),
