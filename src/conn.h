@@ -31,6 +31,7 @@ enum {
     CONN_ADMIN = 1 << 9,        /* accepted on the admin listener: admin requests only */
     CONN_COUNTED = 1 << 10,     /* admitted by the connection caps: released when freed */
     CONN_RATE_PAUSED = 1 << 11, /* over its inbound rate: not read until its timer fires */
+    CONN_SERVED = 1 << 12,      /* HTTP: a response was queued (an idle keep-alive when empty) */
 };
 
 /* What the upgrade request said, kept for the script's confab.info. One allocation: the

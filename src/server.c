@@ -80,6 +80,7 @@ static struct {
      * line per REFUSAL_LOG_SECONDS with the counts since the last one. */
     ev_timer refusal_log;
     unsigned refused[CAPS_NOMEM + 2]; /* by caps_verdict, and [CAPS_NOMEM + 1]: draining */
+    uint64_t refused_total[CAPS_NOMEM + 2]; /* the same, since the start */
     char refused_last[INET6_ADDRSTRLEN + 4];
     /* Drain (SIGTERM): the open WebSockets at its start, closed a few at a time. */
     ev_timer drain;
@@ -715,6 +716,7 @@ static void serve_file(struct conn *c, const struct http_request *req)
     }
     METRIC_INC(http_responses[2]);
     conn_queue_raw(c, head);
+    c->flags |= CONN_SERVED;
     if (!req->keep_alive)
         c->flags |= CONN_HTTP_CLOSE;
 }
@@ -1047,6 +1049,7 @@ static void refuse(struct conn *c, int why, const struct sockaddr *sa)
     conn_queue_raw(c, http_error(503, refusal_reason(why),
                                  why == REFUSED_DRAINING ? DRAIN_RETRY_AFTER : CAPS_RETRY_AFTER));
     c->flags |= CONN_HTTP_CLOSE;
+    srv.refused_total[why]++;
     if (why == CAPS_PER_IP)
         caps_addr_text(sa, srv.refused_last, sizeof srv.refused_last);
     if (ev_is_active(&srv.refusal_log)) {
@@ -1320,17 +1323,24 @@ static void stop_accepting(void)
     srv.listen_fd = -1;
 }
 
-/* HTTP connections end now, unless a response is going out: it is finished, and no other
- * request is read. */
+/* An HTTP connection when the server stops: a response going out is finished; an idle
+ * keep-alive connection (served before, nothing read since) is closed, as any server may; any
+ * other (just accepted, or with a request on its way in) is answered 503 with Retry-After: 1,
+ * not reset. No other request is read. */
 static void end_http(struct conn *c)
 {
-    if (c->out.count || (c->http && c->http->body.fd >= 0)) {
-        c->flags |= CONN_HTTP_CLOSE;
-        if (c->http)
-            c->http->len = 0;
-    } else {
+    int sending = c->out.count || (c->http && c->http->body.fd >= 0);
+    if (!sending && (c->flags & CONN_SERVED) && !(c->http && c->http->len)) {
         conn_kill(c, 1001);
+        return;
     }
+    if (c->http)
+        c->http->len = 0;
+    if (!sending && !(c->flags & CONN_HTTP_CLOSE)) {
+        conn_queue_raw(c, http_error(503, refusal_reason(REFUSED_DRAINING), DRAIN_RETRY_AFTER));
+        srv.refused_total[REFUSED_DRAINING]++;
+    }
+    c->flags |= CONN_HTTP_CLOSE;
 }
 
 static void on_grace_over(EV_P_ ev_timer *w, int revents)

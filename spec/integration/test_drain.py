@@ -136,9 +136,10 @@ class Takeover(ConfabTest):
         self.assertEqual(b.wait_exit(), 2)
         self.assertIn("cannot listen", b.log)
 
-    def test_the_backlog_at_drain_start_is_answered_503_not_reset(self):
-        # Connections the kernel completed but the server has not accepted yet (SIGSTOP holds
-        # it) when the drain starts: each gets 503 with Retry-After, none a reset.
+    def test_connections_waiting_at_drain_start_get_503_not_a_reset(self):
+        # Connections the kernel completed while the server was held (SIGSTOP), their upgrade
+        # requests sent, when the drain starts: whether the server takes them from the backlog
+        # before or after it handles the signal, each gets 503 with Retry-After, none a reset.
         srv = self.start("--drain-time", "1", script=self.script(TAGGED_LUA % "a"))
         srv.signal(signal.SIGSTOP)
         try:
