@@ -52,6 +52,7 @@ class RateMsgs(ConfabTest):
         f = flooder.wait_close(timeout=WAIT)
         self.assertEqual(f.close_code, 1012, f)
         flooder.send_close(1012)
+        flooder.close()  # done: the server need not wait for our end
         self.assertEqual(srv.wait_exit(WAIT), 0, srv.log_tail())
 
     def test_bad_values_are_refused(self):
