@@ -76,6 +76,7 @@ static struct {
     size_t request_bytes;     /* request buffers of every connection together */
     int shutting_down;
     uint64_t rate_pauses;     /* times a peer was paused by its inbound rate */
+    size_t rate_paused;       /* peers paused by their inbound rate now */
     /* Connections refused by the caps (or while draining): logged at once, then at most one
      * line per REFUSAL_LOG_SECONDS with the counts since the last one. */
     ev_timer refusal_log;
@@ -269,6 +270,8 @@ static void conn_free(struct conn *c)
         ev_timer_stop(srv.loop, &c->rate->timer);
         free(c->rate);
     }
+    if (c->flags & CONN_RATE_PAUSED)
+        srv.rate_paused--;
     if (c->flags & CONN_COUNTED) {
         caps_release(c->caps);
         log_debug("conn %d: freed, %zu connections admitted", c->fd, caps_total());
@@ -594,6 +597,7 @@ static void rate_pause(struct conn *c)
     ev_timer_set(&r->timer, wait, 0);
     ev_timer_start(srv.loop, &r->timer);
     srv.rate_pauses++;
+    srv.rate_paused++;
     log_debug("conn %llu: over its inbound rate: paused %.3f s", (unsigned long long)c->id, wait);
 }
 
@@ -604,6 +608,7 @@ static void rate_resume(struct conn *c)
     if (!(c->flags & CONN_RATE_PAUSED))
         return;
     c->flags &= (uint16_t)~CONN_RATE_PAUSED;
+    srv.rate_paused--;
     ev_timer_stop(srv.loop, &c->rate->timer);
     if (c->state == CONN_DEAD)
         return;
@@ -852,6 +857,7 @@ static void http_process(struct conn *c)
         if (c->flags & CONN_ADMIN) {
             int close_after = 0;
             conn_queue_raw(c, admin_respond(&req, server_listening(), &close_after));
+            c->flags |= CONN_SERVED;
             if (close_after)
                 c->flags |= CONN_HTTP_CLOSE;
         } else if (is_ws_path(req.path)) {
@@ -1249,6 +1255,31 @@ static int listen_on(const char *chost, int cport, const char *what, int reuse_p
     return fd;
 }
 
+/* /metrics: the connection caps and the inbound rate limits. (Nothing of the drain: the admin
+ * listener closes when it starts.) */
+static void protect_collect(struct metrics_out *o)
+{
+    static const char *const reasons[] = {
+        [CAPS_TOTAL] = "max_connections", [CAPS_PER_IP] = "max_connections_per_ip",
+        [CAPS_NOMEM] = "no_memory"};
+    const char *name = "confab_connections_refused_total";
+    metrics_header(o, name, "counter", "Connections answered 503 at accept by the caps "
+                                       "(or for want of memory), by reason");
+    for (int i = CAPS_TOTAL; i <= CAPS_NOMEM; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "reason=\"%s\"", reasons[i]);
+        metrics_sample(o, name, label, (double)srv.refused_total[i]);
+    }
+    metrics_gauge(o, "confab_connections_admitted", "Connections counted by the caps now "
+                  "(public listener)", (double)caps_total());
+    metrics_gauge(o, "confab_connection_addresses", "Addresses (IPv4, IPv6 /64) with connections "
+                  "now, counted with --max-connections-per-ip", (double)caps_addresses());
+    metrics_counter(o, "confab_rate_pauses_total", "Times a WebSocket peer was paused by "
+                    "--rate-msgs or --rate-bytes", srv.rate_pauses);
+    metrics_gauge(o, "confab_rate_paused", "WebSocket peers paused by their inbound rate now",
+                  (double)srv.rate_paused);
+}
+
 int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen)
 {
     srv.loop = loop;
@@ -1298,6 +1329,7 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     ev_idle_init(&srv.idle, on_idle);
     ev_init(&srv.refusal_log, on_refusal_log);
     caps_init(cfg->max_connections, cfg->max_conns_per_ip);
+    metrics_add_collector(protect_collect);
     return 0;
 }
 

@@ -117,3 +117,26 @@ class CapsDefaults(ConfabTest):
         finally:
             for ws in conns:
                 ws.close()
+
+
+class CapsMetrics(ConfabTest):
+    def test_refusals_and_admitted_connections_show_in_metrics(self):
+        from test_admin import admin_port, scrape, value
+        srv = self.start("--admin-addr", "127.0.0.1:0", "--max-connections-per-ip", "1",
+                         script=self.script(ECHO_LUA))
+        port = admin_port(srv)
+        a = self.raw(srv, source="127.0.0.6")
+        b = self.raw(srv, source="127.0.0.7")
+        for _ in range(3):
+            self.assertEqual(refused(srv.port, source="127.0.0.6").status, 503)
+        samples, _ = scrape(port)  # the admin connection itself is not counted
+        self.assertEqual(value(samples, "confab_connections_refused_total",
+                               reason="max_connections_per_ip"), 3)
+        self.assertEqual(value(samples, "confab_connections_refused_total",
+                               reason="max_connections"), 0)
+        self.assertEqual(value(samples, "confab_connections_admitted"), 2)
+        self.assertEqual(value(samples, "confab_connection_addresses"), 2)
+        a.send_text("x")
+        self.assertEqual(a.recv_text(), "x")
+        b.send_text("y")
+        self.assertEqual(b.recv_text(), "y")

@@ -118,3 +118,20 @@ class FeedBudget(ConfabTest):
         got = frames(ws, n + 1, timeout=WAIT)
         self.assertEqual(got[:n], [(OP_TEXT, b"k%d" % i) for i in range(n)])
         self.assertEqual(got[n], (OP_PONG, b"p"))
+
+
+class RateMetrics(ConfabTest):
+    def test_pauses_show_in_metrics(self):
+        from test_admin import admin_port, scrape, value
+        srv = self.start("--admin-addr", "127.0.0.1:0", "--rate-msgs", "5:1",
+                         script=self.script(ECHO_LUA))
+        port = admin_port(srv)
+        samples, _ = scrape(port)
+        self.assertEqual(value(samples, "confab_rate_pauses_total"), 0)
+        flooder = self.raw(srv)
+        flooder.send(b"".join(encode_frame(OP_TEXT, "f%d" % i) for i in range(50)))
+        self.assertEqual(flooder.recv_text(), "f0")
+        self.assertEqual(flooder.recv_text(), "f1")  # after its first pause (5/s, burst 1)
+        samples, _ = scrape(port)
+        self.assertGreaterEqual(value(samples, "confab_rate_pauses_total"), 1)
+        self.assertEqual(value(samples, "confab_rate_paused"), 1)  # 48 more to go at 5/s
