@@ -315,7 +315,11 @@ static int config_file(struct config *cfg, const char *path, char *err, size_t e
         }
         char *args[3] = {"confab", flag, NULL};
         int nargs = 2;
-        if (strcmp(flag, "--watch") == 0) {
+        /* The flags without a value: "watch", "watch yes", "reuse-port no"... */
+        int *on_off = strcmp(flag, "--watch") == 0        ? &cfg->watch
+                      : strcmp(flag, "--reuse-port") == 0 ? &cfg->reuse_port
+                                                          : NULL;
+        if (on_off) {
             size_t vlen = (size_t)(end - p);
             int on = vlen == 0 || (vlen == 3 && !strncmp(p, "yes", 3)) ||
                      (vlen == 4 && !strncmp(p, "true", 4)) || (vlen == 2 && !strncmp(p, "on", 2)) ||
@@ -324,11 +328,11 @@ static int config_file(struct config *cfg, const char *path, char *err, size_t e
                       (vlen == 5 && !strncmp(p, "false", 5)) ||
                       (vlen == 3 && !strncmp(p, "off", 3)) || (vlen == 1 && *p == '0');
             if (!on && !off) {
-                snprintf(err, errlen, "%s:%d: watch takes yes or no", path, lineno);
+                snprintf(err, errlen, "%s:%d: %s takes yes or no", path, lineno, flag + 2);
                 rc = -1;
                 break;
             }
-            cfg->watch = on;
+            *on_off = on;
             continue;
         }
         if (p == end) {

@@ -101,7 +101,9 @@ confab.on("disconnect", function(ev) local t = os.clock() while os.clock() - t <
 
 class Takeover(ConfabTest):
     def test_a_second_process_takes_the_port_and_the_drained_clients(self):
-        a = self.start("--reuse-port", "--drain-time", "1", script=self.script(TAGGED_LUA % "a", "a.lua"))
+        # A's settings come from a --config file: "reuse-port" alone, like "watch".
+        conf = self.write("a.conf", "reuse-port\ndrain-time 1\n")
+        a = self.start("--config", conf, script=self.script(TAGGED_LUA % "a", "a.lua"))
         b = self.start("--reuse-port", "--addr", "127.0.0.1:%d" % a.port,
                        script=self.script(TAGGED_LUA % "b", "b.lua"))
         self.assertEqual(b.port, a.port)
