@@ -37,6 +37,7 @@ CORE    += pattern
 CORE    += redis_url redis_link redis_room script_callback
 CORE    += metrics admin redis_observe
 CORE    += deflate_negotiate deflate inflate outmsg
+CORE    += caps bucket
 CORE    += tls
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)

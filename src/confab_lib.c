@@ -189,6 +189,8 @@ static int l_join(lua_State *L)
     }
     if (rc < 0)
         return luaL_error(L, "not enough memory");
+    if (rc == 1 && redis_enabled())
+        redis_room_track(room, len);
     if (rc == 1)
         script_fire_membership(L, H_JOIN, c, room, NULL);
     lua_pushboolean(L, rc == 1);

@@ -81,6 +81,21 @@ static const char usage[] =
     "  --attr-memory BYTES       confab.set attributes, all connections together (default 16M)\n"
     "  --hook-timeout MS         longest run of one hook call, CPU time (default 50)\n"
     "  --script-memory BYTES     memory cap of the Lua state (default 64M)\n"
+    "  --max-connections N       connections at once; more get 503 with Retry-After (default:\n"
+    "                            no cap but the descriptor limit)\n"
+    "  --max-connections-per-ip N  connections at once from one IPv4 address or IPv6 /64; more\n"
+    "                            get 503 with Retry-After (default: no cap)\n"
+    "  --rate-msgs RATE[:BURST]  messages/s read from one WebSocket peer, bursts of BURST\n"
+    "                            (default RATE, at least 1); a peer over it is paused, not\n"
+    "                            closed: its socket is not read until the budget refills\n"
+    "                            (default: unlimited)\n"
+    "  --rate-bytes RATE[:BURST] bytes/s read from one WebSocket peer, e.g. 64K:256K; paused\n"
+    "                            likewise (default: unlimited)\n"
+    "  --drain-time SEC          on SIGTERM, close peers with 1012 (service restart) spread\n"
+    "                            over SEC seconds, then exit (default 0: all at once);\n"
+    "                            SIGINT closes them all at once with 1001\n"
+    "  --reuse-port              listen with SO_REUSEPORT, so a new confab on the same port can\n"
+    "                            take over while this one drains (both need the flag)\n"
     "  --watch                   reload the script when its file changes (SIGHUP always does)\n"
     "  --check FILE              load FILE as a script, report errors, exit 0 or 2\n"
     "  --log-format text|json    log lines as text (default) or one JSON object per line\n"
@@ -126,6 +141,57 @@ static int parse_seconds(const char *s, double *out)
     if (end == s || *end || errno || !isfinite(v) || v <= 0 || v > 1e7)
         return -1;
     *out = v;
+    return 0;
+}
+
+/* Seconds, 0 allowed. */
+static int parse_seconds0(const char *s, double *out)
+{
+    if (strcmp(s, "0") == 0) {
+        *out = 0;
+        return 0;
+    }
+    return parse_seconds(s, out);
+}
+
+/* One number of a rate: a size ("64K") when bytes, else a positive number. */
+static int parse_amount(const char *s, int bytes, double *out)
+{
+    if (!bytes)
+        return parse_seconds(s, out);
+    size_t z;
+    if (parse_size(s, &z) < 0 || z == 0)
+        return -1;
+    *out = (double)z;
+    return 0;
+}
+
+/* "RATE[:BURST]": RATE > 0, BURST >= min (default: RATE, at least min); "0" turns the limit
+ * off. */
+static int parse_rate(const char *s, int bytes, double min, double *rate, double *burst)
+{
+    if (strcmp(s, "0") == 0) {
+        *rate = *burst = 0;
+        return 0;
+    }
+    char head[64];
+    const char *colon = strchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : strlen(s);
+    if (n == 0 || n >= sizeof head)
+        return -1;
+    memcpy(head, s, n);
+    head[n] = '\0';
+    double r, b;
+    if (parse_amount(head, bytes, &r) < 0)
+        return -1;
+    if (colon) {
+        if (parse_amount(colon + 1, bytes, &b) < 0 || b < min)
+            return -1;
+    } else {
+        b = r < min ? min : r;
+    }
+    *rate = r;
+    *burst = b;
     return 0;
 }
 
@@ -255,7 +321,11 @@ static int config_file(struct config *cfg, const char *path, char *err, size_t e
         }
         char *args[3] = {"confab", flag, NULL};
         int nargs = 2;
-        if (strcmp(flag, "--watch") == 0) {
+        /* The flags without a value: "watch", "watch yes", "reuse-port no"... */
+        int *on_off = strcmp(flag, "--watch") == 0        ? &cfg->watch
+                      : strcmp(flag, "--reuse-port") == 0 ? &cfg->reuse_port
+                                                          : NULL;
+        if (on_off) {
             size_t vlen = (size_t)(end - p);
             int on = vlen == 0 || (vlen == 3 && !strncmp(p, "yes", 3)) ||
                      (vlen == 4 && !strncmp(p, "true", 4)) || (vlen == 2 && !strncmp(p, "on", 2)) ||
@@ -264,11 +334,11 @@ static int config_file(struct config *cfg, const char *path, char *err, size_t e
                       (vlen == 5 && !strncmp(p, "false", 5)) ||
                       (vlen == 3 && !strncmp(p, "off", 3)) || (vlen == 1 && *p == '0');
             if (!on && !off) {
-                snprintf(err, errlen, "%s:%d: watch takes yes or no", path, lineno);
+                snprintf(err, errlen, "%s:%d: %s takes yes or no", path, lineno, flag + 2);
                 rc = -1;
                 break;
             }
-            cfg->watch = on;
+            *on_off = on;
             continue;
         }
         if (p == end) {
@@ -339,6 +409,10 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             cfg->watch = 1;
             continue;
         }
+        if (strcmp(flag, "--reuse-port") == 0) {
+            cfg->reuse_port = 1;
+            continue;
+        }
         /* Every other flag takes a value: "--flag VALUE" or "--flag=VALUE". */
         const char *eq = strchr(flag, '=');
         size_t nlen = eq ? (size_t)(eq - flag) : strlen(flag);
@@ -364,6 +438,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--attr-memory") || IS("--hook-timeout") || IS("--script-memory") ||
                     IS("--check") || IS("--log-level") || IS("--pid-file") ||
                     IS("--redis") || IS("--redis-timeout") ||
+                    IS("--max-connections") || IS("--max-connections-per-ip") ||
+                    IS("--rate-msgs") || IS("--rate-bytes") || IS("--drain-time") ||
                     IS("--tls-cert") || IS("--tls-key") || IS("--tls-addr");
         if (!known) {
             snprintf(err, errlen, "unknown option '%s' (see --help)", name);
@@ -461,6 +537,16 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             cfg->redis[cfg->redis_count++] = val;
         } else if (IS("--redis-timeout"))
             bad = parse_seconds(val, &cfg->redis_timeout) || cfg->redis_timeout > 600;
+        else if (IS("--max-connections"))
+            bad = parse_uint(val, 100000000, &cfg->max_connections);
+        else if (IS("--max-connections-per-ip"))
+            bad = parse_uint(val, 100000000, &cfg->max_conns_per_ip);
+        else if (IS("--rate-msgs"))
+            bad = parse_rate(val, 0, 1, &cfg->rate_msgs, &cfg->rate_msgs_burst);
+        else if (IS("--rate-bytes"))
+            bad = parse_rate(val, 1, 1, &cfg->rate_bytes, &cfg->rate_bytes_burst);
+        else if (IS("--drain-time"))
+            bad = parse_seconds0(val, &cfg->drain_time);
         else if (IS("--log-level"))
             bad = log_parse_level(val, &lv) < 0 ? -1 : (cfg->log_level = (int)lv, 0);
 #undef IS

@@ -40,6 +40,14 @@ struct config {
     size_t attr_memory;        /* bytes of confab.set attributes, all connections together */
     unsigned hook_timeout_ms;  /* longest run of one hook call */
     size_t script_memory;      /* cap of the Lua state's memory, bytes */
+    unsigned max_connections;  /* connections at once, 503 beyond (0: no cap but descriptors) */
+    unsigned max_conns_per_ip; /* connections at once from one IPv4 address or IPv6 /64 */
+    double rate_msgs;          /* messages/s read from one WebSocket peer (0: unlimited) */
+    double rate_msgs_burst;    /* bucket of rate_msgs, messages */
+    double rate_bytes;         /* bytes/s read from one WebSocket peer (0: unlimited) */
+    double rate_bytes_burst;   /* bucket of rate_bytes, bytes */
+    double drain_time;         /* SIGTERM: seconds over which peers get close 1012 */
+    int reuse_port;            /* SO_REUSEPORT on the listener: another process may take over */
     int log_level;             /* enum log_level */
     int log_format;            /* enum log_format */
     const char *config_file;   /* --config FILE, read before the command line, or NULL */

@@ -29,6 +29,9 @@ enum {
     CONN_READ_PAUSED = 1 << 7,  /* not reading: HTTP until the output drains, WS while held */
     CONN_INPUT_HELD = 1 << 8,   /* on the server's list of connections whose input ws holds */
     CONN_ADMIN = 1 << 9,        /* accepted on the admin listener: admin requests only */
+    CONN_COUNTED = 1 << 10,     /* admitted by the connection caps: released when freed */
+    CONN_RATE_PAUSED = 1 << 11, /* over its inbound rate: not read until its timer fires */
+    CONN_SERVED = 1 << 12,      /* HTTP: a response was queued (an idle keep-alive when empty) */
 };
 
 /* What the upgrade request said, kept for the script's confab.info. One allocation: the
@@ -47,6 +50,8 @@ struct conn_meta *conn_meta_new(const char *remote, const char *path, size_t pat
 
 struct member;
 struct attr;
+struct caps_addr;
+struct conn_rate;
 struct http_conn;
 struct ws_conn;
 struct tls_conn;
@@ -74,6 +79,8 @@ struct conn {
     uint16_t rooms_len, rooms_cap;
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
     struct conn_meta *meta;    /* server: what the upgrade said, NULL before it */
+    struct caps_addr *caps;    /* server: its address's count (caps.h), or NULL */
+    struct conn_rate *rate;    /* server: inbound rate buckets, only with --rate-* set */
     struct tls_conn *tls;      /* server: TLS state (tls.h), NULL on a plain connection */
 };
 

@@ -1,6 +1,7 @@
 /* confab: flags, signals, the loop. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,7 @@ static void on_last_resort(int sig)
     _exit(1);
 }
 
-static void arm_last_resort(void)
+static void arm_last_resort(unsigned seconds)
 {
     if (log_format == LOG_JSON) {
         /* A log line like the others, stamped with the time the alarm will come. */
@@ -85,7 +86,7 @@ static void arm_last_resort(void)
     sa.sa_handler = on_last_resort;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    alarm(SHUTDOWN_LAST_RESORT);
+    alarm(seconds);
 }
 
 static void on_stop_signal(EV_P_ ev_signal *w, int revents)
@@ -96,8 +97,14 @@ static void on_stop_signal(EV_P_ ev_signal *w, int revents)
         ev_break(EV_A_ EVBREAK_ALL);
         return;
     }
+    if (w->signum == SIGTERM) {
+        log_info("SIGTERM: draining over %.1f s", cfg.drain_time);
+        arm_last_resort(SHUTDOWN_LAST_RESORT + (unsigned)ceil(cfg.drain_time));
+        server_drain(cfg.drain_time, SHUTDOWN_GRACE);
+        return;
+    }
     log_info("signal %d: stopping", w->signum);
-    arm_last_resort();
+    arm_last_resort(SHUTDOWN_LAST_RESORT);
     server_shutdown(SHUTDOWN_GRACE);
 }
 

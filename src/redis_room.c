@@ -3,6 +3,7 @@
  * state of a room with local members (last id delivered, reads in flight, messages held). */
 #include "redis_room.h"
 
+#include <ev.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,7 @@ static const char publish_lua[] =
  * complete 1 the entries after `after`, else every stored entry. */
 static const char read_lua[] =
     "local last = redis.call('HGET', KEYS[1], 'n') or '0'\n"
-    "local lastn = tonumber(last)\n"
+    "local lastn = tonumber(last)\n"    "if ARGV[2] then return {last, 1} end\n"
     "local after = tonumber(ARGV[1])\n"
     "local from = ARGV[1]\n"
     "if after == 0 then\n"
@@ -110,6 +111,7 @@ struct droom {
     int known;      /* last is meaningful */
     unsigned reads; /* reads in flight: live messages are held meanwhile */
     int repairing;  /* one of them is a repair */
+    int repair_again; /* a repair was asked for while one was in flight: read again after it */
     struct held *held; /* sorted by id */
     unsigned nheld;
 };
@@ -120,6 +122,7 @@ struct read {
     char *name;
     size_t rlen;
     uint64_t after;
+    int sync; /* only the last id: where a room new here starts */
     redis_replay_done *fn;
     void *ctx;
 };
@@ -141,6 +144,7 @@ static struct {
     uint64_t node;
     int64_t epoch_ms;
     int64_t shard_epoch[REDIS_MAX_SHARDS];
+    ev_timer sweep;
 } RR;
 
 static void keys_of(const char *room, size_t rlen, char *meta, char *stream, size_t *mlen,
@@ -274,7 +278,7 @@ static void drain(struct droom *d)
 static void read_done(void *ctx, const redisReply *r, const char *err);
 
 static int read_start(struct droom *d, const char *room, size_t rlen, uint64_t after,
-                      redis_replay_done *fn, void *ctx)
+                      redis_replay_done *fn, void *ctx, int sync)
 {
     struct read *rd = calloc(1, sizeof *rd);
     if (!rd || !(rd->name = malloc(rlen + 1))) {
@@ -287,13 +291,15 @@ static int read_start(struct droom *d, const char *room, size_t rlen, uint64_t a
     rd->after = after;
     rd->fn = fn;
     rd->ctx = ctx;
+    rd->sync = sync;
     char meta[96], stream[96], a[24];
     size_t mlen, slen;
     keys_of(room, rlen, meta, stream, &mlen, &slen);
     int alen = snprintf(a, sizeof a, "%llu", (unsigned long long)after);
-    const char *argv[] = {meta, stream, a};
-    size_t lens[] = {mlen, slen, (size_t)alen};
-    if (redis_room_eval(redis_shard_of(room, rlen), RR.read, 2, 3, argv, lens, read_done, rd) < 0) {
+    const char *argv[] = {meta, stream, a, "meta"};
+    size_t lens[] = {mlen, slen, (size_t)alen, 4};
+    if (redis_room_eval(redis_shard_of(room, rlen), RR.read, 2, sync ? 4 : 3, argv, lens, read_done,
+                        rd) < 0) {
         free(rd->name);
         free(rd);
         return -1;
@@ -305,9 +311,17 @@ static int read_start(struct droom *d, const char *room, size_t rlen, uint64_t a
 
 static void repair(struct droom *d)
 {
-    if (d->repairing)
+    if (d->repairing) {
+        /* The read in flight may have run before what is missing now (the subscriber link
+         * dropped again meanwhile): read once more when it is answered. */
+        d->repair_again = 1;
         return;
-    if (read_start(d, d->name, d->rlen, d->last, NULL, NULL) == 0) {
+    }
+    if (!d->known) {
+        d->repair_again = 1; /* after the read that makes it known */
+        return;
+    }
+    if (read_start(d, d->name, d->rlen, d->last, NULL, NULL, 0) == 0) {
         d->repairing = 1;
         redis_stats_of(redis_shard_of(d->name, d->rlen))->repairs++;
     }
@@ -344,6 +358,9 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
         uint64_t last = reply_u64(r->element[0]);
         int complete = reply_u64(r->element[1]) == 1;
         size_t n = (r->elements - 2) / 2;
+        log_debug("redis: room %.*s read after %llu: last %llu, %zu entries, delivered up to %llu",
+                  (int)rd->rlen, rd->name, (unsigned long long)rd->after, (unsigned long long)last,
+                  n, d ? (unsigned long long)d->last : 0ULL);
         struct redis_entry *list = n ? calloc(n, sizeof *list) : NULL;
         size_t got = 0;
         for (size_t i = 0; i < n && (list || n == 0); i++) {
@@ -373,7 +390,7 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
         if (d) {
             if (!d->known) {
                 d->known = 1;
-                d->last = rd->fn ? last : (got ? list[0].id - 1 : last);
+                d->last = rd->fn || rd->sync ? last : (got ? list[0].id - 1 : last);
             }
             unsigned long repaired = 0;
             for (size_t i = 0; i < got; i++) {
@@ -395,6 +412,10 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
     }
     if (d) {
         drain(d);
+        if (d->repair_again && !d->repairing && d->known && d->reads == 0) {
+            d->repair_again = 0;
+            repair(d);
+        }
         droom_maybe_free(d);
     }
     free(rd->name);
@@ -515,7 +536,7 @@ static void on_link_event(void *ctx, unsigned shard, int event)
     /* Messages may have been missed while a link was down: read every room of the shard. */
     struct droom *d, *tmp;
     HASH_ITER(hh, RR.rooms, d, tmp) {
-        if (redis_shard_of(d->name, d->rlen) == shard && d->known)
+        if (redis_shard_of(d->name, d->rlen) == shard)
             repair(d);
     }
 }
@@ -693,7 +714,7 @@ int redis_room_replay(const char *room, size_t rlen, uint64_t after, redis_repla
         return -1;
     }
     struct droom *d = droom_get(room, rlen);
-    if (!d || read_start(d, room, rlen, after, fn, ctx) < 0) {
+    if (!d || read_start(d, room, rlen, after, fn, ctx, 0) < 0) {
         if (d)
             droom_maybe_free(d);
         *err = "redis unavailable";
@@ -723,6 +744,15 @@ void redis_room_ephemeral(const char *room, size_t rlen, const char *data, size_
     free(msg);
 }
 
+void redis_room_track(const char *room, size_t rlen)
+{
+    if (droom_find(room, rlen) || !redis_room_up(redis_shard_of(room, rlen)))
+        return;
+    struct droom *d = droom_get(room, rlen);
+    if (d && read_start(d, room, rlen, 0, NULL, NULL, 1) < 0)
+        droom_free(d);
+}
+
 void redis_room_forget(const char *room, size_t rlen)
 {
     struct droom *d = droom_find(room, rlen);
@@ -745,8 +775,22 @@ int64_t redis_room_epoch(void)
     return RR.epoch_ms;
 }
 
+/* A safety net: a room still holding messages with no read in flight (its repair could not be
+ * started, or nothing came after the gap to start it) is looked at again twice a second. */
+static void on_sweep(EV_P_ ev_timer *w, int revents)
+{
+    struct droom *d, *tmp;
+    HASH_ITER(hh, RR.rooms, d, tmp) {
+        if (d->held && d->reads == 0)
+            drain(d);
+    }
+}
+
 void redis_room_init(unsigned history)
 {
+    ev_timer_init(&RR.sweep, on_sweep, 0.5, 0.5);
+    ev_timer_start(EV_DEFAULT, &RR.sweep);
+    ev_unref(EV_DEFAULT); /* it does not keep the loop running */
     RR.history = history;
     snprintf(RR.cap, sizeof RR.cap, "%u", history);
     RR.publish = redis_script(publish_lua);
@@ -760,6 +804,10 @@ void redis_room_init(unsigned history)
 
 void redis_room_shutdown(void)
 {
+    if (ev_is_active(&RR.sweep)) {
+        ev_ref(EV_DEFAULT);
+        ev_timer_stop(EV_DEFAULT, &RR.sweep);
+    }
     struct droom *d, *dt;
     HASH_ITER(hh, RR.rooms, d, dt) droom_free(d);
     struct outbox *b, *bt;

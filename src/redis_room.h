@@ -47,6 +47,10 @@ int redis_room_replay(const char *room, size_t rlen, uint64_t after, redis_repla
 void redis_room_ephemeral(const char *room, size_t rlen, const char *data, size_t len,
                           uint64_t except, int binary);
 
+/* A room got its first member here: learn its last id (a read), so that what is published from
+ * now on is delivered, and a gap or a reconnect from now on is repaired. */
+void redis_room_track(const char *room, size_t rlen);
+
 /* The hub freed a room (no local member, no local history): forget its delivery state. */
 void redis_room_forget(const char *room, size_t rlen);
 

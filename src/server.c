@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "bucket.h"
+#include "caps.h"
 #include "conn.h"
 #include "deflate.h"
 #include "handshake.h"
@@ -82,7 +84,27 @@ static struct {
     size_t request_bytes;     /* request buffers of every connection together, and
                                * TLS_HANDSHAKE_MEMORY per TLS handshake in progress */
     int shutting_down;
+    uint64_t rate_pauses;     /* times a peer was paused by its inbound rate */
+    size_t rate_paused;       /* peers paused by their inbound rate now */
+    /* Connections refused by the caps (or while draining): logged at once, then at most one
+     * line per REFUSAL_LOG_SECONDS with the counts since the last one. */
+    ev_timer refusal_log;
+    unsigned refused[CAPS_NOMEM + 2]; /* by caps_verdict, and [CAPS_NOMEM + 1]: draining */
+    uint64_t refused_total[CAPS_NOMEM + 2]; /* the same, since the start */
+    char refused_last[INET6_ADDRSTRLEN + 4];
+    /* Drain (SIGTERM): the open WebSockets at its start, closed a few at a time. */
+    ev_timer drain;
+    uint64_t *drain_ids;
+    size_t drain_count, drain_next;
+    ev_tstamp drain_start, drain_time;
 } srv;
+
+/* The inbound rate limits of one WebSocket (--rate-msgs, --rate-bytes). */
+struct conn_rate {
+    struct bucket msgs, bytes;
+    ev_timer timer; /* while paused: when the buckets allow reading again */
+    struct conn *conn;
+};
 
 static uint8_t readbuf[64 * 1024];
 /* Bytes read from every connection so far (a read that made progress). */
@@ -93,6 +115,7 @@ static void conn_flush(struct conn *c);
 static void http_free(struct conn *c);
 static void read_pause(struct conn *c, int on);
 static void ws_input(struct conn *c, const uint8_t *data, size_t len);
+static void rate_resume(struct conn *c);
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
@@ -164,6 +187,8 @@ static void conn_kill(struct conn *c, uint16_t code)
     ev_io_stop(srv.loop, &c->io);
     dl_remove(&c->timeout);
     dl_remove(&c->ping);
+    if (c->rate)
+        ev_timer_stop(srv.loop, &c->rate->timer);
     http_free(c); /* its request buffer goes back to --request-memory at once */
     close_list_add(c);
 }
@@ -177,6 +202,9 @@ static void conn_closing(struct conn *c, uint16_t code)
     c->close_code = code;
     dl_remove(&c->ping);
     dl_touch(&srv.closing, &c->timeout);
+    /* A peer paused by its rate is read again: what it sent before its close is discarded
+     * (RFC 6455 1.4) and its end is awaited within the closing time. */
+    rate_resume(c);
     close_list_add(c); /* to report the disconnect at the safe point */
 }
 
@@ -252,6 +280,16 @@ static void conn_free(struct conn *c)
         srv.request_bytes -= TLS_HANDSHAKE_MEMORY;
     tls_conn_free(c->tls);
     free(c->meta);
+    if (c->rate) {
+        ev_timer_stop(srv.loop, &c->rate->timer);
+        free(c->rate);
+    }
+    if (c->flags & CONN_RATE_PAUSED)
+        srv.rate_paused--;
+    if (c->flags & CONN_COUNTED) {
+        caps_release(c->caps);
+        log_debug("conn %d: freed, %zu connections admitted", c->fd, caps_total());
+    }
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
@@ -275,6 +313,7 @@ static const char *close_reason(uint16_t code)
     case 1008: return "policy violation";
     case 1009: return "message too big";
     case 1011: return "server error";
+    case 1012: return "service restart";
     case 1013: return "try again later";
     default: return "closed";
     }
@@ -309,7 +348,7 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
         log_ctx_set(c->id, c->fd);
         if (c->state == CONN_WS)
             ws_input(c, NULL, 0);
-        if (!(c->flags & CONN_INPUT_HELD) && c->state != CONN_DEAD)
+        if (!(c->flags & (CONN_INPUT_HELD | CONN_RATE_PAUSED)) && c->state != CONN_DEAD)
             read_pause(c, 0);
     }
     for (int round = 0; round < 8 && (srv.close_list || srv.flush_list); round++) {
@@ -558,10 +597,125 @@ static void on_hub_close(struct conn *c, uint16_t code, const char *reason)
     log_ctx = prev;
 }
 
+/* ---- inbound rate limits ------------------------------------------------------------ */
+
+/* A peer over its budget is paused, not closed: its socket is not read (TCP pushes back on it)
+ * until a timer says its buckets allow it again. Its messages all arrive, late and in order;
+ * pings and a close it sends wait behind them on the wire. Only an open WebSocket is limited: a
+ * close (ours or its) ends the pause, and a paused peer is not "silent" (--pong-timeout). */
+
+static void on_rate_timer(EV_P_ ev_timer *w, int revents)
+{
+    rate_resume(container_of(w, struct conn_rate, timer)->conn);
+}
+
+/* Gives c its buckets when a rate limit is set (at the upgrade). Without memory it goes
+ * unlimited, which is logged. */
+static void rate_start(struct conn *c)
+{
+    const struct config *cfg = srv.cfg;
+    if (cfg->rate_msgs <= 0 && cfg->rate_bytes <= 0)
+        return;
+    struct conn_rate *r = calloc(1, sizeof *r);
+    if (!r) {
+        log_warn("conn %llu: no memory for its rate limit", (unsigned long long)c->id);
+        return;
+    }
+    ev_tstamp now = ev_now(srv.loop);
+    bucket_init(&r->msgs, cfg->rate_msgs, cfg->rate_msgs_burst, now);
+    bucket_init(&r->bytes, cfg->rate_bytes, cfg->rate_bytes_burst, now);
+    ev_timer_init(&r->timer, on_rate_timer, 0, 0);
+    r->conn = c;
+    c->rate = r;
+}
+
+/* Stops reading c until its buckets refill: a message for --rate-msgs, for --rate-bytes a tenth
+ * of a second's worth (at least 512 bytes, at most its burst), so a flooder costs at most about
+ * ten wake-ups a second. */
+static void rate_pause(struct conn *c)
+{
+    struct conn_rate *r = c->rate;
+    if (c->flags & CONN_RATE_PAUSED)
+        return;
+    ev_tstamp now = ev_now(srv.loop);
+    double wait = 0;
+    if (r->msgs.rate > 0 && bucket_level(&r->msgs, now) < 1)
+        wait = bucket_wait(&r->msgs, 1, now);
+    if (r->bytes.rate > 0 && bucket_level(&r->bytes, now) < 1) {
+        double quantum = r->bytes.rate / 10 < 512 ? 512 : r->bytes.rate / 10;
+        double w = bucket_wait(&r->bytes, quantum, now);
+        if (w > wait)
+            wait = w;
+    }
+    if (wait < 0.001)
+        wait = 0.001;
+    c->flags |= CONN_RATE_PAUSED;
+    read_pause(c, 1);
+    ev_timer_set(&r->timer, wait, 0);
+    ev_timer_start(srv.loop, &r->timer);
+    srv.rate_pauses++;
+    srv.rate_paused++;
+    log_debug("conn %llu: over its inbound rate: paused %.3f s", (unsigned long long)c->id, wait);
+}
+
+/* Ends c's pause: what it sent that is held is fed first (it may pause again), then reading
+ * resumes. */
+static void rate_resume(struct conn *c)
+{
+    if (!(c->flags & CONN_RATE_PAUSED))
+        return;
+    c->flags &= (uint16_t)~CONN_RATE_PAUSED;
+    srv.rate_paused--;
+    ev_timer_stop(srv.loop, &c->rate->timer);
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->state == CONN_WS && ws_held(c)) {
+        ws_input(c, NULL, 0);
+        if (c->flags & (CONN_RATE_PAUSED | CONN_INPUT_HELD) || c->state == CONN_DEAD)
+            return;
+    }
+    read_pause(c, 0);
+}
+
+/* Bytes of c's socket that may be read now, up to len; 0 when c is paused (its timer set). */
+static size_t rate_allow(struct conn *c, size_t len)
+{
+    struct conn_rate *r = c->rate;
+    if (!r || !conn_is_open(c))
+        return len;
+    ev_tstamp now = ev_now(srv.loop);
+    if (r->msgs.rate > 0 && bucket_level(&r->msgs, now) < 1) {
+        rate_pause(c);
+        return 0;
+    }
+    if (r->bytes.rate > 0) {
+        double level = bucket_level(&r->bytes, now);
+        if (level < 1) {
+            rate_pause(c);
+            return 0;
+        }
+        if (level < (double)len)
+            len = (size_t)level;
+    }
+    return len;
+}
+
+/* Messages the next feed may deliver under --rate-msgs. */
+static unsigned rate_budget(struct conn *c)
+{
+    struct conn_rate *r = c->rate;
+    if (!r || r->msgs.rate <= 0 || !conn_is_open(c))
+        return WS_MESSAGES_PER_FEED;
+    double level = bucket_level(&r->msgs, ev_now(srv.loop));
+    return level < 1 ? 0 : level >= WS_MESSAGES_PER_FEED ? WS_MESSAGES_PER_FEED : (unsigned)level;
+}
+
 /* ---- WebSocket input ----------------------------------------------------------------- */
 
 static void on_ws_message(struct conn *c, int binary, const uint8_t *data, size_t len)
 {
+    if (c->rate)
+        bucket_take(&c->rate->msgs, 1);
     /* After a close, incoming data is no longer delivered (RFC 6455 1.4). */
     if (conn_is_open(c)) {
         METRIC_INC(messages_in);
@@ -574,7 +728,7 @@ static void ws_input(struct conn *c, const uint8_t *data, size_t len)
 {
     dl_touch(&srv.silence, &c->timeout);
     dl_touch(&srv.pings, &c->ping);
-    int rc = ws_feed(c, data, len);
+    int rc = ws_feed_budget(c, data, len, rate_budget(c));
     if (rc < 0) {
         log_error("conn %llu: out of memory in framing", (unsigned long long)c->id);
         conn_kill(c, 1011);
@@ -583,6 +737,8 @@ static void ws_input(struct conn *c, const uint8_t *data, size_t len)
             log_info("conn %llu: closed with %d (%s)", (unsigned long long)c->id, rc,
                      close_reason((uint16_t)rc));
         conn_closing(c, (uint16_t)rc);
+    } else if (rc == 0 && ws_held(c) && !(c->flags & CONN_INPUT_HELD) && rate_budget(c) == 0) {
+        rate_pause(c); /* over --rate-msgs: the rest waits for the bucket */
     } else if (rc == 0 && ws_held(c) && !(c->flags & CONN_INPUT_HELD)) {
         /* Its budget of messages used: the rest waits for the next pass, reading paused. */
         c->flags |= CONN_INPUT_HELD;
@@ -622,6 +778,7 @@ static void serve_file(struct conn *c, const struct http_request *req)
     }
     METRIC_INC(http_responses[2]);
     conn_queue_raw(c, head);
+    c->flags |= CONN_SERVED;
     if (!req->keep_alive)
         c->flags |= CONN_HTTP_CLOSE;
 }
@@ -728,6 +885,7 @@ static int upgrade(struct conn *c, const struct http_request *req)
     if (c->state == CONN_WS) {
         dl_touch(&srv.silence, &c->timeout);
         dl_touch(&srv.pings, &c->ping);
+        rate_start(c);
         log_debug("conn %llu: WebSocket open from %s", (unsigned long long)c->id, remote);
     }
     return 1;
@@ -758,6 +916,7 @@ static void http_process(struct conn *c)
         if (c->flags & CONN_ADMIN) {
             int close_after = 0;
             conn_queue_raw(c, admin_respond(&req, server_listening(), &close_after));
+            c->flags |= CONN_SERVED;
             if (close_after)
                 c->flags |= CONN_HTTP_CLOSE;
         } else if (is_ws_path(req.path)) {
@@ -896,15 +1055,20 @@ static void conn_read_some(struct conn *c)
                 return;
             continue;
         }
-        if (c->state == CONN_DEAD || (c->flags & CONN_INPUT_HELD))
+        if (c->state == CONN_DEAD || (c->flags & (CONN_INPUT_HELD | CONN_RATE_PAUSED)))
             return;
-        ssize_t n = sock_read(c, readbuf, sizeof readbuf);
+        size_t want = rate_allow(c, sizeof readbuf);
+        if (want == 0)
+            return;
+        ssize_t n = sock_read(c, readbuf, want);
         if (n <= 0)
             return;
+        if (c->rate && c->state == CONN_WS)
+            bucket_take(&c->rate->bytes, (double)n);
         /* After a close or an HTTP error, the peer's last words are not needed. */
         if (c->state == CONN_WS)
             ws_input(c, readbuf, (size_t)n);
-        if ((size_t)n < sizeof readbuf || (c->flags & CONN_INPUT_HELD))
+        if ((size_t)n < want || (c->flags & (CONN_INPUT_HELD | CONN_RATE_PAUSED)))
             return;
     }
 }
@@ -970,49 +1134,135 @@ static void accept_pause(int err)
     ev_timer_start(srv.loop, &srv.accept_retry);
 }
 
+/* Refusals: the first after a quiet spell is logged at once; the ones that follow are counted
+ * and summed up in one line per REFUSAL_LOG_SECONDS while they go on. */
+#define REFUSAL_LOG_SECONDS 10.0
+#define REFUSED_DRAINING (CAPS_NOMEM + 1)
+/* Retry-After of a refusal: a full server or address, and a draining one (the next process is
+ * taking over: try again at once). */
+#define CAPS_RETRY_AFTER "Retry-After: 5\r\n"
+#define DRAIN_RETRY_AFTER "Retry-After: 1\r\n"
+
+static const char *refusal_reason(int why)
+{
+    switch (why) {
+    case CAPS_TOTAL: return "server busy: too many connections";
+    case CAPS_PER_IP: return "too many connections from your address";
+    case REFUSED_DRAINING: return "server restarting: try again";
+    default: return "server busy: out of memory";
+    }
+}
+
+static void on_refusal_log(EV_P_ ev_timer *w, int revents)
+{
+    unsigned *n = srv.refused;
+    if (!(n[CAPS_TOTAL] + n[CAPS_PER_IP] + n[CAPS_NOMEM] + n[REFUSED_DRAINING])) {
+        ev_timer_stop(EV_A_ w); /* quiet: the next refusal is logged at once */
+        return;
+    }
+    log_warn("%u more connections refused with 503 in the last %.0f s: %u at "
+             "--max-connections %u, %u at --max-connections-per-ip %u (last from %s), %u "
+             "without memory, %u while draining", n[CAPS_TOTAL] + n[CAPS_PER_IP] +
+             n[CAPS_NOMEM] + n[REFUSED_DRAINING], REFUSAL_LOG_SECONDS, n[CAPS_TOTAL],
+             srv.cfg->max_connections, n[CAPS_PER_IP], srv.cfg->max_conns_per_ip,
+             srv.refused_last, n[CAPS_NOMEM], n[REFUSED_DRAINING]);
+    memset(srv.refused, 0, sizeof srv.refused);
+}
+
+/* Answers c 503 with Retry-After and the reason at once, without reading its request (it is
+ * read and dropped until the peer's end, so the answer is not lost to a reset). */
+static void refuse(struct conn *c, int why, const struct sockaddr *sa)
+{
+    conn_queue_raw(c, http_error(503, refusal_reason(why),
+                                 why == REFUSED_DRAINING ? DRAIN_RETRY_AFTER : CAPS_RETRY_AFTER));
+    c->flags |= CONN_HTTP_CLOSE;
+    srv.refused_total[why]++;
+    if (why == CAPS_PER_IP)
+        caps_addr_text(sa, srv.refused_last, sizeof srv.refused_last);
+    if (ev_is_active(&srv.refusal_log)) {
+        srv.refused[why]++;
+        return;
+    }
+    char addr[INET6_ADDRSTRLEN + 4];
+    caps_addr_text(sa, addr, sizeof addr);
+    if (why == CAPS_TOTAL)
+        log_warn("connection from %s refused with 503: --max-connections %u reached "
+                 "(further refusals are summed up every %.0f s)", addr,
+                 srv.cfg->max_connections, REFUSAL_LOG_SECONDS);
+    else if (why == CAPS_PER_IP)
+        log_warn("connection from %s refused with 503: --max-connections-per-ip %u reached "
+                 "(further refusals are summed up every %.0f s)", addr,
+                 srv.cfg->max_conns_per_ip, REFUSAL_LOG_SECONDS);
+    else
+        log_warn("connection from %s refused with 503: %s", addr, refusal_reason(why));
+    ev_timer_set(&srv.refusal_log, REFUSAL_LOG_SECONDS, REFUSAL_LOG_SECONDS);
+    ev_timer_start(srv.loop, &srv.refusal_log);
+}
+
+/* Takes one connection from the backlog of listener l: on a public one (plain or TLS), admitted
+ * by the caps (counted until freed) or refused; on the admin one, never counted (monitoring still
+ * works when the caps are reached). Returns 0, or -1 when there is none to take now. */
+static int accept_one(struct listener *l, int draining)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            accept_pause(errno);
+        return -1;
+    }
+    if (srv.accept_paused) {
+        log_notice("accepting connections again");
+        srv.accept_paused = 0;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* A TLS handshake holds tens of KB until it completes: the handshakes in progress share
+     * --request-memory with the HTTP requests in progress. */
+    if (l->tls && srv.request_bytes + TLS_HANDSHAKE_MEMORY > srv.cfg->request_memory) {
+        log_warn("TLS connection refused: handshakes and requests in progress are at "
+                 "--request-memory (%zu bytes)", srv.request_bytes);
+        close(fd);
+        return 0;
+    }
+    struct tls_conn *t = l->tls ? tls_conn_new(fd) : NULL;
+    struct conn *c = l->tls && !t ? NULL : conn_new(fd);
+    if (!c) {
+        tls_conn_free(t);
+        close(fd);
+        log_warn("connection refused: out of memory");
+        return -1;
+    }
+    if (t) {
+        c->tls = t;
+        srv.request_bytes += TLS_HANDSHAKE_MEMORY;
+    }
+    METRIC_INC(accepted);
+    /* The whole time allowed to send requests counts from here: serving one does not
+     * renew it (--handshake-timeout). */
+    dl_touch(&srv.requests, &c->timeout);
+    if (l->admin) {
+        c->flags |= CONN_ADMIN;
+        return 0;
+    }
+    struct caps_addr *entry;
+    int why = draining ? REFUSED_DRAINING : (int)caps_admit((struct sockaddr *)&ss, &entry);
+    if (why == CAPS_OK) {
+        c->caps = entry;
+        c->flags |= CONN_COUNTED;
+    } else {
+        refuse(c, why, (struct sockaddr *)&ss);
+    }
+    return 0;
+}
+
 static void on_accept(EV_P_ ev_io *w, int revents)
 {
     struct listener *l = container_of(w, struct listener, io);
-    for (int i = 0; i < 64; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                accept_pause(errno);
+    for (int i = 0; i < 64; i++)
+        if (accept_one(l, 0) < 0)
             return;
-        }
-        if (srv.accept_paused) {
-            log_notice("accepting connections again");
-            srv.accept_paused = 0;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* A TLS handshake holds tens of KB until it completes: the handshakes in progress
-         * share --request-memory with the HTTP requests in progress. */
-        if (l->tls && srv.request_bytes + TLS_HANDSHAKE_MEMORY > srv.cfg->request_memory) {
-            log_warn("TLS connection refused: handshakes and requests in progress are at "
-                     "--request-memory (%zu bytes)", srv.request_bytes);
-            close(fd);
-            continue;
-        }
-        struct tls_conn *t = l->tls ? tls_conn_new(fd) : NULL;
-        struct conn *c = l->tls && !t ? NULL : conn_new(fd);
-        if (!c) {
-            tls_conn_free(t);
-            close(fd);
-            log_warn("connection refused: out of memory");
-            return;
-        }
-        if (t) {
-            c->tls = t;
-            srv.request_bytes += TLS_HANDSHAKE_MEMORY;
-        }
-        METRIC_INC(accepted);
-        if (l->admin)
-            c->flags |= CONN_ADMIN;
-        /* The whole time allowed to send requests counts from here: serving one does not
-         * renew it (--handshake-timeout). */
-        dl_touch(&srv.requests, &c->timeout);
-    }
 }
 
 static void on_accept_retry(EV_P_ ev_timer *w, int revents)
@@ -1054,6 +1304,10 @@ static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
 static void on_silence_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
 {
     struct conn *c = container_of(node, struct conn, timeout);
+    if (c->flags & CONN_RATE_PAUSED) { /* it is not silent: we are not reading it */
+        dl_touch(l, node);
+        return;
+    }
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
     log_info("conn %llu: silent for %.1f s, closed", (unsigned long long)c->id, l->timeout);
     conn_kill(c, 1006);
@@ -1079,8 +1333,9 @@ static void on_closing_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
 
 /* Binds and listens on host:port ("" host: every address). what names it in the log line:
  * "listening on ADDR" for the public listener ("listening on ADDR (TLS)" with tls), "WHAT on
- * ADDR" for another. */
-static int listen_on(const char *chost, int cport, const char *what, int tls, char *err,
+ * ADDR" for another; reuse_port: SO_REUSEPORT (--reuse-port). */
+static int listen_on(const char *chost, int cport, const char *what, int tls, int reuse_port,
+                     char *err,
                      size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -1104,6 +1359,13 @@ static int listen_on(const char *chost, int cport, const char *what, int tls, ch
                 continue;
             int one = 1, zero = 0;
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            /* --reuse-port: a second confab may listen beside this one and take over. */
+            if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+                snprintf(err, errlen, "--reuse-port: %s", strerror(errno));
+                close(fd);
+                fd = -1;
+                break;
+            }
             if (ai->ai_family == AF_INET6 && !chost[0])
                 setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
             if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
@@ -1132,6 +1394,31 @@ static int listen_on(const char *chost, int cport, const char *what, int tls, ch
     return fd;
 }
 
+/* /metrics: the connection caps and the inbound rate limits. (Nothing of the drain: the admin
+ * listener closes when it starts.) */
+static void protect_collect(struct metrics_out *o)
+{
+    static const char *const reasons[] = {
+        [CAPS_TOTAL] = "max_connections", [CAPS_PER_IP] = "max_connections_per_ip",
+        [CAPS_NOMEM] = "no_memory"};
+    const char *name = "confab_connections_refused_total";
+    metrics_header(o, name, "counter", "Connections answered 503 at accept by the caps "
+                                       "(or for want of memory), by reason");
+    for (int i = CAPS_TOTAL; i <= CAPS_NOMEM; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "reason=\"%s\"", reasons[i]);
+        metrics_sample(o, name, label, (double)srv.refused_total[i]);
+    }
+    metrics_gauge(o, "confab_connections_admitted", "Connections counted by the caps now "
+                  "(public listener)", (double)caps_total());
+    metrics_gauge(o, "confab_connection_addresses", "Addresses (IPv4, IPv6 /64) with connections "
+                  "now, counted with --max-connections-per-ip", (double)caps_addresses());
+    metrics_counter(o, "confab_rate_pauses_total", "Times a WebSocket peer was paused by "
+                    "--rate-msgs or --rate-bytes", srv.rate_pauses);
+    metrics_gauge(o, "confab_rate_paused", "WebSocket peers paused by their inbound rate now",
+                  (double)srv.rate_paused);
+}
+
 /* Opens the listeners: --addr (TLS when a certificate is given and no --tls-addr), --tls-addr,
  * then --admin-addr: whoever waits for "listening on" finds the public address first. Returns
  * 0, or -1 with a reason in err (none left open). */
@@ -1151,7 +1438,9 @@ static int listeners_open(const struct config *cfg, char *err, size_t errlen)
         struct listener *l = &srv.listeners[i];
         l->tls = (uint8_t)want[i].tls;
         l->admin = (uint8_t)want[i].admin;
-        l->fd = listen_on(want[i].host, want[i].port, want[i].what, want[i].tls, err, errlen);
+        /* --reuse-port on the public listeners (not the admin one). */
+        l->fd = listen_on(want[i].host, want[i].port, want[i].what, want[i].tls,
+                          cfg->reuse_port && !want[i].admin, err, errlen);
         if (l->fd < 0) {
             while (srv.nlisteners > 0)
                 close(srv.listeners[--srv.nlisteners].fd);
@@ -1199,7 +1488,52 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     ev_prepare_init(&srv.prepare, on_prepare);
     ev_prepare_start(loop, &srv.prepare);
     ev_idle_init(&srv.idle, on_idle);
+    ev_init(&srv.refusal_log, on_refusal_log);
+    caps_init(cfg->max_connections, cfg->max_conns_per_ip);
+    metrics_add_collector(protect_collect);
     return 0;
+}
+
+/* Stops accepting for good. What is already in the backlog is taken and answered 503 with
+ * Retry-After: 1 rather than reset by the close; with --reuse-port the next connections go to
+ * the other process listening. */
+static void stop_accepting(void)
+{
+    ev_timer_stop(srv.loop, &srv.accept_retry);
+    for (int i = 0; i < srv.nlisteners; i++) {
+        struct listener *l = &srv.listeners[i];
+        ev_io_stop(srv.loop, &l->io);
+        if (l->fd < 0)
+            continue;
+        /* The plain public backlog is answered 503; a TLS or admin one is closed (a 503 over
+         * TLS would first need a handshake per connection). */
+        for (int k = 0; k < 4096 && !l->admin && !l->tls && !srv.accept_paused; k++)
+            if (accept_one(l, 1) < 0)
+                break;
+        ev_timer_stop(srv.loop, &srv.accept_retry); /* accept_one may have armed it */
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
+/* An HTTP connection when the server stops: a response going out is finished; an idle
+ * keep-alive connection (served before, nothing read since) is closed, as any server may; any
+ * other (just accepted, or with a request on its way in) is answered 503 with Retry-After: 1,
+ * not reset. No other request is read. */
+static void end_http(struct conn *c)
+{
+    int sending = c->out.count || (c->http && c->http->body.fd >= 0);
+    if (!sending && (c->flags & CONN_SERVED) && !(c->http && c->http->len)) {
+        conn_kill(c, 1001);
+        return;
+    }
+    if (c->http)
+        c->http->len = 0;
+    if (!sending && !(c->flags & CONN_HTTP_CLOSE)) {
+        conn_queue_raw(c, http_error(503, refusal_reason(REFUSED_DRAINING), DRAIN_RETRY_AFTER));
+        srv.refused_total[REFUSED_DRAINING]++;
+    }
+    c->flags |= CONN_HTTP_CLOSE;
 }
 
 static void on_grace_over(EV_P_ ev_timer *w, int revents)
@@ -1213,22 +1547,75 @@ void server_shutdown(double grace)
     if (srv.shutting_down)
         return;
     srv.shutting_down = 1;
-    for (int i = 0; i < srv.nlisteners; i++) {
-        ev_io_stop(srv.loop, &srv.listeners[i].io);
-        close(srv.listeners[i].fd);
-        srv.listeners[i].fd = -1;
-    }
-    ev_timer_stop(srv.loop, &srv.accept_retry);
+    stop_accepting();
     /* Open WebSockets get close 1001; connections still in HTTP end now. */
     for (struct conn *c = srv.all; c; c = c->all_next) {
         if (conn_is_open(c))
             conn_close_ws(c, 1001, "server shutting down");
         else if (c->state == CONN_HTTP)
-            conn_kill(c, 1001);
+            end_http(c);
     }
     ev_timer_init(&srv.grace, on_grace_over, grace, 0);
     ev_timer_start(srv.loop, &srv.grace);
     log_info("shutting down: %zu connections to close", srv.nconns);
+}
+
+/* Closes the drain's connections due by now: connection i (of n) at drain_time * i / n. */
+static void on_drain_tick(EV_P_ ev_timer *w, int revents)
+{
+    ev_tstamp elapsed = ev_now(EV_A) - srv.drain_start;
+    size_t due = srv.drain_count;
+    if (srv.drain_time > 0 && elapsed < srv.drain_time)
+        due = (size_t)(elapsed / srv.drain_time * (double)srv.drain_count) + 1;
+    if (due > srv.drain_count)
+        due = srv.drain_count;
+    for (; srv.drain_next < due; srv.drain_next++) {
+        struct conn *c = hub_find(srv.drain_ids[srv.drain_next]);
+        if (c && conn_is_open(c))
+            conn_close_ws(c, 1012, "service restart");
+    }
+    if (srv.drain_next >= srv.drain_count) {
+        ev_timer_stop(EV_A_ w);
+        log_info("drain: close 1012 sent to all %zu connections", srv.drain_count);
+    }
+}
+
+void server_drain(double drain_time, double grace)
+{
+    if (srv.shutting_down)
+        return;
+    srv.shutting_down = 1;
+    stop_accepting();
+    size_t n = 0;
+    for (struct conn *c = srv.all; c; c = c->all_next)
+        n += conn_is_open(c);
+    srv.drain_ids = n ? malloc(n * sizeof *srv.drain_ids) : NULL;
+    if (n && !srv.drain_ids)
+        drain_time = 0; /* without the list, everyone at once */
+    srv.drain_count = 0;
+    for (struct conn *c = srv.all; c; c = c->all_next) {
+        if (conn_is_open(c)) {
+            if (srv.drain_ids)
+                srv.drain_ids[srv.drain_count++] = c->id;
+            else
+                conn_close_ws(c, 1012, "service restart");
+        } else if (c->state == CONN_HTTP) {
+            end_http(c);
+        }
+    }
+    log_info("draining: close 1012 to %zu connections over %.1f s, %zu connections in all",
+             srv.drain_count, drain_time, srv.nconns);
+    srv.drain_next = 0;
+    srv.drain_start = ev_now(srv.loop);
+    srv.drain_time = drain_time;
+    /* A tick per connection's turn, at most 100 a second (each closes those due). */
+    double tick = srv.drain_count ? drain_time / (double)srv.drain_count : 0;
+    ev_timer_init(&srv.drain, on_drain_tick, 0, tick < 0.01 ? 0.01 : tick);
+    on_drain_tick(srv.loop, &srv.drain, 0);
+    if (srv.drain_next < srv.drain_count)
+        ev_timer_again(srv.loop, &srv.drain);
+    ev_timer_init(&srv.grace, on_grace_over, drain_time + grace, 0);
+    ev_timer_start(srv.loop, &srv.grace);
 }
 
 void server_free(void)
@@ -1247,6 +1634,11 @@ void server_free(void)
     dl_stop(&srv.pings);
     dl_stop(&srv.closing);
     ev_timer_stop(srv.loop, &srv.grace);
+    ev_timer_stop(srv.loop, &srv.drain);
+    ev_timer_stop(srv.loop, &srv.refusal_log);
+    free(srv.drain_ids);
+    srv.drain_ids = NULL;
+    caps_free();
     ev_timer_stop(srv.loop, &srv.accept_retry);
     ev_prepare_stop(srv.loop, &srv.prepare);
     ev_idle_stop(srv.loop, &srv.idle);

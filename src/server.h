@@ -23,6 +23,13 @@ int server_listening(void);
 /* Bytes of request buffers held now, all connections together (--request-memory). */
 size_t server_request_bytes(void);
 
+/* SIGTERM: stops accepting (the listener is closed: with --reuse-port another process takes
+ * the new connections), then sends close 1012 (service restart) to the open WebSockets spread
+ * evenly over drain_time seconds, so that they do not all come back in the same second; HTTP
+ * connections finish the response going out. The loop is broken once every connection is gone
+ * or drain_time + grace seconds after the start. */
+void server_drain(double drain_time, double grace);
+
 /* Frees what is left (after the loop ended). */
 void server_free(void);
 

@@ -25,6 +25,7 @@ struct ws_conn {
     uint8_t *held;         /* a copy of the input left over by a feed that used its budget */
     size_t held_len;       /* bytes in held */
     unsigned turn_messages; /* message ends handed to wslay during this feed */
+    unsigned turn_max;     /* message ends this feed may hand over */
     /* The boundary scan (on_recv): a data frame's header is handed to wslay whole, its payload
      * straight from the input; a control frame is gathered whole first, so that wslay never
      * gets it in two pieces. */
@@ -126,8 +127,8 @@ static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
             w->pass -= take;
             n += take;
         } else if (w->unit_ready) {
-            /* A feed dispatches at most WS_MESSAGES_PER_FEED messages: the rest waits. */
-            if (w->unit_pos == 0 && w->turn_messages >= WS_MESSAGES_PER_FEED)
+            /* A feed dispatches at most its budget of messages: the rest waits. */
+            if (w->unit_pos == 0 && w->turn_messages >= w->turn_max)
                 break;
             size_t left = (size_t)(w->unit_len - w->unit_pos);
             /* wslay asks for bytes only once its 4 KB buffer is nearly empty: a unit never has
@@ -456,7 +457,9 @@ static int queue_close(struct conn *c, uint16_t code, const char *reason)
 
 int ws_held(const struct conn *c)
 {
-    return c->ws && c->ws->in_len > 0;
+    /* Input not taken, or a unit gathered whole from it and stopped by the budget (a control
+     * frame after the last message allowed: nothing else may follow it on the wire). */
+    return c->ws && (c->ws->in_len > 0 || c->ws->unit_ready);
 }
 
 /* Keeps the input a feed left over (its budget used) in w->held, unless it is there already. */
@@ -494,6 +497,11 @@ static int hold_rest(struct ws_conn *w)
 
 int ws_feed(struct conn *c, const uint8_t *data, size_t len)
 {
+    return ws_feed_budget(c, data, len, WS_MESSAGES_PER_FEED);
+}
+
+int ws_feed_budget(struct conn *c, const uint8_t *data, size_t len, unsigned max_messages)
+{
     struct ws_conn *w = c->ws;
     if (!w) {
         if (charge(WS_STATE_COST) < 0)
@@ -525,13 +533,16 @@ int ws_feed(struct conn *c, const uint8_t *data, size_t len)
         w->in_len = len;
     }
     w->turn_messages = 0;
+    w->turn_max = max_messages < WS_MESSAGES_PER_FEED ? max_messages : WS_MESSAGES_PER_FEED;
     int rc = wslay_event_recv(w->ctx);
     if (w->oom)
         return -1;
     /* Only a feed stopped by its budget keeps input: after a failure or a close, the rest of
      * what the peer sent is not needed. */
-    if (w->fail_code || !conn_is_open(c) || !wslay_event_get_read_enabled(w->ctx))
+    if (w->fail_code || !conn_is_open(c) || !wslay_event_get_read_enabled(w->ctx)) {
         w->in_len = 0;
+        w->unit_ready = 0;
+    }
     int held = hold_rest(w);
     if (held < 0)
         return -1;

@@ -53,6 +53,12 @@ extern size_t ws_memory;
  * bytes (data NULL, len 0). */
 int ws_feed(struct conn *c, const uint8_t *data, size_t len);
 
+/* ws_feed with a smaller budget: at most max_messages (capped at WS_MESSAGES_PER_FEED) message
+ * ends are taken; 0 takes none, so everything is kept. The rate limit (--rate-msgs) gives each
+ * feed what the connection's bucket holds. Control frames queued behind a kept message wait
+ * with it (they come after it on the wire). */
+int ws_feed_budget(struct conn *c, const uint8_t *data, size_t len, unsigned max_messages);
+
 /* Whether c has input kept by a feed that used its budget: feed it again (without reading
  * more from the socket) at the next turn. */
 int ws_held(const struct conn *c);

@@ -23,6 +23,7 @@
 
   const RETRY_MIN_MS = 500;         // first reconnect delay; doubles per failed attempt
   const RETRY_MAX_MS = 10000;
+  const RESTART_SPREAD_MS = 5000;   // after close 1012/1001 (server restart): back within 0.5-5 s
   const TYPING_SEND_MS = 3000;      // send at most one "typing" per room this often
   const TYPING_SHOW_MS = 6000;      // how long a "typing" notice lasts without a refresh
   const NAME_TAKEN_RETRIES = 6;     // our previous connection may still hold the name for a moment
@@ -301,21 +302,28 @@
       el.bannerRetry.textContent = 'Use it here';
       return;
     }
+    // 1012 (service restart) and 1001 (going away): the server is restarting or draining.
+    // Every client got it within the server's --drain-time: each comes back at its own moment
+    // of the next few seconds, so the new server is not hit by everyone in the same second.
+    const restart = code === 1012 || code === 1001;
     if (S.everWelcomed) {
       setState('offline');
-      if (was) noteHere('Connection lost.', 'offline');
+      if (was) noteHere(restart ? 'Server restarting; reconnecting…' : 'Connection lost.', 'offline');
     } else {
       el.loginButton.disabled = true;
       if (!S.takenRetries) loginStatus('Cannot reach the server; retrying…');
     }
-    scheduleReconnect();
+    scheduleReconnect(restart);
   }
 
-  function scheduleReconnect() {
+  function scheduleReconnect(restart) {
     clearTimeout(S.retryTimer);
     const base = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** S.attempt);
     S.attempt++;
-    const delay = base / 2 + Math.random() * base / 2;   // jitter so clients don't stampede
+    // Jitter so clients don't stampede: half the backoff and up to as much again, or after a
+    // restart anywhere in RETRY_MIN_MS..RESTART_SPREAD_MS (the backoff goes on if it fails).
+    const delay = restart ? RETRY_MIN_MS + Math.random() * (RESTART_SPREAD_MS - RETRY_MIN_MS)
+      : base / 2 + Math.random() * base / 2;
     S.retryAt = Date.now() + delay;
     S.retryTimer = setTimeout(connect, delay);
     tickBanner();

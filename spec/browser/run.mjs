@@ -28,11 +28,15 @@ const pageErrors = [];
 
 // ---- the server ----
 
+// Flags of a server that a new one may take over (test e): SO_REUSEPORT, a 1 s drain.
+const TAKEOVER = ['--reuse-port', '--drain-time', '1'];
+
 // Starts confab on 127.0.0.1:port (0 = ephemeral) and resolves with {proc, port, log} once it
 // logs "listening on". Rejects if it exits first or takes more than 10 s.
-function startServer(port) {
+// `extra` flags follow the others.
+function startServer(port, extra = []) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, ['--addr', `127.0.0.1:${port}`, '--script', 'scripts/chat.lua', '--web', 'web'],
+    const proc = spawn(BIN, ['--addr', `127.0.0.1:${port}`, '--script', 'scripts/chat.lua', '--web', 'web', ...extra],
       { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
     const log = [];
     let buf = '';
@@ -735,7 +739,7 @@ async function main() {
     await say(bob, `typed while the server was down ${tag}`);
     await bob.locator('#log li.pending', { hasText: `typed while the server was down ${tag}` }).waitFor();
     await shot(alice, 'offline-desktop');
-    server = await startServer(port);
+    server = await startServer(port, TAKEOVER);   // the next test hands this one over
     for (const p of [alice, bob]) await p.waitForSelector('body[data-state="online"]');
     await alice.locator('#banner').waitFor({ state: 'hidden' });
     // Both rooms come back, and the lines are exactly those before.
@@ -789,6 +793,26 @@ async function main() {
     await say(alice, reply);
     await waitLine(page, reply);
     await page.close();
+  });
+
+  await test('e: a drain hands the pages to a new server on the same port (takeover, 1012)', async () => {
+    const typed = `after takeover ${tag}`;
+    const notes = (p, text) => p.locator('#log li.note', { hasText: text }).count();
+    const before = [];
+    for (const p of [alice, bob]) before.push([await notes(p, 'Server restarting'), await notes(p, 'Connection lost')]);
+    const old = server;
+    server = await startServer(port, TAKEOVER);   // listens beside the old one (SO_REUSEPORT)
+    await stopServer(old);   // SIGTERM: the old one drains (close 1012 within 1 s) and exits
+    for (const [i, p] of [alice, bob].entries()) {
+      await until(p, (n) => [...document.querySelectorAll('#log li.note')]
+        .filter((e) => e.textContent.includes('Server restarting')).length === n, before[i][0] + 1);
+      await p.waitForSelector('body[data-state="online"]');   // back, on the new server
+      eq(await notes(p, 'Connection lost'), before[i][1], 'a restart is not shown as a lost connection');
+    }
+    await say(alice, typed);
+    await waitLine(bob, typed);
+    await waitLine(alice, typed);
+    for (const p of [alice, bob]) noDuplicates(await lines(p), p.__who);
   });
 
   await test('no uncaught errors in the pages', async () => { eq(pageErrors, [], 'page errors'); });

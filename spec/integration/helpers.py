@@ -205,10 +205,12 @@ class Conn:
     """A raw TCP connection with a receive buffer, for HTTP and hand-made WebSocket frames;
     over TLS when tls (an ssl.SSLContext) is given."""
 
-    def __init__(self, port, rcvbuf=None, tls=None):
+    def __init__(self, port, rcvbuf=None, source=None, tls=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:  # another loopback source address, e.g. "127.0.0.2" (per-address caps)
+            self.sock.bind((source, 0))
         self.sock.settimeout(WAIT)
         self.sock.connect(("127.0.0.1", port))
         if tls is not None:
@@ -399,8 +401,9 @@ class RawWS(Conn):
     control frames coming in are shown to the test (nothing is answered automatically unless
     auto_pong is set)."""
 
-    def __init__(self, port, path="/ws", headers=None, rcvbuf=None, auto_pong=False, tls=None):
-        super().__init__(port, rcvbuf=rcvbuf, tls=tls)
+    def __init__(self, port, path="/ws", headers=None, rcvbuf=None, auto_pong=False, source=None,
+                 tls=None):
+        super().__init__(port, rcvbuf=rcvbuf, source=source, tls=tls)
         req, key = upgrade_request(port, path=path, headers=headers)
         self.send(req)
         self.response = self.read_response()

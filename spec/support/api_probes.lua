@@ -398,6 +398,40 @@ probe("history: bad room",
   function() return R(confab.history(("r"):rep(65))) end)
 probe("history_last: bad room",
   function() return R(confab.history_last({})) end)
+-- ---- post and replay (without --redis: answered before they return) ---------------------------
+probe("post: numbered, stored, delivered, done at once",
+  function()
+    local got = {}
+    local ok1 = confab.post("probe-p1", '{"id":', '}', function(id) got[#got + 1] = id end)
+    local ok2 = confab.post("probe-p1", "a", "b")
+    return R(ok1, ok2, got, confab.history("probe-p1"), confab.history_last("probe-p1"))
+  end)
+probe("post: head a table",
+  function() return R(confab.post("probe-p2", {}, "")) end)
+probe("post: tail missing",
+  function() return R(confab.post("probe-p2", "x")) end)
+probe("post: done not a function",
+  function() return R(confab.post("probe-p2", "x", "y", 1)) end)
+probe("post: tail not UTF-8",
+  function() return R(confab.post("probe-p2", "x", "\255")) end)
+probe("post: bad room",
+  function() return R(confab.post("", "x", "y")) end)
+probe("replay: complete, trimmed, foreign, unknown room",
+  function()
+    for i = 1, 5 do confab.history_add("probe-r1", i, "m" .. i) end
+    local res = {}
+    local a = confab.replay("probe-r1", 3, function(l, c) res[1], res[2] = l, c end)
+    confab.replay("probe-r1", 1, function(l, c) res[3], res[4] = l, c end)
+    confab.replay("probe-r1", 9, function(l, c) res[5], res[6] = l, c end)
+    confab.replay("probe-none2", 0, function(l, c) res[7], res[8] = l, c end)
+    return R(a, table.unpack(res, 1, 8))
+  end)
+probe("replay: after negative",
+  function() return R(confab.replay("probe-r1", -1, noop)) end)
+probe("replay: fn missing",
+  function() return R(confab.replay("probe-r1", 0)) end)
+probe("replay: after not a number",
+  function() return R(confab.replay("probe-r1", "x", noop)) end)
 
 -- ---- time and logging -----------------------------------------------------------------------------
 probe("now and epoch: integers",
