@@ -5,9 +5,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "claims.h"
 #include "frame.h"
 #include "hub.h"
 #include "log.h"
+#include "presence.h"
 #include "redis_link.h"
 #include "redis_room.h"
 #include "script_int.h"
@@ -559,6 +561,56 @@ static int l_replay(lua_State *L)
     }
     lua_pushboolean(L, complete);
     script_pcall(L, "replay callback", 2, 0);
+/* ---- claims (cluster-wide unique keys) ------------------------------------------------- */
+
+static const char *check_claim_key(lua_State *L, int arg, size_t *len)
+{
+    const char *key = luaL_checklstring(L, arg, len);
+    luaL_argcheck(L, *len > 0 && *len <= CLAIM_KEY_MAX, arg, "claim key must be 1 to 128 bytes");
+    return key;
+}
+
+static const char *check_claim_value(lua_State *L, int arg, size_t *len)
+{
+    const char *value = luaL_checklstring(L, arg, len);
+    luaL_argcheck(L, *len <= CLAIM_VALUE_MAX, arg, "claim value must be at most 256 bytes");
+    return value;
+}
+
+static int same_value(const struct claim *c, const char *value, size_t len)
+{
+    return c->value_len == len && memcmp(c->value, value, len) == 0;
+}
+
+/* confab.claim(key, value, fn [, old]) → true | nil, err. fn(ok, value) gets the outcome:
+ * true and value when this node now holds key, false and the holder's value when another does.
+ * Granted when key is free, holds value already, or holds old. */
+static int l_claim(lua_State *L)
+{
+    size_t klen, vlen, olen = 0;
+    const char *key = check_claim_key(L, 1, &klen);
+    const char *value = check_claim_value(L, 2, &vlen);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    const char *old = lua_isnoneornil(L, 4) ? NULL : check_claim_value(L, 4, &olen);
+    if (presence_active())
+        return presence_claim(L, key, klen, value, vlen, old, olen);
+    const struct claim *c = claims_get(key, klen);
+    int granted = !c || same_value(c, value, vlen) || (old && same_value(c, old, olen));
+    if (granted) {
+        int rc = claims_put(key, klen, value, vlen, presence_node());
+        if (rc == -2) {
+            luaL_pushfail(L);
+            lua_pushliteral(L, "too many claims");
+            return 2;
+        }
+        if (rc < 0)
+            return luaL_error(L, "not enough memory");
+        c = claims_get(key, klen);
+    }
+    lua_pushvalue(L, 3);
+    lua_pushboolean(L, granted);
+    lua_pushlstring(L, c->value, c->value_len);
+    script_pcall(L, "claim", 2, 0);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -575,9 +627,46 @@ void script_set_epoch(int64_t epoch)
         lua_setfield(L, -2, "epoch");
     }
     lua_pop(L, 2);
+/* confab.release(key [, value]) → whether this node held key (with that value) and let it go */
+static int l_release(lua_State *L)
+{
+    size_t klen, vlen = 0;
+    const char *key = check_claim_key(L, 1, &klen);
+    const char *value = lua_isnoneornil(L, 2) ? NULL : check_claim_value(L, 2, &vlen);
+    const struct claim *c = claims_get(key, klen);
+    int mine = c && c->node == presence_node() && (!value || same_value(c, value, vlen));
+    if (mine) {
+        if (presence_active())
+            presence_release(key, klen, c->value, c->value_len);
+        claims_del(key, klen);
+    }
+    lua_pushboolean(L, mine);
+    return 1;
+}
+
+/* confab.claimed(key) → value, node | nil */
+static int l_claimed(lua_State *L)
+{
+    size_t klen;
+    const char *key = check_claim_key(L, 1, &klen);
+    const struct claim *c = claims_get(key, klen);
+    if (!c) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, c->value, c->value_len);
+    lua_pushinteger(L, (lua_Integer)c->node);
+    return 2;
 }
 
 /* ---- time and logging ---------------------------------------------------------------- */
+
+/* confab.node() → this node's id (0 without --redis) */
+static int l_node(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)presence_node());
+    return 1;
+}
 
 static int l_now(lua_State *L)
 {
@@ -620,6 +709,10 @@ static const luaL_Reg confab_funcs[] = {
     {"history", l_history},
     {"post", l_post},
     {"replay", l_replay},
+    {"claim", l_claim},
+    {"release", l_release},
+    {"claimed", l_claimed},
+    {"node", l_node},
     {"now", l_now},
     {"log", l_log},
     {"after", script_timer_after},

@@ -12,6 +12,7 @@
 
 #include <ev.h>
 
+#include "claims.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
@@ -257,6 +258,7 @@ int main(int argc, char **argv)
     server_free();
     script_shutdown();
     hub_shutdown();
+    claims_clear();
     webroot_free();
     free(cfg.script_page);
     pid_file_remove();

@@ -38,6 +38,9 @@ local NO_SUCH = "no such connection"
 local ROOM_MAX_BYTES = 64      -- the core's HUB_ROOM_NAME_MAX
 local ROOMS_PER_CONN = 1024    -- HUB_ROOMS_PER_CONN
 local ATTRS_PER_CONN = 256     -- HUB_ATTRS_PER_CONN
+local CLAIM_KEY_MAX = 128       -- CLAIM_KEY_MAX (src/claims.h)
+local CLAIM_VALUE_MAX = 256     -- CLAIM_VALUE_MAX
+local CLAIMS_MAX = 100000       -- CLAIMS_MAX
 local CONNECT_FAILED = "the server's connect hook failed"
 
 -- Argument checks that behave like the core's lauxlib ones (luaL_check*, luaL_argerror): same
@@ -181,6 +184,9 @@ function M.new(opts)
     timer_seq = 0,
     depth = 0,        -- nesting of protected calls (hooks fired from inside hooks)
     pending_close = {},
+    node = 0,         -- confab.node()
+    claims = {},      -- key -> { value=, node= } (shared by the nodes of a cluster)
+    claim_count = 0,
   }, Fake)
   return self
 end
@@ -669,6 +675,61 @@ function Fake:_module(gen)
     return setmetatable({ _timer = t }, timer_mt)
   end
 
+  -- Claims (src/confab_lib.c): on one node the answer comes at once, before claim returns; in
+  -- a cluster (M.cluster) at the end of the call into the fake that made the claim, as a reply
+  -- from Redis comes later.
+  local function check_claim_key(fname, i, n, v)
+    v = check_string(fname, i, n, v)
+    if #v == 0 or #v > CLAIM_KEY_MAX then arg_error(fname, i, "claim key must be 1 to 128 bytes") end
+    return v
+  end
+
+  local function check_claim_value(fname, i, n, v)
+    v = check_string(fname, i, n, v)
+    if #v > CLAIM_VALUE_MAX then arg_error(fname, i, "claim value must be at most 256 bytes") end
+    return v
+  end
+
+  function confab.claim(...)
+    local n, key, value, fn, old = select("#", ...), ...
+    key = check_claim_key("claim", 1, n, key)
+    value = check_claim_value("claim", 2, n, value)
+    if type(fn) ~= "function" then type_error("claim", 3, n, fn, "function") end
+    if old ~= nil then old = check_claim_value("claim", 4, n, old) end
+    if fake.cluster then
+      local q = fake.cluster.claim_queue
+      q[#q + 1] = { fake = fake, gen = gen, key = key, value = value, fn = fn, old = old }
+      return true
+    end
+    local ok, held = fake:_claim(key, value, old)
+    if ok == nil then return nil, held end
+    fake:_protect("claim", fn, ok, held)
+    return true
+  end
+
+  function confab.release(...)
+    local n, key, value = select("#", ...), ...
+    key = check_claim_key("release", 1, n, key)
+    if value ~= nil then value = check_claim_value("release", 2, n, value) end
+    local c = fake.claims[key]
+    if not (c and c.node == fake.node and (value == nil or c.value == value)) then return false end
+    fake.claims[key] = nil
+    fake:_claims_count(-1)
+    return true
+  end
+
+  function confab.claimed(...)
+    local n, key = select("#", ...), ...
+    key = check_claim_key("claimed", 1, n, key)
+    local c = fake.claims[key]
+    if not c then return nil end
+    return c.value, c.node
+  end
+
+  function confab.node()
+    return fake.node
+  end
+
   -- Like src/urldecode.c: "%XX" becomes a byte, "+" a space when form is true.
   function confab.urldecode(...)
     local n, str, form = select("#", ...), ...
@@ -684,6 +745,26 @@ function Fake:_module(gen)
   function confab.every(...) return timer("every", select("#", ...), select(1, ...), select(2, ...), true) end
 
   return confab
+end
+
+-- Decides a claim as Redis does (or the core alone): granted when the key is free, holds value,
+-- or holds old. Returns granted, the value now held; or nil, "too many claims".
+function Fake:_claim(key, value, old)
+  local c = self.claims[key]
+  if c and c.value ~= value and (old == nil or c.value ~= old) then return false, c.value end
+  if not c then
+    if self:_claims_count(0) >= CLAIMS_MAX then return nil, "too many claims" end
+    self:_claims_count(1)
+  end
+  self.claims[key] = { value = value, node = self.node }
+  return true, value
+end
+
+-- The number of claims (changed by delta); a cluster's nodes share one count.
+function Fake:_claims_count(delta)
+  local holder = self.cluster or self
+  holder.claim_count = (holder.claim_count or 0) + delta
+  return holder.claim_count
 end
 
 -- Attribute memory (--attr-memory), counted as the core does (hub_attr_set): a key with its
