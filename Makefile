@@ -38,7 +38,7 @@ CORE    += redis_url redis_link redis_room script_callback
 CORE    += metrics admin redis_observe
 CORE    += deflate_negotiate deflate inflate outmsg
 CORE    += caps bucket
-CORE    += claims presence
+CORE    += claims presence presence_state
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)

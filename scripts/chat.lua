@@ -1105,6 +1105,8 @@ confab.on("leave", function(ev)
       ghosts[ev.room][name] = true
       return
     end
+    -- The name is free before anyone hears "left" (another node may be asked for it next).
+    if holder == ev.id then confab.release("n:" .. skel, value) end
   end
   announce_left(ev.room, name, ev.reason == "leave" and ev.id or nil)
 end)

@@ -74,6 +74,14 @@ static struct conn *check_conn_state(lua_State *L, int arg, int need_open)
 #define check_conn(L, arg) check_conn_state(L, arg, 1)
 #define check_known(L, arg) check_conn_state(L, arg, 0)
 
+/* Another node's connection (mirrored by presence), or NULL. */
+static struct conn *check_remote(lua_State *L, int arg)
+{
+    lua_Integer id = luaL_checkinteger(L, arg);
+    struct conn *c = id > 0 ? hub_find((uint64_t)id) : NULL;
+    return c && (c->flags & CONN_REMOTE) ? c : NULL;
+}
+
 static int stale(lua_State *L)
 {
     luaL_pushfail(L);
@@ -109,6 +117,16 @@ static int l_send(lua_State *L)
     int binary = lua_toboolean(L, 3);
     size_t len;
     const char *data = check_data(L, 2, binary, &len);
+    struct conn *remote = c ? NULL : check_remote(L, 1);
+    if (remote) {
+        if (presence_send(remote->id, data, len, binary) < 0) {
+            luaL_pushfail(L);
+            lua_pushliteral(L, "redis unavailable");
+            return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     if (!c)
         return stale(L);
     struct outmsg m;
@@ -166,6 +184,16 @@ static int l_close(lua_State *L)
     const char *reason = luaL_optstring(L, 3, "");
     luaL_argcheck(L, (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
                      (code >= 3000 && code <= 4999), 2, "not a close code a server may send");
+    struct conn *remote = c ? NULL : check_remote(L, 1);
+    if (remote) {
+        if (presence_close(remote->id, (uint16_t)code, reason) < 0) {
+            luaL_pushfail(L);
+            lua_pushliteral(L, "redis unavailable");
+            return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     if (!c)
         return stale(L);
     hub_close(c, (uint16_t)code, reason);
@@ -278,7 +306,7 @@ static int l_set(lua_State *L)
     int t = lua_type(L, 3);
     luaL_argcheck(L, t == LUA_TNIL || t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN,
                   3, "value must be a string, number, boolean or nil");
-    if (!c)
+    if (!c || (c->flags & CONN_REMOTE))
         return stale(L);
     int rc = 0;
     size_t len;
@@ -360,7 +388,7 @@ static int l_connections(lua_State *L)
 static int l_info(lua_State *L)
 {
     struct conn *c = check_known(L, 1);
-    if (!c)
+    if (!c || (c->flags & CONN_REMOTE))
         return stale(L);
     const struct conn_meta *m = c->meta;
     lua_createtable(L, 0, 4);
@@ -561,6 +589,24 @@ static int l_replay(lua_State *L)
     }
     lua_pushboolean(L, complete);
     script_pcall(L, "replay callback", 2, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void script_set_epoch(int64_t epoch)
+{
+    script_limits.epoch = epoch;
+    lua_State *L = script_current();
+    if (!L)
+        return;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, "confab") == LUA_TTABLE) {
+        lua_pushinteger(L, epoch);
+        lua_setfield(L, -2, "epoch");
+    }
+    lua_pop(L, 2);
+}
+
 /* ---- claims (cluster-wide unique keys) ------------------------------------------------- */
 
 static const char *check_claim_key(lua_State *L, int arg, size_t *len)
@@ -615,18 +661,6 @@ static int l_claim(lua_State *L)
     return 1;
 }
 
-void script_set_epoch(int64_t epoch)
-{
-    script_limits.epoch = epoch;
-    lua_State *L = script_current();
-    if (!L)
-        return;
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    if (lua_getfield(L, -1, "confab") == LUA_TTABLE) {
-        lua_pushinteger(L, epoch);
-        lua_setfield(L, -2, "epoch");
-    }
-    lua_pop(L, 2);
 /* confab.release(key [, value]) → whether this node held key (with that value) and let it go */
 static int l_release(lua_State *L)
 {

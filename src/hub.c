@@ -206,10 +206,45 @@ void hub_shutdown(void)
     }
 }
 
+void (*hub_changed)(struct conn *c);
+
+static void changed(struct conn *c)
+{
+    if (hub_changed && !(c->flags & CONN_REMOTE))
+        hub_changed(c);
+}
+
 void hub_add(struct conn *c)
 {
     c->id = hub.next_id++;
     HASH_ADD(hh, hub.conns, id, sizeof c->id, c);
+}
+
+void hub_set_id_base(uint64_t base)
+{
+    hub.next_id = base + 1;
+}
+
+struct conn *hub_add_remote(uint64_t id)
+{
+    struct conn *c = hub_find(id);
+    if (c)
+        return c;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->id = id;
+    c->fd = -1;
+    c->state = CONN_DEAD; /* readable (get, rooms_of), never open */
+    c->flags = CONN_REMOTE;
+    HASH_ADD(hh, hub.conns, id, sizeof c->id, c);
+    return c;
+}
+
+void hub_remove_remote(struct conn *c)
+{
+    hub_remove(c);
+    free(c);
 }
 
 struct conn *hub_find(uint64_t id)
@@ -388,6 +423,7 @@ int hub_join(struct conn *c, const char *name, size_t len)
     m->conn_idx = c->rooms_len;
     r->members[r->members_len++] = m;
     c->rooms[c->rooms_len++] = m;
+    changed(c);
     return 1;
 }
 
@@ -422,6 +458,7 @@ static void member_remove(struct member *m)
     }
     free(m);
     room_release(r);
+    changed(c);
 }
 
 int hub_leave(struct conn *c, const char *name, size_t len)
@@ -458,6 +495,7 @@ void hub_remove(struct conn *c)
     c->attrs = NULL;
     outq_clear(&c->out);
     if (c->id) {
+        changed(c);
         HASH_DEL(hub.conns, c);
         c->id = 0;
     }
@@ -497,7 +535,7 @@ size_t hub_broadcast(struct room *r, struct frame *f, const struct conn *except)
         if (!r->members[i])
             continue;
         struct conn *c = r->members[i]->conn;
-        if (c != except && hub_send(c, f) == 0)
+        if (c != except && !(c->flags & CONN_REMOTE) && hub_send(c, f) == 0)
             n++;
     }
     return n;
@@ -539,6 +577,7 @@ void hub_attr_del(struct conn *c, const char *key)
             struct attr *a = *p;
             *p = a->next;
             attr_free(a);
+            changed(c);
             return;
         }
     }
@@ -581,6 +620,7 @@ int hub_attr_set(struct conn *c, const char *key, enum attr_type type, int64_t i
     a->next = c->attrs;
     c->attrs = a;
     hub.attr_bytes += cost;
+    changed(c);
     return 0;
 }
 

@@ -107,6 +107,19 @@ void hub_shutdown(void);
 /* Gives c a new id and makes it findable. */
 void hub_add(struct conn *c);
 
+/* Ids given from now on are base + 1, base + 2, ... (with --redis: the node's id << 32). */
+void hub_set_id_base(uint64_t base);
+
+/* Another node's connection, mirrored (presence.c): a conn with that id, CONN_REMOTE, no socket,
+ * never sent to. Returns it (also when it exists already), or NULL on no memory. Free it with
+ * hub_remove_remote (leaves its rooms, drops its attributes, no hooks). */
+struct conn *hub_add_remote(uint64_t id);
+void hub_remove_remote(struct conn *c);
+
+/* Called (when set) after a change of a local connection's rooms or attributes, and when it is
+ * removed (c->id still set): presence publishes it. */
+extern void (*hub_changed)(struct conn *c);
+
 /* Takes c out of every room (no hooks), drops its attributes, queue and id. */
 void hub_remove(struct conn *c);
 

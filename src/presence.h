@@ -4,6 +4,7 @@
 #ifndef CONFAB_PRESENCE_H
 #define CONFAB_PRESENCE_H
 
+#include <ev.h>
 #include <lua.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,5 +22,28 @@ int presence_claim(lua_State *L, const char *key, size_t klen, const char *value
 
 /* With presence active: tells the cluster that this node lets key (held with value) go. */
 void presence_release(const char *key, size_t klen, const char *value, size_t vlen);
+
+/* With presence active: forwards a frame / a close to another node's connection. 0, or -1 when
+ * Redis cannot take it. */
+int presence_send(uint64_t id, const char *data, size_t len, int binary);
+int presence_close(uint64_t id, uint16_t code, const char *reason);
+
+struct redis_url;
+
+/* With --redis (after redis_init, before redis_start): gets this node's id from Redis (blocking,
+ * within timeout seconds: the loop does not run yet), registers the presence scripts and the
+ * channel, starts the heartbeat (every `heartbeat` seconds; a node silent for 3 heartbeats is
+ * declared dead by the next node to beat). Returns 0, or -1 with a reason in err. */
+int presence_start(struct ev_loop *loop, const struct redis_url *shard0, double timeout,
+                   double heartbeat, char *err, size_t errlen);
+
+/* Stops the heartbeat and forgets the mirror. */
+void presence_stop(void);
+
+/* Counters since start (for logs, metrics and tests). */
+struct presence_stats {
+    unsigned long beats, puts, syncs, claims, forwarded, reaped, fenced;
+};
+void presence_get_stats(struct presence_stats *out);
 
 #endif
