@@ -321,8 +321,12 @@ local function uid_of(id)
   return confab.get(id, "uid") or id
 end
 
--- Whether id is a connection (of any node) that still has its name.
+-- Whether id is a connection that still has its name: this node's as it knows; another node's
+-- is taken as alive (this node may not have heard of it yet: what is sent to a connection that is
+-- gone there is dropped).
 local function alive(id)
+  if names[id] then return true end
+  if id >> 32 ~= confab.node() then return true end
   return name_of(id) ~= nil
 end
 
@@ -688,7 +692,7 @@ end
 
 -- A direct message: stored in the pair's ring (so it survives reloads and waits for an offline
 -- recipient), sent to the recipient if online and echoed to the sender.
-local function direct(id, to, text)
+local function direct_to(id, to, text)
   local target, tuid, tname = dm_target(to)
   if not tuid then return send_error(id, "no_such_user", "nobody is called " .. to) end
   local uid = uids[id]
@@ -707,6 +711,13 @@ local function direct(id, to, text)
   if target and target ~= id then confab.send(target, frame) end
   confab.send(id, frame)
   if not target then send_info(id, tname .. " is offline; they will see it when they come back") end
+end
+
+-- The name's claim is read from the cluster first (another node's user may have just taken it).
+local function direct(id, to, text)
+  local skel = skeleton(to)
+  if #skel > NAME_MAX_BYTES then return direct_to(id, to, text) end
+  confab.claimed("n:" .. skel, later(function() direct_to(id, to, text) end))
 end
 
 local function send_rooms(id)

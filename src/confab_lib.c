@@ -678,11 +678,29 @@ static int l_release(lua_State *L)
     return 1;
 }
 
-/* confab.claimed(key) → value, node | nil */
+/* confab.claimed(key) → value, node | nil; confab.claimed(key, fn) → true: fn(value, node) or
+ * fn(nil) with the claim as Redis has it (without --redis: at once). */
 static int l_claimed(lua_State *L)
 {
     size_t klen;
     const char *key = check_claim_key(L, 1, &klen);
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TFUNCTION);
+        lua_settop(L, 2);
+        if (presence_active())
+            return presence_lookup(L, key, klen);
+        const struct claim *c = claims_get(key, klen);
+        if (c) {
+            lua_pushlstring(L, c->value, c->value_len);
+            lua_pushinteger(L, (lua_Integer)c->node);
+        } else {
+            lua_pushnil(L);
+            lua_pushnil(L);
+        }
+        script_pcall(L, "claimed", 2, 0);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     const struct claim *c = claims_get(key, klen);
     if (!c) {
         lua_pushnil(L);

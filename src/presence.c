@@ -57,7 +57,8 @@ static const char BEAT_LUA[] =
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local me = ARGV[1]\n"
     "local status = 0\n"
-    "if not redis.call('ZSCORE', KEYS[1], me) then\n"
+    "local mine = redis.call('ZSCORE', KEYS[1], me)\n"
+    "if not mine then\n"
     "  if redis.call('EXISTS', 'confab:{p}:dead:' .. me) == 1 then return {-1} end\n"
     "  status = 1\n"
     "  if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(me) then\n"
@@ -65,6 +66,9 @@ static const char BEAT_LUA[] =
     "end\n"
     "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), me)\n"
     "local out = {status}\n"
+    "-- A node that was out of touch itself (new, or its own deadline passed: Redis was away)\n"
+    "-- declares nobody dead this time: the others get a heartbeat's chance first.\n"
+    "if not mine or tonumber(mine) < now then return out end\n"
     "for _, d in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do\n"
     "  redis.call('ZREM', KEYS[1], d)\n"
     "  redis.call('SET', 'confab:{p}:dead:' .. d, '1', 'EX', 86400)\n"
@@ -98,6 +102,19 @@ static const char CLAIM_LUA[] =
     "  ARGV[3])\n"
     "return {1, ARGV[3]}\n";
 
+/* SYNC: KEYS[1] alive, KEYS[2] claims; ARGV node. The whole mirror in one step: {live nodes,
+ * {id, state, ...} of the other nodes' connections, {key, "NODE VALUE", ...}}. */
+static const char SYNC_LUA[] =
+    "local nodes = redis.call('ZRANGE', KEYS[1], 0, -1)\n"
+    "local conns = {}\n"
+    "for _, n in ipairs(nodes) do\n"
+    "  if n ~= ARGV[1] then\n"
+    "    local h = redis.call('HGETALL', 'confab:{p}:n:' .. n)\n"
+    "    for i = 1, #h do conns[#conns + 1] = h[i] end\n"
+    "  end\n"
+    "end\n"
+    "return {nodes, conns, redis.call('HGETALL', KEYS[2])}\n";
+
 /* RELEASE: KEYS[1] claims; ARGV node, key, value. */
 static const char RELEASE_LUA[] =
     "if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[1] .. ' ' .. ARGV[3] then return 0 end\n"
@@ -117,7 +134,7 @@ static struct {
     ev_prepare flush;
     uint64_t *dirty;
     size_t ndirty, capdirty;
-    int s_put, s_beat, s_claim, s_release;
+    int s_put, s_beat, s_claim, s_release, s_sync;
     int fenced;       /* declared dead: getting a new node id */
     int beat_pending; /* a BEAT is in flight */
     unsigned sync_gen;/* the mirror read in progress */
@@ -321,12 +338,6 @@ static void node_dead(int dead, int reaper)
     free(l.ids);
 }
 
-/* Reading the mirror again: every live node's connections, every claim. */
-struct sync_ctx {
-    unsigned gen;
-    int node; /* for an HGETALL of one node */
-};
-
 static void drop_remote(struct conn *c, void *arg)
 {
     struct id_list *l = arg;
@@ -358,22 +369,30 @@ static void forget_remote(int node, const int *keep, size_t nkeep)
     free(l.ids);
 }
 
-static void on_node_read(void *ctx, const redisReply *r, const char *err)
+/* Set when the subscriber link (re)subscribed: the mirror is read again once the command link is
+ * up too (the two links come up in either order). */
+static int need_sync = 1;
+
+static void on_sync(void *ctx, const redisReply *r, const char *err)
 {
-    struct sync_ctx *s = ctx;
-    int node = s->node;
-    unsigned gen = s->gen;
-    free(s);
-    if (gen != P.sync_gen || err || !r || r->type != REDIS_REPLY_ARRAY)
+    unsigned gen = (unsigned)(uintptr_t)ctx;
+    if (gen != P.sync_gen || P.fenced)
         return;
-    /* Connections of the node not in its hash are gone. */
-    struct id_list l = node_conns(node);
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
+    if (err || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[1]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_ARRAY) {
+        need_sync = 1; /* again at the next link event or heartbeat */
+        return;
+    }
+    /* Connections: every mirrored one not in the reply is gone (its node is, or it left). */
+    const redisReply *conns = r->element[1];
+    struct id_list l = {0};
+    hub_each(drop_remote, &l);
+    for (size_t i = 0; i + 1 < conns->elements; i += 2) {
+        const redisReply *k = conns->element[i], *v = conns->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
         uint64_t id = strtoull(k->str, NULL, 10);
-        if (node_of(id) != node)
+        if (node_of(id) == (int)P.node)
             continue;
         apply_state(id, v->str, v->len);
         for (size_t j = 0; j < l.n; j++)
@@ -386,80 +405,35 @@ static void on_node_read(void *ctx, const redisReply *r, const char *err)
             hub_remove_remote(c);
     }
     free(l.ids);
-}
-
-static void on_alive_read(void *ctx, const redisReply *r, const char *err)
-{
-    struct sync_ctx *s = ctx;
-    unsigned gen = s->gen;
-    free(s);
-    if (gen != P.sync_gen || err || !r || r->type != REDIS_REPLY_ARRAY)
-        return;
-    int keep[1024];
-    size_t nkeep = 0;
-    for (size_t i = 0; i < r->elements && nkeep < 1024; i++) {
-        if (r->element[i]->type != REDIS_REPLY_STRING)
-            continue;
-        int node = atoi(r->element[i]->str);
-        if (node <= 0 || node == (int)P.node)
-            continue;
-        keep[nkeep++] = node;
-        struct sync_ctx *n = malloc(sizeof *n);
-        if (!n)
-            continue;
-        *n = (struct sync_ctx){gen, node};
-        char key[48];
-        snprintf(key, sizeof key, "confab:{p}:n:%d", node);
-        const char *argv[] = {"HGETALL", key};
-        size_t lens[] = {7, strlen(key)};
-        if (redis_call(0, 2, argv, lens, on_node_read, n) < 0)
-            free(n);
-    }
-    forget_remote(0, keep, nkeep); /* nodes no longer alive (their reaper ran their hooks) */
-}
-
-static void on_claims_read(void *ctx, const redisReply *r, const char *err)
-{
-    struct sync_ctx *s = ctx;
-    unsigned gen = s->gen;
-    free(s);
-    if (gen != P.sync_gen || err || !r || r->type != REDIS_REPLY_ARRAY)
-        return;
+    const redisReply *cl = r->element[2];
     claims_clear();
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
+    for (size_t i = 0; i + 1 < cl->elements; i += 2) {
+        const redisReply *k = cl->element[i], *v = cl->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
         const char *sp = memchr(v->str, ' ', v->len);
-        if (!sp)
+        if (!sp || k->len == 0 || k->len > CLAIM_KEY_MAX)
             continue;
         uint64_t node = strtoull(v->str, NULL, 10);
         size_t off = (size_t)(sp + 1 - v->str);
-        if (k->len <= CLAIM_KEY_MAX)
-            claims_put(k->str, k->len, sp + 1, v->len - off, node);
+        claims_put(k->str, k->len, sp + 1, v->len - off, node);
     }
     P.stats.syncs++;
 }
 
+/* Reads the whole mirror again (one script call: anything this node asks Redis afterwards is
+ * answered after it). */
 static void sync_mirror(void)
 {
-    P.sync_gen++;
-    struct sync_ctx *a = malloc(sizeof *a), *b = malloc(sizeof *b);
-    if (!a || !b) {
-        free(a);
-        free(b);
+    if (!redis_up(0) || P.fenced)
         return;
-    }
-    *a = (struct sync_ctx){P.sync_gen, 0};
-    *b = *a;
-    const char *za[] = {"ZRANGE", K_ALIVE, "0", "-1"};
-    size_t zl[] = {6, sizeof K_ALIVE - 1, 1, 2};
-    if (redis_call(0, 4, za, zl, on_alive_read, a) < 0)
-        free(a);
-    const char *ha[] = {"HGETALL", K_CLAIMS};
-    size_t hl[] = {7, sizeof K_CLAIMS - 1};
-    if (redis_call(0, 2, ha, hl, on_claims_read, b) < 0)
-        free(b);
+    char node[24];
+    snprintf(node, sizeof node, "%" PRIu64, P.node);
+    const char *argv[] = {K_ALIVE, K_CLAIMS, node};
+    size_t lens[] = {sizeof K_ALIVE - 1, sizeof K_CLAIMS - 1, strlen(node)};
+    P.sync_gen++;
+    if (eval(P.s_sync, 2, 3, argv, lens, on_sync, (void *)(uintptr_t)P.sync_gen) == 0)
+        need_sync = 0;
 }
 
 /* ---- messages on the channel ----------------------------------------------------------- */
@@ -629,6 +603,8 @@ static void on_beat_timer(EV_P_ ev_timer *w, int revents)
 {
     (void)w, (void)revents;
     beat();
+    if (need_sync)
+        sync_mirror();
     if (nwaiting)
         claims_waiting_run(redis_up(0));
 }
@@ -828,6 +804,69 @@ int presence_claim(lua_State *L, const char *key, size_t klen, const char *value
     return 1;
 }
 
+static void on_lookup(void *ctx, const redisReply *r, const char *err)
+{
+    struct claim_ctx *cc = ctx;
+    const char *val = NULL, *sp = NULL;
+    uint64_t node = 0;
+    if (!err && r && r->type == REDIS_REPLY_STRING && (sp = memchr(r->str, ' ', r->len))) {
+        node = strtoull(r->str, NULL, 10);
+        val = sp + 1;
+        claims_put(cc->key, cc->klen, val, r->len - (size_t)(val - r->str), node);
+    } else if (!err && r && r->type == REDIS_REPLY_NIL) {
+        claims_del(cc->key, cc->klen);
+    } else {
+        /* No answer: the mirror's. */
+        const struct claim *c = claims_get(cc->key, cc->klen);
+        if (c) {
+            val = c->value;
+            node = c->node;
+        }
+    }
+    lua_State *L = script_cb_begin(cc->cb);
+    if (L) {
+        if (val) {
+            const struct claim *c = claims_get(cc->key, cc->klen);
+            lua_pushlstring(L, c ? c->value : val, c ? c->value_len : strlen(val));
+            lua_pushinteger(L, (lua_Integer)node);
+        } else {
+            lua_pushnil(L);
+            lua_pushnil(L);
+        }
+        script_cb_finish(cc->cb, L, 2, "claimed");
+    }
+    free(cc);
+}
+
+int presence_lookup(lua_State *L, const char *key, size_t klen)
+{
+    struct claim_ctx *cc = calloc(1, sizeof *cc);
+    if (!cc)
+        return luaL_error(L, "not enough memory");
+    memcpy(cc->key, key, klen);
+    cc->klen = klen;
+    cc->cb = script_cb_new(L, 2);
+    const char *argv[] = {"HGET", K_CLAIMS, key};
+    size_t lens[] = {4, sizeof K_CLAIMS - 1, klen};
+    if (!cc->cb || P.fenced || redis_call(0, 3, argv, lens, on_lookup, cc) < 0) {
+        /* Redis cannot be asked: the mirror answers. */
+        script_cb_drop(cc->cb);
+        free(cc);
+        const struct claim *c = claims_get(key, klen);
+        lua_pushvalue(L, 2);
+        if (c) {
+            lua_pushlstring(L, c->value, c->value_len);
+            lua_pushinteger(L, (lua_Integer)c->node);
+        } else {
+            lua_pushnil(L);
+            lua_pushnil(L);
+        }
+        script_pcall(L, "claimed", 2, 0);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 void presence_release(const char *key, size_t klen, const char *value, size_t vlen)
 {
     char node[24];
@@ -879,9 +918,13 @@ static void on_link(void *ctx, unsigned shard, int event)
             register_again();
         else
             beat();
+        if (need_sync)
+            sync_mirror(); /* first: the claims below are answered after it */
         claims_waiting_run(1);
-    } else if (event == REDIS_EV_SUBSCRIBED && !P.fenced) {
-        sync_mirror();
+    } else if (event == REDIS_EV_SUBSCRIBED) {
+        need_sync = 1;
+        if (!P.fenced)
+            sync_mirror();
     }
 }
 
@@ -939,6 +982,7 @@ int presence_start(struct ev_loop *loop, const struct redis_url *shard0, double 
     P.s_beat = redis_script(BEAT_LUA);
     P.s_claim = redis_script(CLAIM_LUA);
     P.s_release = redis_script(RELEASE_LUA);
+    P.s_sync = redis_script(SYNC_LUA);
     redis_subscribe(CHANNEL, on_msg, NULL);
     redis_watch(on_link, NULL);
     hub_set_id_base(P.node << 32);

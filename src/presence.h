@@ -20,6 +20,10 @@ uint64_t presence_node(void);
 int presence_claim(lua_State *L, const char *key, size_t klen, const char *value, size_t vlen,
                    const char *old, size_t olen);
 
+/* With presence active: confab.claimed(key, fn) (fn at index 2): asks Redis, updates the mirror,
+ * calls fn. Returns what confab.claimed returns. */
+int presence_lookup(lua_State *L, const char *key, size_t klen);
+
 /* With presence active: tells the cluster that this node lets key (held with value) go. */
 void presence_release(const char *key, size_t klen, const char *value, size_t vlen);
 

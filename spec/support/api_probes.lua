@@ -491,6 +491,16 @@ probe("release: bad key",
   function() return R(confab.release("")) end)
 probe("release: value a table",
   function() return R(confab.release("probe:k", {})) end)
+probe("claimed: with fn, held and free (fn runs before claimed returns)",
+  function()
+    claim("probe:l", "v1")
+    local got = {}
+    local r1 = confab.claimed("probe:l", function(...) got[#got + 1] = table.pack(...) end)
+    local r2 = confab.claimed("probe:never", function(...) got[#got + 1] = table.pack(...) end)
+    return R(r1, r2, #got, got[1][1], got[1][2], got[2].n, got[2][1])
+  end)
+probe("claimed: fn not a function",
+  function() return R(confab.claimed("probe:l", 1)) end)
 probe("claimed: never claimed",
   function() return R(confab.claimed("probe:never")) end)
 probe("claimed: bad key",

@@ -749,8 +749,19 @@ function Fake:_module(gen)
   end
 
   function confab.claimed(...)
-    local n, key = select("#", ...), ...
+    local n, key, fn = select("#", ...), ...
     key = check_claim_key("claimed", 1, n, key)
+    if fn ~= nil then
+      if type(fn) ~= "function" then type_error("claimed", 2, n, fn, "function") end
+      if fake.cluster then
+        local q = fake.cluster.claim_queue
+        q[#q + 1] = { fake = fake, gen = gen, key = key, fn = fn, lookup = true }
+      else
+        local c = fake.claims[key]
+        fake:_protect("claimed", fn, c and c.value, c and c.node)
+      end
+      return true
+    end
     local c = fake.claims[key]
     if not c then return nil end
     return c.value, c.node
@@ -815,7 +826,13 @@ function Cluster:_settle()
   while #self.claim_queue > 0 or #self.closing > 0 do
     local q = table.remove(self.claim_queue, 1)
     if q then
-      if not q.fake.dead and q.fake.gen == q.gen then
+      if q.lookup then
+        if not q.fake.dead and q.fake.gen == q.gen then
+          local c = self.claims[q.key]
+          q.fake:_protect("claimed", q.fn, c and c.value, c and c.node)
+          q.fake:_settle()
+        end
+      elseif not q.fake.dead and q.fake.gen == q.gen then
         local ok, held = q.fake:_claim(q.key, q.value, q.old)
         if ok == nil then ok, held = nil, held end
         q.fake:_protect("claim", q.fn, ok, held)
