@@ -157,9 +157,11 @@ static int l_broadcast(lua_State *L)
     /* Invalid text raises whether or not anyone would get it. */
     const char *data = check_data(L, 2, binary, &dlen);
     /* With --redis the other nodes' members get it too (best-effort, see docs/hooks.md). */
-    if (redis_enabled())
+    if (redis_enabled()) {
+        presence_flush(); /* who is where goes out before what the room is told */
         redis_room_ephemeral(name, len, data, dlen, except_id > 0 ? (uint64_t)except_id : 0,
                              binary);
+    }
     struct room *r = hub_room(name, len);
     if (!r || hub_room_size(r) == 0) {
         lua_pushinteger(L, 0);
@@ -484,6 +486,7 @@ static int l_post(lua_State *L)
         luaL_checktype(L, 4, LUA_TFUNCTION);
     lua_settop(L, 4);
     if (redis_enabled()) {
+        presence_flush();
         struct script_cb *cb = script_cb_new(L, 4);
         if (!cb)
             return luaL_error(L, "not enough memory");

@@ -235,6 +235,14 @@ static void put_state(uint64_t id)
     free(b.p);
 }
 
+static void on_flush(EV_P_ ev_prepare *w, int revents);
+
+void presence_flush(void)
+{
+    if (P.active)
+        on_flush(P.loop, &P.flush, 0);
+}
+
 static void on_flush(EV_P_ ev_prepare *w, int revents)
 {
     (void)w, (void)revents;
@@ -539,9 +547,17 @@ static void close_silently(struct conn *c, void *arg)
     (void)arg;
     if (c->flags & CONN_REMOTE || !conn_is_open(c))
         return;
-    /* Its leave and disconnect hooks ran on the node that declared this one dead. */
+    /* Its leave and disconnect hooks ran on the node that declared this one dead: none here,
+     * and it is in no room from now on (the close handshake may take a while). */
     c->flags &= (uint16_t)~CONN_OPENED;
-    hub_close(c, 1012, "this server was cut off from the cluster; reconnect");
+    size_t n;
+    while ((n = hub_conn_room_count(c)) > 0) {
+        char room[HUB_ROOM_NAME_MAX + 1];
+        snprintf(room, sizeof room, "%s", hub_conn_room(c, n - 1));
+        if (hub_leave(c, room, strlen(room)) != 1)
+            break;
+    }
+    hub_close(c, 1001, "this server was cut off from the cluster; reconnect");
 }
 
 static void fenced(void)
@@ -883,6 +899,7 @@ int presence_send(uint64_t id, const char *data, size_t len, int binary)
 {
     if (P.fenced || !redis_up(0))
         return -1;
+    presence_flush();
     char head[48];
     int n = snprintf(head, sizeof head, "s %" PRIu64 " %d ", id, binary ? 1 : 0);
     char *msg = malloc((size_t)n + len);

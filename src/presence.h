@@ -41,6 +41,11 @@ struct redis_url;
 int presence_start(struct ev_loop *loop, const struct redis_url *shard0, double timeout,
                    double heartbeat, char *err, size_t errlen);
 
+/* Publishes the connections of this node that changed since the last time (also done at the
+ * loop's safe point): called before a broadcast or post, so that other nodes learn of a join
+ * before they hear the room told of it. No-op without presence. */
+void presence_flush(void);
+
 /* Stops the heartbeat and forgets the mirror. */
 void presence_stop(void);
 
