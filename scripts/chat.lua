@@ -911,12 +911,20 @@ function handlers.hello(id, msg)
   end
   claiming[id] = true
   -- The user id (a key's first connection), then the name; each a claim across the cluster.
-  local function named(ok, uid)
+  -- `retried`: the name is the user's own (same uid, keyed) but held under another value than
+  -- this node knew (its view lagged): asked once more, taking over that value.
+  local function named(ok, uid, retried)
     if ok == nil or claiming[id] ~= true then return end
     uid = math.tointeger(tonumber(uid))
     local value = claim_value(id, uid, key ~= nil, name)
     claim_key("n:" .. skeleton(name), value, function(got, held)
       local gone = claiming[id] ~= true
+      local _, huid, hk = (held or ""):match("^(%d+) (%d+) ([ka]) ")
+      if got == false and key and not retried and hk == "k"
+         and math.tointeger(tonumber(huid)) == uid then
+        replaces = held
+        return named(true, uid, true)
+      end
       claiming[id] = nil
       if gone then
         if got then confab.release("n:" .. skeleton(name), value) end
