@@ -1156,13 +1156,21 @@ end)
 -- Redis lost its data (confab.epoch changed, see docs/hooks.md): the ids the clients hold are
 -- from the old epoch, so every member of every room here gets its room's history again, with
 -- reset (one read and one encode per room).
+-- (Every node runs this hook: each tells its own members, those of member[].)
 confab.on("epoch", function()
-  for room in pairs(confab.rooms()) do
+  local here = {}
+  for id, rooms in pairs(member) do
+    for room in pairs(rooms) do
+      here[room] = here[room] or {}
+      table.insert(here[room], id)
+    end
+  end
+  for room, ids in pairs(here) do
     confab.replay(room, 0, function(list, complete)
       if not list then return end
       local head = cjson.encode{ type = "history", room = room, complete = complete, reset = true }
       local frame = head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}"
-      for _, id in ipairs(confab.members(room)) do confab.send(id, frame) end
+      for _, id in ipairs(ids) do confab.send(id, frame) end
     end)
   end
 end)
