@@ -163,4 +163,19 @@ describe("chat.lua on a cluster", function()
     local x = user(1, "carol", { key = KEY_A })   -- still claimed, by its owner on node 3
     assert.same({ "name_taken" }, errors_of(x))
   end)
+
+  it("tells each member once that the history was reset when Redis lost its data", function()
+    local a, b = user(1, "alice"), user(2, "bob")
+    cl:message(a, { type = "join", room = "dev" })
+    cl:clear()
+    cl:set_epoch(cl.nodes[1].epoch + 1000)
+    for _, id in ipairs{ a, b } do
+      local resets = {}
+      for _, h in ipairs(cl:json(id, "history")) do
+        if h.reset then resets[#resets + 1] = h.room end
+      end
+      table.sort(resets)
+      assert.same(id == a and { "dev", "lobby" } or { "lobby" }, resets)
+    end
+  end)
 end)

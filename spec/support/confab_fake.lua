@@ -901,6 +901,13 @@ for _, f in ipairs{ "sent", "frames", "json", "last", "closed", "connected", "me
   Cluster[f] = function(self, id, ...) return self:node_of(id)[f](self:node_of(id), id, ...) end
 end
 
+--- Redis lost its data: every live node's epoch changes (and its epoch hooks run).
+function Cluster:set_epoch(e)
+  for _, node in ipairs(self.nodes) do
+    if not node.dead then node:set_epoch(e) end
+  end
+end
+
 function Cluster:clear()
   for _, node in ipairs(self.nodes) do node:clear() end
 end
