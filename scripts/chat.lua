@@ -8,12 +8,14 @@
 --   "k:KEY"   -> the user id (uid) first given to that key (kept for good)
 --   "n:SKEL"  -> who holds the name with that skeleton: "ID UID K NAME" (K: "k" keyed, "a" not);
 --                released when the holder leaves (a keyed user's after its leave grace)
--- Identity (for users whose hello carries a `key`, as the page's does) also lives in history rings,
--- under keys no room name can take (room names never contain "~"):
---   "~u:UID"  -> the names that uid has used, latest last          ("k NAME" keyed, "a NAME" not)
---   "~n:SKEL" -> the uids that held a name (by skeleton), latest last
---   "~p:UID"  -> the uids of the people UID has direct messages with
---   "~d:A:B"  -> the direct messages between uids A < B (ids, resume: like a room)
+--   "u:UID"   -> the latest name of a keyed user's uid
+--   "o:SKEL"  -> the uid of the latest keyed holder of a name ("0" once someone without a key
+--                took it after them): direct messages reach users who are away
+-- Conversations (of users whose hello carries a `key`, as the page's does) are stored like rooms
+-- (confab.post/replay), under names no room can take (room names never contain "~"):
+--   "~p:UID"  -> the uids of the people UID has direct messages with ("UID ID", confab.post)
+--   "~d:A:B"  -> the direct messages between uids A < B (confab.post/replay: like a room, so on
+--                every node with --redis)
 -- A uid is the connection id of the key's first connection: never reused while the server runs.
 --
 -- Many nodes (confab --redis): the connection ids of confab.members are those of every node, and
@@ -30,7 +32,7 @@ local confab = require "confab"
 local cjson = require "cjson"
 
 local NAME_MAX = 24          -- characters
-local NAME_MAX_BYTES = 60    -- so that "~n:" .. name fits the core's 64-byte room names
+local NAME_MAX_BYTES = 60    -- a name's bytes
 local KEY_MIN, KEY_MAX = 16, 60  -- a client's secret key: characters of [A-Za-z0-9_-]
 local CID_MAX = 40           -- a client-chosen request id: 1-40 characters of [A-Za-z0-9_-]
 local LEAVE_GRACE = 5        -- seconds a keyed user's rooms wait for a reconnect before "left"
@@ -53,6 +55,7 @@ local HELP = "commands: /join ROOM, /leave [ROOM], /nick NAME, /msg NAME TEXT, /
 
 local names = {}     -- id -> name (a cache of the "name" attributes)
 local claiming = {}  -- id -> true while its hello waits for its claims
+local pairs_known = {} -- "~d:A:B" -> true: listed in both users' conversations already
 local member = {}    -- id -> { [room] = true } (mirror of the core's rooms_of, for fast checks)
 local flood = {}     -- id -> { tokens =, at = } (created on a connection's first message)
 local typing = {}    -- id -> { [room] = ms of the last typing notice sent }
@@ -509,34 +512,47 @@ end
 -- Rooms and history.
 
 ---------------------------------------------------------------------------------------------------
--- Identity rings (see the header): small helpers over the core's history.
+-- Identity (see the header): claims, and lists stored like rooms.
 
--- The latest entry of a ring, or nil.
-local function ring_last(key)
-  local last = confab.history_last(key)
-  if last == 0 then return nil end
-  return confab.history(key, last - 1)[1]
+-- Reads a stored list (confab.replay) for fn, which runs as part of the message being handled;
+-- a read refused at once gives fn(nil, err).
+local function replay_later(key, after, fn)
+  local cb = later(fn)
+  local ok, err = confab.replay(key, after, cb)
+  if not ok then cb(nil, err) end
 end
 
--- Appends an entry unless it is already the latest. Storage trouble (a core memory limit) only
--- costs what the ring would have remembered, never the event being handled.
-local function ring_push(key, data)
-  if ring_last(key) == data then return end
-  pcall(confab.history_add, key, confab.history_last(key) + 1, data)
+-- Adds `peer` to the list of conversations of `uid` ("~p:UID": entries "PEER ID", stored like a
+-- room's messages, so on every node; a pair may be listed more than once: readers skip repeats).
+local function peer_push(uid, peer)
+  confab.post("~p:" .. uid, tostring(peer) .. " ", "")
 end
 
--- Records that `id` (name, uid, keyed or not) holds `name` now.
+-- Remembers key = value across the cluster: a claim this node takes over from whoever held it.
+local function remember(key, value)
+  local cur = confab.claimed(key)
+  if cur ~= value then confab.claim(key, value, function() end, cur) end
+end
+
+-- Records that `id` (name, uid, keyed or not) holds `name` now: a keyed user's latest name
+-- ("u:UID") and the latest keyed holder of a name ("o:SKEL", "0" once someone without a key
+-- took it), for direct messages to users who are away.
 local function claim(id, name)
   local uid = uids[id]
-  ring_push("~u:" .. uid, (keys[id] and "k " or "a ") .. name)
-  ring_push("~n:" .. skeleton(name), tostring(uid))
+  local skel = skeleton(name)
+  if keys[id] then
+    remember("u:" .. uid, name)
+    remember("o:" .. skel, tostring(uid))
+  elseif confab.claimed("o:" .. skel) then
+    remember("o:" .. skel, "0")
+  end
 end
 
--- The latest name of a uid and whether it is keyed, or nil.
+-- The latest name of a keyed user's uid (and true), or nil.
 local function name_of_uid(uid)
-  local e = ring_last("~u:" .. uid)
-  if not e then return nil end
-  return e:sub(3), e:sub(1, 1) == "k"
+  local name = confab.claimed("u:" .. uid)
+  if not name then return nil end
+  return name, true
 end
 
 local function pair_of(a, b)
@@ -544,18 +560,6 @@ local function pair_of(a, b)
   return a .. "-" .. b, "~d:" .. a .. ":" .. b
 end
 
--- What a client resuming from `after` gets from a ring: list, complete, reset (see send_history).
-local function ring_since(key, after)
-  if after == nil then
-    local list, complete = confab.history(key)
-    return list, complete, true
-  elseif after and after <= confab.history_last(key) then
-    local list, complete = confab.history(key, after)
-    if complete then return list, true, false end
-    return confab.history(key), false, true
-  end
-  return confab.history(key), false, true
-end
 
 ---------------------------------------------------------------------------------------------------
 -- Sends the `history` of a room. `after` is the last id the client has (resume), or nil for a
@@ -581,10 +585,20 @@ end
 
 -- The direct messages of one pair, the same way: `dm_history` with the pair and the peer's name.
 local function send_dm_history(id, pair, key, with, after)
-  local list, complete, reset = ring_since(key, after)
-  local head = cjson.encode{ type = "dm_history", pair = pair, with = with, complete = complete,
-                             reset = reset }
-  confab.send(id, head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}")
+  replay_later(key, after or 0, function(list, complete)
+    if not list then return end
+    if after == false then complete = false end
+    local reset = after == nil or not complete
+    if not with and #list > 0 then   -- the peer's name, when this node never knew it
+      local ok, m = pcall(cjson.decode, list[#list])
+      if ok and type(m) == "table" then
+        with = m.from == name_of(id) and m.to or m.from
+      end
+    end
+    local head = cjson.encode{ type = "dm_history", pair = pair, with = with,
+                               complete = complete, reset = reset }
+    confab.send(id, head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}")
+  end)
 end
 
 local function room_count(id)
@@ -677,14 +691,14 @@ end
 -- the name. An offline name is reachable while its last holder had a key and still uses it.
 local function dm_target(to)
   local skel = skeleton(to)
-  if #skel > NAME_MAX_BYTES then return nil end   -- no name is that long ("~n:" keys stay < 64 bytes)
+  if #skel > NAME_MAX_BYTES then return nil end   -- no name is that long
   local hid, huid, _, hname = name_claim(skel)
   if hid then
     if alive(hid) then return hid, huid, hname end
     return nil, huid, hname   -- in its leave grace
   end
-  local uid = math.tointeger(tonumber(ring_last("~n:" .. skel) or ""))
-  if not uid then return nil end
+  local uid = math.tointeger(tonumber(confab.claimed("o:" .. skel) or ""))
+  if not uid or uid == 0 then return nil end
   local name, keyed = name_of_uid(uid)
   if not keyed or skeleton(name) ~= skel then return nil end
   return nil, uid, name
@@ -697,20 +711,29 @@ local function direct_to(id, to, text)
   if not tuid then return send_error(id, "no_such_user", "nobody is called " .. to) end
   local uid = uids[id]
   local pair, key = pair_of(uid, tuid)
-  local mid = confab.history_last(key) + 1
-  local t = { type = "dm", pair = pair, id = mid, from = name_of(id), to = tname, text = text,
-              ts = confab.now(), cid = take_cid() }
-  local frame = cjson.encode(t)
-  if not pcall(confab.history_add, key, mid, frame) then
-    t.id = nil                                -- not stored: no id to resume from
-    frame = cjson.encode(t)
-  elseif mid == 1 then
-    if keys[id] then ring_push("~p:" .. uid, tostring(tuid)) end
-    ring_push("~p:" .. tuid, tostring(uid))
+  local cid = take_cid()
+  local frame = cjson.encode{ type = "dm", pair = pair, id = -1, from = name_of(id), to = tname,
+                              text = text, ts = confab.now(), cid = cid }
+  local head, tail = frame:match('^(.-"id":)%-1([,}].*)$')
+  local function refused(err)
+    confab.send(id, cjson.encode{ type = "error", code = "unavailable", cid = cid,
+                                  message = "not sent (" .. tostring(err) .. "): try again" })
   end
-  if target and target ~= id then confab.send(target, frame) end
-  confab.send(id, frame)
-  if not target then send_info(id, tname .. " is offline; they will see it when they come back") end
+  local done = later(function(mid, err)
+    if not mid then return refused(err) end
+    local f = head .. mid .. tail
+    if target and target ~= id then confab.send(target, f) end
+    confab.send(id, f)
+    if not target then send_info(id, tname .. " is offline; they will see it when they come back") end
+  end)
+  local ok, err = confab.post(key, head, tail, done)
+  if not ok then return done(nil, err) end
+  -- The pair goes into both users' lists of conversations the first time this node sees it.
+  if not pairs_known[key] then
+    pairs_known[key] = true
+    if keys[id] then peer_push(uid, tuid) end
+    peer_push(tuid, uid)
+  end
 end
 
 -- The name's claim is read from the cluster first (another node's user may have just taken it).
@@ -846,16 +869,19 @@ local function welcome(id, name, key, uid, value, replaces, rooms, dms, resume)
   if #rooms == 0 then enter(id, LOBBY) end
   for _, r in ipairs(rooms) do enter(id, r.room, same_run and r.last) end
   if key then
-    local seen = {}
-    for _, peer in ipairs(confab.history("~p:" .. uids[id])) do
-      peer = math.tointeger(tonumber(peer))
-      if peer and not seen[peer] then
-        seen[peer] = true
-        local pair, pkey = pair_of(uids[id], peer)
-        local last = dms[pair]
-        send_dm_history(id, pair, pkey, (name_of_uid(peer)), same_run and last or (last and false))
+    replay_later("~p:" .. uids[id], 0, function(list)
+      local seen = {}
+      for _, entry in ipairs(list or {}) do
+        local peer = math.tointeger(tonumber(entry:match("^%d+")))
+        if peer and not seen[peer] then
+          seen[peer] = true
+          local pair, pkey = pair_of(uids[id], peer)
+          pairs_known[pkey] = true
+          local last = dms[pair]
+          send_dm_history(id, pair, pkey, (name_of_uid(peer)), same_run and last or (last and false))
+        end
       end
-    end
+    end)
   end
 end
 

@@ -178,4 +178,32 @@ describe("chat.lua on a cluster", function()
       assert.same(id == a and { "dev", "lobby" } or { "lobby" }, resets)
     end
   end)
+
+  it("keeps a conversation across nodes: history on hello wherever the user comes back", function()
+    local a = user(1, "alice", { key = KEY_A })
+    local b = user(2, "bob", { key = KEY_B })
+    cl:message(a, { type = "dm", to = "bob", text = "one" })
+    cl:message(b, { type = "dm", to = "alice", text = "two" })
+    cl:disconnect(b, 1001)
+    cl:advance(10)
+    cl:message(a, { type = "dm", to = "bob", text = "three" })   -- bob is away
+    local b2 = user(3, "bob", { key = KEY_B })
+    local h = cl:last(b2, "dm_history")
+    assert.equal("alice", h.with)
+    local texts = {}
+    for _, m in ipairs(h.messages) do texts[#texts + 1] = m.text end
+    assert.same({ "one", "two", "three" }, texts)
+    cl:message(b2, { type = "say", room = "lobby", text = "back" })
+    assert.equal("back", cl:last(a, "message").text)
+  end)
+
+  it("posts room messages with one id sequence for every node", function()
+    local a, b = user(1, "alice"), user(2, "bob")
+    cl:message(a, { type = "say", room = "lobby", text = "x" })
+    cl:message(b, { type = "say", room = "lobby", text = "y" })
+    local ids = {}
+    for _, m in ipairs(cl:json(a, "message")) do ids[#ids + 1] = m.id end
+    assert.same({ 1, 2 }, ids)
+    assert.same(ids[2], cl:last(b, "message").id)
+  end)
 end)

@@ -44,6 +44,13 @@ int claims_put(const char *key, size_t len, const char *value, size_t value_len,
     return 0;
 }
 
+void claims_mark(const char *key, size_t len, unsigned mark)
+{
+    struct claim *e = find(key, len);
+    if (e)
+        e->mark = mark;
+}
+
 int claims_del(const char *key, size_t len)
 {
     struct claim *e = find(key, len);

@@ -16,6 +16,7 @@
 
 struct claim {
     UT_hash_handle hh;
+    unsigned mark; /* the mirror read that last confirmed it (presence.c), 0 if none */
     uint64_t node;
     size_t value_len;
     char *value; /* value_len bytes and a NUL, after the key */
@@ -28,6 +29,9 @@ const struct claim *claims_get(const char *key, size_t len);
 /* Records that node holds key with value (replacing what was there). Returns 0, -1 on no
  * memory, -2 when CLAIMS_MAX claims exist already. */
 int claims_put(const char *key, size_t len, const char *value, size_t value_len, uint64_t node);
+
+/* Sets the mark of key's claim, if any. */
+void claims_mark(const char *key, size_t len, unsigned mark);
 
 /* Forgets key. Returns 1 if it was there. */
 int claims_del(const char *key, size_t len);

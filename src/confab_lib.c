@@ -74,12 +74,17 @@ static struct conn *check_conn_state(lua_State *L, int arg, int need_open)
 #define check_conn(L, arg) check_conn_state(L, arg, 1)
 #define check_known(L, arg) check_conn_state(L, arg, 0)
 
-/* Another node's connection (mirrored by presence), or NULL. */
-static struct conn *check_remote(lua_State *L, int arg)
+/* The id in argument arg when it is another node's connection (mirrored by presence, or with
+ * another node's id: this node may not have heard of it yet), else 0. */
+static uint64_t check_remote(lua_State *L, int arg)
 {
     lua_Integer id = luaL_checkinteger(L, arg);
-    struct conn *c = id > 0 ? hub_find((uint64_t)id) : NULL;
-    return c && (c->flags & CONN_REMOTE) ? c : NULL;
+    if (id <= 0 || !presence_active())
+        return 0;
+    struct conn *c = hub_find((uint64_t)id);
+    if (c)
+        return (c->flags & CONN_REMOTE) ? (uint64_t)id : 0;
+    return ((uint64_t)id >> 32) != presence_node() ? (uint64_t)id : 0;
 }
 
 static int stale(lua_State *L)
@@ -117,9 +122,9 @@ static int l_send(lua_State *L)
     int binary = lua_toboolean(L, 3);
     size_t len;
     const char *data = check_data(L, 2, binary, &len);
-    struct conn *remote = c ? NULL : check_remote(L, 1);
+    uint64_t remote = c ? 0 : check_remote(L, 1);
     if (remote) {
-        if (presence_send(remote->id, data, len, binary) < 0) {
+        if (presence_send(remote, data, len, binary) < 0) {
             luaL_pushfail(L);
             lua_pushliteral(L, "redis unavailable");
             return 2;
@@ -186,9 +191,9 @@ static int l_close(lua_State *L)
     const char *reason = luaL_optstring(L, 3, "");
     luaL_argcheck(L, (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
                      (code >= 3000 && code <= 4999), 2, "not a close code a server may send");
-    struct conn *remote = c ? NULL : check_remote(L, 1);
+    uint64_t remote = c ? 0 : check_remote(L, 1);
     if (remote) {
-        if (presence_close(remote->id, (uint16_t)code, reason) < 0) {
+        if (presence_close(remote, (uint16_t)code, reason) < 0) {
             luaL_pushfail(L);
             lua_pushliteral(L, "redis unavailable");
             return 2;

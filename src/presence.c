@@ -381,6 +381,102 @@ static void forget_remote(int node, const int *keep, size_t nkeep)
  * up too (the two links come up in either order). */
 static int need_sync = 1;
 
+/* While a SYNC is in flight, what the channel changed meanwhile is newer than the reply may be:
+ * those connections, claim keys and dead nodes are left as the channel made them. */
+static struct {
+    int on;
+    uint64_t *ids;
+    size_t nids;
+    char **keys;
+    size_t nkeys;
+    int *dead;
+    size_t ndead;
+} touched;
+
+static void touched_clear(void)
+{
+    for (size_t i = 0; i < touched.nkeys; i++)
+        free(touched.keys[i]);
+    free(touched.ids);
+    free(touched.keys);
+    free(touched.dead);
+    memset(&touched, 0, sizeof touched);
+}
+
+static void touch_id(uint64_t id)
+{
+    if (!touched.on)
+        return;
+    uint64_t *ids = realloc(touched.ids, (touched.nids + 1) * sizeof *ids);
+    if (ids) {
+        touched.ids = ids;
+        touched.ids[touched.nids++] = id;
+    }
+}
+
+static void touch_key(const char *key, size_t len)
+{
+    if (!touched.on)
+        return;
+    char **keys = realloc(touched.keys, (touched.nkeys + 1) * sizeof *keys);
+    if (!keys)
+        return;
+    touched.keys = keys;
+    char *k = malloc(len + 1);
+    if (!k)
+        return;
+    memcpy(k, key, len);
+    k[len] = '\0';
+    touched.keys[touched.nkeys++] = k;
+}
+
+static void touch_dead(int node)
+{
+    if (!touched.on)
+        return;
+    int *d = realloc(touched.dead, (touched.ndead + 1) * sizeof *d);
+    if (d) {
+        touched.dead = d;
+        touched.dead[touched.ndead++] = node;
+    }
+}
+
+static int was_touched(uint64_t id)
+{
+    for (size_t i = 0; i < touched.nids; i++)
+        if (touched.ids[i] == id)
+            return 1;
+    for (size_t i = 0; i < touched.ndead; i++)
+        if (touched.dead[i] == node_of(id))
+            return 1;
+    return 0;
+}
+
+static int key_touched(const char *key, size_t len)
+{
+    for (size_t i = 0; i < touched.nkeys; i++)
+        if (strlen(touched.keys[i]) == len && memcmp(touched.keys[i], key, len) == 0)
+            return 1;
+    return 0;
+}
+
+struct drop_claims {
+    const char **keys;
+    size_t n;
+};
+
+static void unseen_claim(const struct claim *c, void *arg)
+{
+    struct drop_claims *d = arg;
+    if (c->mark != P.sync_gen && !key_touched(c->key, strlen(c->key))) {
+        const char **k = realloc(d->keys, (d->n + 1) * sizeof *k);
+        if (k) {
+            d->keys = k;
+            d->keys[d->n++] = c->key;
+        }
+    }
+}
+
 static void on_sync(void *ctx, const redisReply *r, const char *err)
 {
     unsigned gen = (unsigned)(uintptr_t)ctx;
@@ -389,6 +485,7 @@ static void on_sync(void *ctx, const redisReply *r, const char *err)
     if (err || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[1]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_ARRAY) {
         need_sync = 1; /* again at the next link event or heartbeat */
+        touched_clear();
         return;
     }
     /* Connections: every mirrored one not in the reply is gone (its node is, or it left). */
@@ -400,7 +497,7 @@ static void on_sync(void *ctx, const redisReply *r, const char *err)
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
         uint64_t id = strtoull(k->str, NULL, 10);
-        if (node_of(id) == (int)P.node)
+        if (node_of(id) == (int)P.node || was_touched(id))
             continue;
         apply_state(id, v->str, v->len);
         for (size_t j = 0; j < l.n; j++)
@@ -408,24 +505,32 @@ static void on_sync(void *ctx, const redisReply *r, const char *err)
                 l.ids[j] = 0;
     }
     for (size_t j = 0; j < l.n; j++) {
-        struct conn *c = l.ids[j] ? hub_find(l.ids[j]) : NULL;
+        struct conn *c = l.ids[j] && !was_touched(l.ids[j]) ? hub_find(l.ids[j]) : NULL;
         if (c && (c->flags & CONN_REMOTE))
             hub_remove_remote(c);
     }
     free(l.ids);
+    /* Claims: those in the reply (unless the channel changed them since), then away with the
+     * rest (unless the channel put them there since). */
     const redisReply *cl = r->element[2];
-    claims_clear();
     for (size_t i = 0; i + 1 < cl->elements; i += 2) {
         const redisReply *k = cl->element[i], *v = cl->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
         const char *sp = memchr(v->str, ' ', v->len);
-        if (!sp || k->len == 0 || k->len > CLAIM_KEY_MAX)
+        if (!sp || k->len == 0 || k->len > CLAIM_KEY_MAX || key_touched(k->str, k->len))
             continue;
         uint64_t node = strtoull(v->str, NULL, 10);
         size_t off = (size_t)(sp + 1 - v->str);
-        claims_put(k->str, k->len, sp + 1, v->len - off, node);
+        if (claims_put(k->str, k->len, sp + 1, v->len - off, node) == 0)
+            claims_mark(k->str, k->len, P.sync_gen);
     }
+    struct drop_claims d = {0};
+    claims_each(unseen_claim, &d);
+    for (size_t i = 0; i < d.n; i++)
+        claims_del(d.keys[i], strlen(d.keys[i]));
+    free(d.keys);
+    touched_clear();
     P.stats.syncs++;
 }
 
@@ -440,8 +545,11 @@ static void sync_mirror(void)
     const char *argv[] = {K_ALIVE, K_CLAIMS, node};
     size_t lens[] = {sizeof K_ALIVE - 1, sizeof K_CLAIMS - 1, strlen(node)};
     P.sync_gen++;
-    if (eval(P.s_sync, 2, 3, argv, lens, on_sync, (void *)(uintptr_t)P.sync_gen) == 0)
+    touched_clear();
+    if (eval(P.s_sync, 2, 3, argv, lens, on_sync, (void *)(uintptr_t)P.sync_gen) == 0) {
         need_sync = 0;
+        touched.on = 1;
+    }
 }
 
 /* ---- messages on the channel ----------------------------------------------------------- */
@@ -489,21 +597,25 @@ static void on_msg(void *ctx, unsigned shard, const char *ch, size_t chlen, cons
             return;
         if (node_of(b) != (int)a)
             return;
+        touch_id(b);
         apply_state(b, p, (size_t)(end - p));
         break;
     case 'd': /* d DEAD REAPER */
         if (read_num(&p, end, &a) < 0)
             return;
         b = strtoull(p, NULL, 10);
+        touch_dead((int)a);
         node_dead((int)a, (int)b);
         break;
     case 'k': /* k NODE KLEN KEYVALUE */
         if (read_num(&p, end, &a) < 0 || read_num(&p, end, &b) < 0 || b == 0 ||
             b > CLAIM_KEY_MAX || b > (uint64_t)(end - p))
             return;
+        touch_key(p, b);
         claims_put(p, b, p + b, (size_t)(end - p) - b, a);
         break;
     case 'u': /* u KEY */
+        touch_key(p, (size_t)(end - p));
         claims_del(p, (size_t)(end - p));
         break;
     case 's': /* s ID BINARY DATA */
@@ -595,8 +707,10 @@ static void on_beat(void *ctx, const redisReply *r, const char *err)
         hub_each(republish_all, NULL);
         claims_each(reclaim, NULL);
     }
-    for (size_t i = 1; i < r->elements; i++)
+    for (size_t i = 1; i < r->elements; i++) {
+        touch_dead((int)r->element[i]->integer);
         node_dead((int)r->element[i]->integer, (int)P.node);
+    }
 }
 
 static void beat(void)
@@ -1026,6 +1140,7 @@ void presence_stop(void)
     ev_ref(P.loop);
     ev_prepare_stop(P.loop, &P.flush);
     forget_remote(-1, NULL, 0);
+    touched_clear();
     while (waiting) {
         struct claim_ctx *cc = waiting;
         waiting = cc->next;

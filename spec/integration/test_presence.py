@@ -161,3 +161,23 @@ class Presence(ConfabTest):
         self.assertEqual(sorted(bob.recv_json("members", room="lobby")["members"]),
                          ["alice", "bob"])
         alice.recv_json("joined", room="lobby", name="bob")
+
+    def test_a_conversation_follows_its_users_to_any_node(self):
+        a, b = self.node(), self.node()
+        alice = self.user(a, "alice", key="a" * 20)
+        bob = self.user(b, "bob", key="b" * 20)
+        alice.send_json(type="dm", to="bob", text="one")
+        bob.recv_json("dm", text="one")
+        bob.send_json(type="dm", to="alice", text="two")
+        alice.recv_json("dm", text="two")
+        bob.close()
+        alice.recv_json("left", room="lobby", name="bob", timeout=DEATH_WAIT)  # after the grace
+        alice.send_json(type="dm", to="bob", text="three", cid="t")
+        self.assertEqual(alice.recv_json("dm", cid="t")["text"], "three")
+        self.assertIn("offline", alice.recv_json("info")["text"])
+        back = self.client(a)  # on alice's node this time
+        back.hello("bob", key="b" * 20)
+        h = back.recv_json("dm_history")
+        self.assertEqual(h["with"], "alice")
+        self.assertEqual([m["text"] for m in h["messages"]], ["one", "two", "three"])
+

@@ -620,6 +620,7 @@ function Fake:_module(gen)
     tail = check_string("post", 3, n, tail)
     check_text("post", 3, tail)
     if done ~= nil and type(done) ~= "function" then type_error("post", 4, n, done, "function") end
+    if fake.cluster then return fake.cluster:_post(fake, room, head, tail, done) end
     local mid = confab.history_last(room) + 1
     local data = head .. mid .. tail
     confab.history_add(room, mid, data)
@@ -641,6 +642,11 @@ function Fake:_module(gen)
     after = check_integer("replay", 2, n, after)
     if after < 0 then arg_error("replay", 2, "after must be 0 or an id") end
     if type(fn) ~= "function" then type_error("replay", 3, n, fn, "function") end
+    if fake.cluster then
+      local list, complete = fake.cluster:_replay(room, after)
+      fake:_protect("replay callback", fn, list, complete)
+      return true
+    end
     local list, complete = confab.history(room, after)
     complete = complete and after <= confab.history_last(room)
     if not complete then list = confab.history(room) end
@@ -843,6 +849,38 @@ function Cluster:_settle()
     end
   end
   self.settling = false
+end
+
+-- confab.post and confab.replay of a cluster: one history per room for every node (Redis's
+-- stream, --history entries), ids from it, delivery to the room's members on every node.
+function Cluster:_post(fake, room, head, tail, done)
+  self.streams = self.streams or {}
+  local st = self.streams[room] or { last = 0, dropped = 0, items = {} }
+  self.streams[room] = st
+  st.last = st.last + 1
+  local data = head .. st.last .. tail
+  st.items[#st.items + 1] = { id = st.last, data = data }
+  while #st.items > fake.history_size do st.dropped = table.remove(st.items, 1).id end
+  local count = 0
+  for _, node in ipairs(fake:_all()) do
+    local r = node.rooms[room]
+    for _, id in ipairs(r and r.list or {}) do
+      if node:_deliver(node.conns[id], data, false) then count = count + 1 end
+    end
+  end
+  fake.posts[#fake.posts + 1] = { room = room, id = st.last, data = data, recipients = count }
+  if done then fake:_protect("post callback", done, st.last) end
+  return true
+end
+
+function Cluster:_replay(room, after)
+  local st = (self.streams or {})[room] or { last = 0, dropped = 0, items = {} }
+  local complete = after <= st.last and after >= st.dropped
+  local list = {}
+  for _, item in ipairs(st.items) do
+    if not complete or item.id > after then list[#list + 1] = item.data end
+  end
+  return list, complete
 end
 
 --- The node (a fake) a connection id belongs to.
