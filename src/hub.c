@@ -423,6 +423,8 @@ int hub_join(struct conn *c, const char *name, size_t len)
     m->conn_idx = c->rooms_len;
     r->members[r->members_len++] = m;
     c->rooms[c->rooms_len++] = m;
+    if (c->flags & CONN_REMOTE)
+        r->members_remote++;
     changed(c);
     return 1;
 }
@@ -436,6 +438,8 @@ static void member_remove(struct member *m)
      * Connection order does not matter: swap. */
     r->members[m->room_idx] = NULL;
     r->members_gone++;
+    if (c->flags & CONN_REMOTE)
+        r->members_remote--;
     while (r->members_len && !r->members[r->members_len - 1]) {
         r->members_len--;
         r->members_gone--;
@@ -709,6 +713,11 @@ const char *hub_room_name(const struct room *r)
 size_t hub_room_size(const struct room *r)
 {
     return room_size(r);
+}
+
+size_t hub_room_local_size(const struct room *r)
+{
+    return room_size(r) - r->members_remote;
 }
 
 uint64_t hub_room_member(const struct room *r, size_t i)

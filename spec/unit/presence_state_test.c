@@ -58,7 +58,7 @@ TEST(presence_state_round_trip_to_a_mirror)
 
     /* The room lists both; a broadcast reaches only the local one. */
     struct room *lobby = hub_room("lobby", 5);
-    CHECK(lobby && hub_room_size(lobby) == 2);
+    CHECK(lobby && hub_room_size(lobby) == 2 && hub_room_local_size(lobby) == 1);
     struct frame *f = frame_ws(FRAME_TEXT, "hi", 2);
     CHECK_INT(hub_broadcast(lobby, f, NULL), 1);
     CHECK_INT(m->out.count, 0);
@@ -71,6 +71,7 @@ TEST(presence_state_round_trip_to_a_mirror)
     hub_remove_remote(m);
     CHECK(hub_find(rid) == NULL);
     CHECK_INT(hub_room_size(lobby), 1);
+    CHECK_INT(hub_room_local_size(lobby), 1);
     free(b.p);
     test_conn_close(a);
     hub_shutdown();
