@@ -5,11 +5,11 @@ are closed with 1001 without a second "left", it comes back as a new node). A sc
 what the API sees checks confab.node(), ids and the mirror of another node's connections.
 (Rooms over Redis: test_redis_rooms.py; the full chat across nodes: the cluster suites.)"""
 
-import json
+import os
 import signal
 import time
 
-from helpers import WAIT, ConfabTest
+from helpers import REPO, WAIT, ConfabTest
 from redis_server import RedisServer
 
 HEARTBEAT = "0.2"   # declared dead after 3 heartbeats: 0.6 s
@@ -184,4 +184,22 @@ class Presence(ConfabTest):
         h = back.recv_json("dm_history")
         self.assertEqual(h["with"], "alice")
         self.assertEqual([m["text"] for m in h["messages"]], ["one", "two", "three"])
+
+    def test_the_seed_jsonlogin_lists_users_of_every_node_unchanged(self):
+        script = os.path.join(REPO, "scripts", "examples", "jsonlogin.lua")
+        a, b = self.node(script=script), self.node(script=script)
+        ann, bo = self.client(a), self.client(b)
+        ann.recv_json("handshake")
+        bo.recv_json("handshake")
+        ann.send_json(type="login", content="ann")
+        self.assertEqual(ann.recv_json("login")["user_list"], ["ann"])
+        bo.send_json(type="login", content="bo")
+        self.assertEqual(sorted(bo.recv_json("login", content="bo")["user_list"]), ["ann", "bo"])
+        self.assertEqual(sorted(ann.recv_json("login", content="bo")["user_list"]), ["ann", "bo"])
+        bo.send_json(type="user", content="hi from b")
+        self.assertEqual(ann.recv_json("user")["from"], "bo")
+        b.check_exit = False
+        b.signal(signal.SIGKILL)
+        out = ann.recv_json("logout", timeout=DEATH_WAIT)
+        self.assertEqual((out["content"], out["user_list"]), ("bo", ["ann"]))
 
