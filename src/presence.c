@@ -253,6 +253,7 @@ static void on_flush(EV_P_ ev_prepare *w, int revents)
     for (size_t i = 0; i < P.ndirty; i++)
         put_state(P.dirty[i]);
     P.ndirty = 0;
+    redis_flush(0);
 }
 
 /* ---- the mirror ------------------------------------------------------------------------ */

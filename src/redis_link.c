@@ -760,6 +760,15 @@ int redis_up(unsigned shard)
     return shard < R.n && R.shards[shard].cmd.state == L_UP;
 }
 
+void redis_flush(unsigned shard)
+{
+    if (!redis_up(shard))
+        return;
+    struct link *l = &R.shards[shard].cmd;
+    if (l->out_off < l->out_len)
+        on_write(R.loop, &l->wio, EV_WRITE);
+}
+
 static struct link *usable(unsigned shard)
 {
     if (shard >= R.n)
