@@ -1135,6 +1135,18 @@ void presence_stop(void)
 {
     if (!P.active)
         return;
+    /* A clean stop: what changed goes out, then this node's heartbeat deadline is set to 0, so
+     * the next node to beat takes over its claims at once (its connections, gone already, left
+     * through their own hooks). Written now: the link closes right after. */
+    if (!P.fenced && redis_up(0)) {
+        on_flush(P.loop, &P.flush, 0);
+        char node[24];
+        snprintf(node, sizeof node, "%" PRIu64, P.node);
+        const char *argv[] = {"ZADD", K_ALIVE, "XX", "0", node};
+        size_t lens[] = {4, sizeof K_ALIVE - 1, 2, 1, strlen(node)};
+        redis_call(0, 5, argv, lens, NULL, NULL);
+        redis_flush(0);
+    }
     hub_changed = NULL;
     ev_ref(P.loop);
     ev_timer_stop(P.loop, &P.beat);
