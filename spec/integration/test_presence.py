@@ -203,3 +203,20 @@ class Presence(ConfabTest):
         out = ann.recv_json("logout", timeout=DEATH_WAIT)
         self.assertEqual((out["content"], out["user_list"]), ("bo", ["ann"]))
 
+    def test_redis_restarted_empty_the_nodes_put_back_who_is_where_and_the_names(self):
+        a, b = self.node(), self.node()
+        alice = self.user(a, "alice")
+        bob = self.user(b, "bob")
+        alice.recv_json("joined", room="lobby", name="bob")
+        self.redis.restart(keep_data=False)
+        for srv in (a, b):
+            srv.wait_log(r"presence: Redis did not know node \d+", timeout=DEATH_WAIT)
+        taker = self.client(b)
+        taker.send_json(type="hello", name="alice")
+        self.assertEqual(taker.recv_json("error", timeout=DEATH_WAIT)["code"], "name_taken")
+        held = self.redis.call("HGET", "confab:{p}:claims", "n:alice")  # in Redis again, not
+        self.assertIsNotNone(held)                                       # only in a mirror
+        self.assertEqual(members(bob), ["alice", "bob"])
+        self.assertEqual(members(alice), ["alice", "bob"])
+        self.assertEqual(alice.take_all("left") + bob.take_all("left"), [])
+
