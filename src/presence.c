@@ -707,6 +707,7 @@ static void on_beat(void *ctx, const redisReply *r, const char *err)
                 "connections and claims again", P.node);
         hub_each(republish_all, NULL);
         claims_each(reclaim, NULL);
+        redis_flush(0);
     }
     for (size_t i = 1; i < r->elements; i++) {
         touch_dead((int)r->element[i]->integer);
