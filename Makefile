@@ -38,6 +38,7 @@ CORE    += redis_url redis_link redis_room script_callback
 CORE    += metrics admin redis_observe
 CORE    += deflate_negotiate deflate inflate outmsg
 CORE    += caps bucket
+CORE    += claims presence presence_state
 CORE    += tls
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)

@@ -4,14 +4,25 @@
 -- message ids and history are the room history rings. The tables below are caches and rate-limit
 -- state that the `reload` hook rebuilds (or that may simply start afresh).
 --
--- Identity (for users whose hello carries a `key`, as the page's does) also lives in history rings,
--- under keys no room name can take (room names never contain "~"):
---   "~k:KEY"  -> the user id (uid) first given to that key       (one entry)
---   "~u:UID"  -> the names that uid has used, latest last          ("k NAME" keyed, "a NAME" not)
---   "~n:SKEL" -> the uids that held a name (by skeleton), latest last
---   "~p:UID"  -> the uids of the people UID has direct messages with
---   "~d:A:B"  -> the direct messages between uids A < B (ids, resume: like a room)
+-- Names and user ids are claims (confab.claim: unique across every node of a cluster):
+--   "k:KEY"   -> the user id (uid) first given to that key (kept for good)
+--   "n:SKEL"  -> who holds the name with that skeleton: "ID UID K NAME" (K: "k" keyed, "a" not);
+--                released when the holder leaves (a keyed user's after its leave grace)
+--   "u:UID"   -> the latest name of a keyed user's uid
+--   "o:SKEL"  -> the uid of the latest keyed holder of a name ("0" once someone without a key
+--                took it after them): direct messages reach users who are away
+-- Conversations (of users whose hello carries a `key`, as the page's does) are stored like rooms
+-- (confab.post/replay), under names no room can take (room names never contain "~"):
+--   "~p:UID"  -> the uids of the people UID has direct messages with ("UID ID", confab.post)
+--   "~d:A:B"  -> the direct messages between uids A < B (confab.post/replay: like a room, so on
+--                every node with --redis)
 -- A uid is the connection id of the key's first connection: never reused while the server runs.
+--
+-- Many nodes (confab --redis): the connection ids of confab.members are those of every node, and
+-- what this script keeps per connection (names, keys, uids) is read with confab.get for the
+-- others'. Hooks run on the node where the event happened; a node that dies has its connections'
+-- leave and disconnect hooks run by the node that notices. A claim's answer may come later than
+-- the message that asked for it: the handler goes on in the claim's callback (see later()).
 --
 -- Cost model: a connection that sends nothing has no Lua state at all, and joins nothing before its
 -- hello. A room message is one cjson.encode and one confab.broadcast (the core encodes the frame
@@ -21,7 +32,7 @@ local confab = require "confab"
 local cjson = require "cjson"
 
 local NAME_MAX = 24          -- characters
-local NAME_MAX_BYTES = 60    -- so that "~n:" .. name fits the core's 64-byte room names
+local NAME_MAX_BYTES = 60    -- a name's bytes
 local KEY_MIN, KEY_MAX = 16, 60  -- a client's secret key: characters of [A-Za-z0-9_-]
 local CID_MAX = 40           -- a client-chosen request id: 1-40 characters of [A-Za-z0-9_-]
 local LEAVE_GRACE = 5        -- seconds a keyed user's rooms wait for a reconnect before "left"
@@ -43,17 +54,18 @@ local HELP = "commands: /join ROOM, /leave [ROOM], /nick NAME, /msg NAME TEXT, /
   .. "/rooms, /help"
 
 local names = {}     -- id -> name (a cache of the "name" attributes)
-local by_key = {}    -- folded name -> connection id (names are unique case-insensitively)
+local claiming = {}  -- id -> true while its hello waits for its claims
+local pairs_known = {} -- "~d:A:B" -> true: listed in both users' conversations already
 local member = {}    -- id -> { [room] = true } (mirror of the core's rooms_of, for fast checks)
 local flood = {}     -- id -> { tokens =, at = } (created on a connection's first message)
 local typing = {}    -- id -> { [room] = ms of the last typing notice sent }
 local roster = {}    -- room -> { tokens =, at =, timer = } for members broadcasts
 local keys = {}      -- id -> the key of its hello (keyed users only)
 local uids = {}      -- id -> uid (the connection id itself for users without a key)
-local pending = {}   -- skeleton -> { name=, key=, uid=, rooms = { [room] = true }, timer= }: in grace
+local pending = {}   -- skeleton -> { name=, key=, uid=, value=, rooms = { [room] = true }, timer= }: in grace
 local graced = {}    -- key -> { [skeleton] = true }: the entries of `pending` under each key
 local ghosts = {}    -- room -> { [name] = true }: members in their leave grace, still listed
-local request = nil  -- { cid=, answered= } while a client message with a cid is handled
+local request = nil  -- { id=, cid=, answered=, later= } while a client message is handled
 
 ---------------------------------------------------------------------------------------------------
 -- Names: letters (Unicode letters allowed), digits, "_" and "-".
@@ -264,6 +276,31 @@ local function take_cid()
   return nil
 end
 
+-- Sends "ok" for the request if it has a cid and nothing answered it.
+local function finish(req)
+  if req and req.cid and not req.answered then
+    req.answered = true
+    confab.send(req.id, cjson.encode{ type = "ok", cid = req.cid })
+  end
+end
+
+-- Wraps fn (a claim's callback) so that it runs as part of the client message being handled now:
+-- what it sends answers that message's cid, and its "ok" waits for it.
+local function later(fn)
+  local req = request
+  if req then req.later = (req.later or 0) + 1 end
+  return function(...)
+    local saved = request
+    request = req
+    fn(...)
+    if req then
+      req.later = req.later - 1
+      if req.later == 0 then finish(req) end
+    end
+    request = saved
+  end
+end
+
 local function send_error(id, code, message)
   confab.send(id, cjson.encode{ type = "error", code = code, message = message, cid = take_cid() })
 end
@@ -272,8 +309,48 @@ local function send_info(id, text)
   confab.send(id, cjson.encode{ type = "info", text = text })
 end
 
+-- A connection's name: from the cache for this node's, from its attribute for another node's.
 local function name_of(id)
-  return names[id]
+  return names[id] or (confab.get(id, "name"))
+end
+
+local function key_of(id)
+  if names[id] then return keys[id] end
+  return (confab.get(id, "key"))
+end
+
+local function uid_of(id)
+  if names[id] then return uids[id] end
+  return confab.get(id, "uid") or id
+end
+
+-- Whether id is a connection that still has its name: this node's as it knows; another node's
+-- is taken as alive (this node may not have heard of it yet: what is sent to a connection that is
+-- gone there is dropped).
+local function alive(id)
+  if names[id] then return true end
+  if id >> 32 ~= confab.node() then return true end
+  return name_of(id) ~= nil
+end
+
+local function in_room(id, room)
+  if member[id] then return member[id][room] == true end
+  for _, r in ipairs(confab.rooms_of(id) or {}) do
+    if r == room then return true end
+  end
+  return false
+end
+
+-- The claim of a name's skeleton: holder id, uid, keyed, name, the claim's value; or nil.
+local function name_claim(skel)
+  local v = confab.claimed("n:" .. skel)
+  if not v then return nil end
+  local hid, huid, k, hname = v:match("^(%d+) (%d+) ([ka]) (.+)$")
+  return math.tointeger(tonumber(hid)), math.tointeger(tonumber(huid)), k == "k", hname, v
+end
+
+local function claim_value(id, uid, keyed, name)
+  return string.format("%d %d %s %s", id, uid, keyed and "k" or "a", name)
 end
 
 -- Names of a room's members, in join order, then those in their leave grace (still listed: a
@@ -282,7 +359,7 @@ end
 local function member_names(room)
   local list, seen = {}, {}
   for _, id in ipairs(confab.members(room)) do
-    local n = names[id]
+    local n = name_of(id)
     if n and not seen[n] then
       seen[n] = true
       list[#list + 1] = n
@@ -352,10 +429,10 @@ local function announce_left(room, name, id)
 end
 
 -- The grace entry of a keyed user's name (made by its first leave or its disconnect), or a new one.
-local function grace_entry(skel, name, key, uid)
+local function grace_entry(skel, name, key, uid, value)
   local p = pending[skel]
   if not p then
-    p = { name = name, key = key, uid = uid, rooms = {} }
+    p = { name = name, key = key, uid = uid, value = value, rooms = {} }
     pending[skel] = p
     graced[key] = graced[key] or {}
     graced[key][skel] = true
@@ -375,12 +452,26 @@ local function grace_end(skel)
   return p
 end
 
--- The grace period of a keyed user that went away ended without a reconnect: its rooms hear it.
+-- The grace period of a keyed user that went away ended without a reconnect: its rooms hear it,
+-- and the name is free. Unless the user came back on another node (the claim moved there): then
+-- its name only drops out of this node's grace lists.
 local function grace_over(skel)
   if pending[skel] then pending[skel].timer = nil end
   local p = grace_end(skel)
   if not p then return end
-  for room in pairs(p.rooms) do announce_left(room, p.name) end
+  local _, huid, keyed = name_claim(skel)
+  local back = not confab.release("n:" .. skel, p.value) and keyed and huid == p.uid
+  for room in pairs(p.rooms) do
+    if back then
+      if ghosts[room] then
+        ghosts[room][p.name] = nil
+        if next(ghosts[room]) == nil then ghosts[room] = nil end
+      end
+      if #confab.members(room) > 0 then members_changed(room) end
+    else
+      announce_left(room, p.name)
+    end
+  end
 end
 
 -- A keyed user says hello (as `name`) while names of its key are in their grace period. In each
@@ -397,6 +488,7 @@ local function settle_grace(key, skel, name, entering, settled)
   if pending[skel] then table.insert(order, 1, skel) end
   for _, s in ipairs(order) do
     local p = grace_end(s)
+    confab.release("n:" .. s, p.value)   -- a name of the user's it does not take back
     for room in pairs(p.rooms) do
       if ghosts[room] and ghosts[room][p.name] then
         if entering[room] and not settled[room] then
@@ -420,42 +512,47 @@ end
 -- Rooms and history.
 
 ---------------------------------------------------------------------------------------------------
--- Identity rings (see the header): small helpers over the core's history.
+-- Identity (see the header): claims, and lists stored like rooms.
 
--- The latest entry of a ring, or nil.
-local function ring_last(key)
-  local last = confab.history_last(key)
-  if last == 0 then return nil end
-  return confab.history(key, last - 1)[1]
+-- Reads a stored list (confab.replay) for fn, which runs as part of the message being handled;
+-- a read refused at once gives fn(nil, err).
+local function replay_later(key, after, fn)
+  local cb = later(fn)
+  local ok, err = confab.replay(key, after, cb)
+  if not ok then cb(nil, err) end
 end
 
--- Appends an entry unless it is already the latest. Storage trouble (a core memory limit) only
--- costs what the ring would have remembered, never the event being handled.
-local function ring_push(key, data)
-  if ring_last(key) == data then return end
-  pcall(confab.history_add, key, confab.history_last(key) + 1, data)
+-- Adds `peer` to the list of conversations of `uid` ("~p:UID": entries "PEER ID", stored like a
+-- room's messages, so on every node; a pair may be listed more than once: readers skip repeats).
+local function peer_push(uid, peer)
+  confab.post("~p:" .. uid, tostring(peer) .. " ", "")
 end
 
--- The uid of a key: the one it was first given, or `id` for a new key.
-local function uid_of_key(key, id)
-  local uid = tonumber(ring_last("~k:" .. key) or "")
-  if uid then return math.tointeger(uid) end
-  ring_push("~k:" .. key, tostring(id))
-  return id
+-- Remembers key = value across the cluster: a claim this node takes over from whoever held it.
+local function remember(key, value)
+  local cur = confab.claimed(key)
+  if cur ~= value then confab.claim(key, value, function() end, cur) end
 end
 
--- Records that `id` (name, uid, keyed or not) holds `name` now.
+-- Records that `id` (name, uid, keyed or not) holds `name` now: a keyed user's latest name
+-- ("u:UID") and the latest keyed holder of a name ("o:SKEL", "0" once someone without a key
+-- took it), for direct messages to users who are away.
 local function claim(id, name)
   local uid = uids[id]
-  ring_push("~u:" .. uid, (keys[id] and "k " or "a ") .. name)
-  ring_push("~n:" .. skeleton(name), tostring(uid))
+  local skel = skeleton(name)
+  if keys[id] then
+    remember("u:" .. uid, name)
+    remember("o:" .. skel, tostring(uid))
+  elseif confab.claimed("o:" .. skel) then
+    remember("o:" .. skel, "0")
+  end
 end
 
--- The latest name of a uid and whether it is keyed, or nil.
+-- The latest name of a keyed user's uid (and true), or nil.
 local function name_of_uid(uid)
-  local e = ring_last("~u:" .. uid)
-  if not e then return nil end
-  return e:sub(3), e:sub(1, 1) == "k"
+  local name = confab.claimed("u:" .. uid)
+  if not name then return nil end
+  return name, true
 end
 
 local function pair_of(a, b)
@@ -463,18 +560,6 @@ local function pair_of(a, b)
   return a .. "-" .. b, "~d:" .. a .. ":" .. b
 end
 
--- What a client resuming from `after` gets from a ring: list, complete, reset (see send_history).
-local function ring_since(key, after)
-  if after == nil then
-    local list, complete = confab.history(key)
-    return list, complete, true
-  elseif after and after <= confab.history_last(key) then
-    local list, complete = confab.history(key, after)
-    if complete then return list, true, false end
-    return confab.history(key), false, true
-  end
-  return confab.history(key), false, true
-end
 
 ---------------------------------------------------------------------------------------------------
 -- Sends the `history` of a room. `after` is the last id the client has (resume), or nil for a
@@ -500,10 +585,20 @@ end
 
 -- The direct messages of one pair, the same way: `dm_history` with the pair and the peer's name.
 local function send_dm_history(id, pair, key, with, after)
-  local list, complete, reset = ring_since(key, after)
-  local head = cjson.encode{ type = "dm_history", pair = pair, with = with, complete = complete,
-                             reset = reset }
-  confab.send(id, head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}")
+  replay_later(key, after or 0, function(list, complete)
+    if not list then return end
+    if after == false then complete = false end
+    local reset = after == nil or not complete
+    if not with and #list > 0 then   -- the peer's name, when this node never knew it
+      local ok, m = pcall(cjson.decode, list[#list])
+      if ok and type(m) == "table" then
+        with = m.from == name_of(id) and m.to or m.from
+      end
+    end
+    local head = cjson.encode{ type = "dm_history", pair = pair, with = with,
+                               complete = complete, reset = reset }
+    confab.send(id, head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}")
+  end)
 end
 
 local function room_count(id)
@@ -543,11 +638,24 @@ local function post(id, room, text, kind)
   if typing[id] then typing[id][room] = nil end
 end
 
-local function rename(id, new)
-  local old = name_of(id)
-  if old == new then return send_info(id, "you are already " .. new) end
-  by_key[skeleton(old)] = nil
-  by_key[skeleton(new)] = id
+-- Claims key (confab.claim) for fn, which runs as part of the message being handled (later);
+-- a claim refused at once (Redis unavailable) gives fn(nil, err).
+local function claim_key(key, value, fn, old)
+  local cb = later(fn)
+  local ok, err = confab.claim(key, value, cb, old)
+  if not ok then cb(nil, err) end
+end
+
+-- The answer to a hello or nick whose name someone else holds (`held` is the claim's value).
+local function refuse_name(id, name, held)
+  held = held:match("^%d+ %d+ [ka] (.+)$") or held
+  if fold(held) == fold(name) then return send_error(id, "name_taken", name .. " is taken") end
+  return send_error(id, "name_confusable", name .. " looks too much like " .. held
+                    .. ", who is here")
+end
+
+-- A connection of this node takes a new name (claimed already): its rooms hear "renamed".
+local function apply_rename(id, old, new)
   confab.set(id, "name", new)
   names[id] = new
   claim(id, new)
@@ -559,17 +667,38 @@ local function rename(id, new)
   if #rooms == 0 then send_info(id, "you are now " .. new) end
 end
 
+-- /nick: claims the new name's skeleton (the same one when only the spelling changes), then
+-- renames and lets the old skeleton go.
+local function rename(id, new)
+  local old = name_of(id)
+  if old == new then return send_info(id, "you are already " .. new) end
+  local oskel, nskel = skeleton(old), skeleton(new)
+  local value = claim_value(id, uids[id], keys[id] ~= nil, new)
+  local _, _, _, _, current = name_claim(oskel)
+  claim_key("n:" .. nskel, value, function(ok, held)
+    if ok == nil then return send_error(id, "unavailable", "names cannot be changed now: " .. held) end
+    if names[id] ~= old then   -- gone, or renamed meanwhile
+      if ok and nskel ~= oskel then confab.release("n:" .. nskel, value) end
+      return
+    end
+    if not ok then return refuse_name(id, new, held) end
+    if nskel ~= oskel then confab.release("n:" .. oskel, current) end
+    apply_rename(id, old, new)
+  end, nskel == oskel and current or nil)
+end
+
 -- Who a direct message to `to` goes to: the connection holding the name (if online), the uid,
 -- the name. An offline name is reachable while its last holder had a key and still uses it.
 local function dm_target(to)
   local skel = skeleton(to)
-  if #skel > NAME_MAX_BYTES then return nil end   -- no name is that long ("~n:" keys stay < 64 bytes)
-  local target = by_key[skel]
-  if target then return target, uids[target], names[target] end
-  local p = pending[skel]
-  if p then return nil, p.uid, p.name end
-  local uid = math.tointeger(tonumber(ring_last("~n:" .. skel) or ""))
-  if not uid then return nil end
+  if #skel > NAME_MAX_BYTES then return nil end   -- no name is that long
+  local hid, huid, _, hname = name_claim(skel)
+  if hid then
+    if alive(hid) then return hid, huid, hname end
+    return nil, huid, hname   -- in its leave grace
+  end
+  local uid = math.tointeger(tonumber(confab.claimed("o:" .. skel) or ""))
+  if not uid or uid == 0 then return nil end
   local name, keyed = name_of_uid(uid)
   if not keyed or skeleton(name) ~= skel then return nil end
   return nil, uid, name
@@ -577,25 +706,41 @@ end
 
 -- A direct message: stored in the pair's ring (so it survives reloads and waits for an offline
 -- recipient), sent to the recipient if online and echoed to the sender.
-local function direct(id, to, text)
+local function direct_to(id, to, text)
   local target, tuid, tname = dm_target(to)
   if not tuid then return send_error(id, "no_such_user", "nobody is called " .. to) end
   local uid = uids[id]
   local pair, key = pair_of(uid, tuid)
-  local mid = confab.history_last(key) + 1
-  local t = { type = "dm", pair = pair, id = mid, from = name_of(id), to = tname, text = text,
-              ts = confab.now(), cid = take_cid() }
-  local frame = cjson.encode(t)
-  if not pcall(confab.history_add, key, mid, frame) then
-    t.id = nil                                -- not stored: no id to resume from
-    frame = cjson.encode(t)
-  elseif mid == 1 then
-    if keys[id] then ring_push("~p:" .. uid, tostring(tuid)) end
-    ring_push("~p:" .. tuid, tostring(uid))
+  local cid = take_cid()
+  local frame = cjson.encode{ type = "dm", pair = pair, id = -1, from = name_of(id), to = tname,
+                              text = text, ts = confab.now(), cid = cid }
+  local head, tail = frame:match('^(.-"id":)%-1([,}].*)$')
+  local function refused(err)
+    confab.send(id, cjson.encode{ type = "error", code = "unavailable", cid = cid,
+                                  message = "not sent (" .. tostring(err) .. "): try again" })
   end
-  if target and target ~= id then confab.send(target, frame) end
-  confab.send(id, frame)
-  if not target then send_info(id, tname .. " is offline; they will see it when they come back") end
+  local done = later(function(mid, err)
+    if not mid then return refused(err) end
+    local f = head .. mid .. tail
+    if target and target ~= id then confab.send(target, f) end
+    confab.send(id, f)
+    if not target then send_info(id, tname .. " is offline; they will see it when they come back") end
+  end)
+  local ok, err = confab.post(key, head, tail, done)
+  if not ok then return done(nil, err) end
+  -- The pair goes into both users' lists of conversations the first time this node sees it.
+  if not pairs_known[key] then
+    pairs_known[key] = true
+    if keys[id] then peer_push(uid, tuid) end
+    peer_push(tuid, uid)
+  end
+end
+
+-- The name's claim is read from the cluster first (another node's user may have just taken it).
+local function direct(id, to, text)
+  local skel = skeleton(to)
+  if #skel > NAME_MAX_BYTES then return direct_to(id, to, text) end
+  confab.claimed("n:" .. skel, later(function() direct_to(id, to, text) end))
 end
 
 local function send_rooms(id)
@@ -628,22 +773,17 @@ local function want_text(id, text)
   return ok
 end
 
--- A name `id` may take. `key` is the key of a hello (a keyed user may take back its own name from
--- its grace period or from an older connection). Returns the name and the connection it replaces.
+-- A name `id` may take, as far as this node knows (the claim decides). `key` is the key of a hello
+-- (a keyed user may take back its own name from its grace period or from an older connection).
+-- Returns the name and, when it is the user's own, the claim's value it takes over.
 local function want_name(id, name, key)
   local ok, code, msg = check_word(name, "name", NAME_MAX)
   if not ok then return send_error(id, code, msg) end
-  local skel = skeleton(name)
-  local holder = by_key[skel]
-  local held = holder and holder ~= id and names[holder] or (pending[skel] and pending[skel].name)
-  local mine = key and ((holder and holder ~= id and keys[holder] == key)
-                        or (not holder and pending[skel] and pending[skel].key == key))
-  if held and not mine then
-    if fold(held) == fold(name) then return send_error(id, "name_taken", name .. " is taken") end
-    return send_error(id, "name_confusable", name .. " looks too much like " .. held
-                      .. ", who is here")
-  end
-  return ok, mine and holder ~= id and holder or nil
+  local hid, huid, hkeyed, hname, value = name_claim(skeleton(name))
+  if not hid or hid == id then return ok end
+  local mine = key and hkeyed and huid == math.tointeger(tonumber(confab.claimed("k:" .. key) or ""))
+  if not mine then return refuse_name(id, name, hname) end
+  return ok, value
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -696,8 +836,59 @@ end
 
 local handlers = {}
 
+-- The rest of a hello, once its claims are granted: `value` is the name's claim, `replaces` the
+-- value it took over (the user's older connection or leave grace), if any.
+local function welcome(id, name, key, uid, value, replaces, rooms, dms, resume)
+  local skel = skeleton(name)
+  local old = replaces and math.tointeger(tonumber(replaces:match("^%d+")))
+  replaces = old and old ~= id and alive(old) and old or nil
+  local entering, settled = {}, {}   -- rooms this connection joins; rooms where the user is listed
+  if #rooms == 0 then entering[LOBBY] = true end
+  for _, r in ipairs(rooms) do entering[r.room] = true end
+  if replaces then
+    -- The same user (same key) on a new connection: the old one goes, quietly (see leave hook),
+    -- once it has the new spelling of the name (its rooms hear "renamed" if the case changed).
+    if names[replaces] and names[replaces] ~= name then apply_rename(replaces, names[replaces], name) end
+    for _, room in ipairs(confab.rooms_of(replaces) or {}) do settled[room] = true end
+    confab.close(replaces, 4000, "replaced by a newer connection")
+  end
+  -- Settled before entering: the join hook finds the name in the room's grace list (quiet join).
+  settle_grace(key, skel, name, entering, settled)
+  confab.set(id, "name", name)
+  names[id] = name
+  uids[id] = uid
+  if key then
+    keys[id] = key
+    confab.set(id, "key", key)
+    confab.set(id, "uid", uid)
+  end
+  claim(id, name)
+  confab.send(id, cjson.encode{ type = "welcome", name = name, epoch = confab.epoch,
+                                uid = uids[id] })
+  local same_run = resume ~= nil and resume.epoch == confab.epoch
+  if #rooms == 0 then enter(id, LOBBY) end
+  for _, r in ipairs(rooms) do enter(id, r.room, same_run and r.last) end
+  if key then
+    replay_later("~p:" .. uids[id], 0, function(list)
+      local seen = {}
+      for _, entry in ipairs(list or {}) do
+        local peer = math.tointeger(tonumber(entry:match("^%d+")))
+        if peer and not seen[peer] then
+          seen[peer] = true
+          local pair, pkey = pair_of(uids[id], peer)
+          pairs_known[pkey] = true
+          local last = dms[pair]
+          send_dm_history(id, pair, pkey, (name_of_uid(peer)), same_run and last or (last and false))
+        end
+      end
+    end)
+  end
+end
+
 function handlers.hello(id, msg)
-  if name_of(id) then return send_error(id, "bad_type", "you already have a name; use nick") end
+  if name_of(id) or claiming[id] then
+    return send_error(id, "bad_type", "you already have a name; use nick")
+  end
   local key = msg.key
   if key == cjson.null then key = nil end
   if key ~= nil and (type(key) ~= "string" or #key < KEY_MIN or #key > KEY_MAX
@@ -744,47 +935,44 @@ function handlers.hello(id, msg)
       dms[pair] = last
     end
   end
-  local skel = skeleton(name)
-  local entering, settled = {}, {}   -- rooms this connection joins; rooms where the user is listed
-  if #rooms == 0 then entering[LOBBY] = true end
-  for _, r in ipairs(rooms) do entering[r.room] = true end
-  if replaces then
-    -- The same user (same key) on a new connection: the old one goes, quietly (see leave hook),
-    -- once it has the new spelling of the name (its rooms hear "renamed" if the case changed).
-    if names[replaces] ~= name then rename(replaces, name) end
-    for room in pairs(member[replaces] or {}) do settled[room] = true end
-    confab.close(replaces, 4000, "replaced by a newer connection")
-  end
-  -- Settled before entering: the join hook finds the name in the room's grace list (quiet join).
-  settle_grace(key, skel, name, entering, settled)
-  confab.set(id, "name", name)
-  names[id] = name
-  by_key[skel] = id
-  if key then
-    keys[id] = key
-    uids[id] = uid_of_key(key, id)
-    confab.set(id, "key", key)
-    confab.set(id, "uid", uids[id])
-  else
-    uids[id] = id
-  end
-  claim(id, name)
-  confab.send(id, cjson.encode{ type = "welcome", name = name, epoch = confab.epoch,
-                                uid = uids[id] })
-  local same_run = resume ~= nil and resume.epoch == confab.epoch
-  if #rooms == 0 then enter(id, LOBBY) end
-  for _, r in ipairs(rooms) do enter(id, r.room, same_run and r.last) end
-  if key then
-    local seen = {}
-    for _, peer in ipairs(confab.history("~p:" .. uids[id])) do
-      peer = math.tointeger(tonumber(peer))
-      if peer and not seen[peer] then
-        seen[peer] = true
-        local pair, pkey = pair_of(uids[id], peer)
-        local last = dms[pair]
-        send_dm_history(id, pair, pkey, (name_of_uid(peer)), same_run and last or (last and false))
+  claiming[id] = true
+  -- The user id (a key's first connection), then the name; each a claim across the cluster.
+  -- `retried`: the name is the user's own (same uid, keyed) but held under another value than
+  -- this node knew (its view lagged): asked once more, taking over that value.
+  local function named(ok, uid, retried)
+    if ok == nil or claiming[id] ~= true then return end
+    uid = math.tointeger(tonumber(uid))
+    local value = claim_value(id, uid, key ~= nil, name)
+    claim_key("n:" .. skeleton(name), value, function(got, held)
+      local gone = claiming[id] ~= true
+      local _, huid, hk = (held or ""):match("^(%d+) (%d+) ([ka]) ")
+      if got == false and key and not retried and hk == "k"
+         and math.tointeger(tonumber(huid)) == uid then
+        replaces = held
+        return named(true, uid, true)
       end
-    end
+      claiming[id] = nil
+      if gone then
+        if got then confab.release("n:" .. skeleton(name), value) end
+      elseif got == nil then
+        send_error(id, "unavailable", "names cannot be taken now: " .. held)
+      elseif not got then
+        refuse_name(id, name, held)
+      else
+        welcome(id, name, key, uid, value, replaces, rooms, dms, resume)
+      end
+    end, replaces)
+  end
+  if key then
+    claim_key("k:" .. key, tostring(id), function(ok, uid)
+      if ok == nil then
+        claiming[id] = nil
+        return send_error(id, "unavailable", "names cannot be taken now: " .. uid)
+      end
+      named(true, uid)
+    end)
+  else
+    named(true, id)
   end
 end
 
@@ -886,7 +1074,7 @@ confab.on("message", function(ev)
   local bad_cid = cid ~= nil and (type(cid) ~= "string" or #cid == 0 or #cid > CID_MAX
                                   or cid:find("[^%w_-]") ~= nil)
   if bad_cid then cid = nil end
-  request = cid and { cid = cid, answered = false } or nil
+  request = { id = id, cid = cid, answered = false }
   -- The first hello is free and a well-formed typing notice has its own throttle; every other
   -- message (commands, bad frames included) costs a token.
   local free = msg and ((msg.type == "hello" and not name_of(id)) or (msg.type == "typing"
@@ -905,9 +1093,7 @@ confab.on("message", function(ev)
       send_error(id, "no_name", "say hello with a name first")
     else
       handler(id, msg)
-      if request and not request.answered then
-        confab.send(id, cjson.encode{ type = "ok", cid = request.cid })
-      end
+      if not request.later or request.later == 0 then finish(request) end
     end
   end
   request = nil
@@ -931,7 +1117,7 @@ confab.on("join", function(ev)
     if next(ghosts[ev.room]) == nil then ghosts[ev.room] = nil end
   else
     for _, other in ipairs(confab.members(ev.room)) do
-      if other ~= ev.id and names[other] == name then quiet = true end
+      if other ~= ev.id and name_of(other) == name then quiet = true end
     end
   end
   if quiet then
@@ -954,28 +1140,36 @@ confab.on("leave", function(ev)
   if not name then return end
   if ev.reason == "disconnect" then
     local skel = skeleton(name)
-    local holder = by_key[skel]
-    if holder and holder ~= ev.id and member[holder] and member[holder][ev.room] then return end
-    if keys[ev.id] and holder == ev.id then
-      local p = grace_entry(skel, name, keys[ev.id], uids[ev.id])
+    local holder, _, _, _, value = name_claim(skel)
+    if holder and holder ~= ev.id and alive(holder) and in_room(holder, ev.room) then return end
+    local key = key_of(ev.id)
+    if key and holder == ev.id then
+      local p = grace_entry(skel, name, key, uid_of(ev.id), value)
       p.rooms[ev.room] = true
       ghosts[ev.room] = ghosts[ev.room] or {}
       ghosts[ev.room][name] = true
       return
     end
+    -- The name is free before anyone hears "left" (another node may be asked for it next).
+    if holder == ev.id then confab.release("n:" .. skel, value) end
   end
   announce_left(ev.room, name, ev.reason == "leave" and ev.id or nil)
 end)
 
--- A keyed user's name stays reserved (for its key) through the grace period.
+-- A keyed user's name stays reserved (claimed, for its key) through the grace period; another's
+-- is released.
 confab.on("disconnect", function(ev)
   local name = name_of(ev.id)
-  if name and by_key[skeleton(name)] == ev.id then
-    local skel = skeleton(name)
-    by_key[skel] = nil
-    if keys[ev.id] then
-      local p = grace_entry(skel, name, keys[ev.id], uids[ev.id])
+  if claiming[ev.id] then claiming[ev.id] = "gone" end
+  local skel = name and skeleton(name)
+  local holder, _, _, _, value = name_claim(skel or "")
+  if name and holder == ev.id then
+    local key = key_of(ev.id)
+    if key then
+      local p = grace_entry(skel, name, key, uid_of(ev.id), value)
       p.timer = confab.after(LEAVE_GRACE, function() grace_over(skel) end)
+    else
+      confab.release("n:" .. skel, value)
     end
   end
   names[ev.id], member[ev.id], flood[ev.id], typing[ev.id] = nil, nil, nil, nil
@@ -988,13 +1182,21 @@ end)
 -- Redis lost its data (confab.epoch changed, see docs/hooks.md): the ids the clients hold are
 -- from the old epoch, so every member of every room here gets its room's history again, with
 -- reset (one read and one encode per room).
+-- (Every node runs this hook: each tells its own members, those of member[].)
 confab.on("epoch", function()
-  for room in pairs(confab.rooms()) do
+  local here = {}
+  for id, rooms in pairs(member) do
+    for room in pairs(rooms) do
+      here[room] = here[room] or {}
+      table.insert(here[room], id)
+    end
+  end
+  for room, ids in pairs(here) do
     confab.replay(room, 0, function(list, complete)
       if not list then return end
       local head = cjson.encode{ type = "history", room = room, complete = complete, reset = true }
       local frame = head:sub(1, -2) .. ',"messages":[' .. table.concat(list, ",") .. "]}"
-      for _, id in ipairs(confab.members(room)) do confab.send(id, frame) end
+      for _, id in ipairs(ids) do confab.send(id, frame) end
     end)
   end
 end)
@@ -1004,7 +1206,6 @@ confab.on("reload", function()
     local name = confab.get(id, "name")
     if name then
       names[id] = name
-      by_key[skeleton(name)] = id
       keys[id] = confab.get(id, "key")
       uids[id] = confab.get(id, "uid") or id
     end

@@ -5,9 +5,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "claims.h"
 #include "frame.h"
 #include "hub.h"
 #include "log.h"
+#include "presence.h"
 #include "redis_link.h"
 #include "redis_room.h"
 #include "script_int.h"
@@ -72,6 +74,19 @@ static struct conn *check_conn_state(lua_State *L, int arg, int need_open)
 #define check_conn(L, arg) check_conn_state(L, arg, 1)
 #define check_known(L, arg) check_conn_state(L, arg, 0)
 
+/* The id in argument arg when it is another node's connection (mirrored by presence, or with
+ * another node's id: this node may not have heard of it yet), else 0. */
+static uint64_t check_remote(lua_State *L, int arg)
+{
+    lua_Integer id = luaL_checkinteger(L, arg);
+    if (id <= 0 || !presence_active())
+        return 0;
+    struct conn *c = hub_find((uint64_t)id);
+    if (c)
+        return (c->flags & CONN_REMOTE) ? (uint64_t)id : 0;
+    return ((uint64_t)id >> 32) != presence_node() ? (uint64_t)id : 0;
+}
+
 static int stale(lua_State *L)
 {
     luaL_pushfail(L);
@@ -107,6 +122,16 @@ static int l_send(lua_State *L)
     int binary = lua_toboolean(L, 3);
     size_t len;
     const char *data = check_data(L, 2, binary, &len);
+    uint64_t remote = c ? 0 : check_remote(L, 1);
+    if (remote) {
+        if (presence_send(remote, data, len, binary) < 0) {
+            luaL_pushfail(L);
+            lua_pushliteral(L, "redis unavailable");
+            return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     if (!c)
         return stale(L);
     struct outmsg m;
@@ -137,9 +162,11 @@ static int l_broadcast(lua_State *L)
     /* Invalid text raises whether or not anyone would get it. */
     const char *data = check_data(L, 2, binary, &dlen);
     /* With --redis the other nodes' members get it too (best-effort, see docs/hooks.md). */
-    if (redis_enabled())
+    if (redis_enabled()) {
+        presence_flush(); /* who is where goes out before what the room is told */
         redis_room_ephemeral(name, len, data, dlen, except_id > 0 ? (uint64_t)except_id : 0,
                              binary);
+    }
     struct room *r = hub_room(name, len);
     if (!r || hub_room_size(r) == 0) {
         lua_pushinteger(L, 0);
@@ -164,6 +191,16 @@ static int l_close(lua_State *L)
     const char *reason = luaL_optstring(L, 3, "");
     luaL_argcheck(L, (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
                      (code >= 3000 && code <= 4999), 2, "not a close code a server may send");
+    uint64_t remote = c ? 0 : check_remote(L, 1);
+    if (remote) {
+        if (presence_close(remote, (uint16_t)code, reason) < 0) {
+            luaL_pushfail(L);
+            lua_pushliteral(L, "redis unavailable");
+            return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     if (!c)
         return stale(L);
     hub_close(c, (uint16_t)code, reason);
@@ -276,7 +313,7 @@ static int l_set(lua_State *L)
     int t = lua_type(L, 3);
     luaL_argcheck(L, t == LUA_TNIL || t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN,
                   3, "value must be a string, number, boolean or nil");
-    if (!c)
+    if (!c || (c->flags & CONN_REMOTE))
         return stale(L);
     int rc = 0;
     size_t len;
@@ -358,7 +395,7 @@ static int l_connections(lua_State *L)
 static int l_info(lua_State *L)
 {
     struct conn *c = check_known(L, 1);
-    if (!c)
+    if (!c || (c->flags & CONN_REMOTE))
         return stale(L);
     const struct conn_meta *m = c->meta;
     lua_createtable(L, 0, 4);
@@ -454,6 +491,7 @@ static int l_post(lua_State *L)
         luaL_checktype(L, 4, LUA_TFUNCTION);
     lua_settop(L, 4);
     if (redis_enabled()) {
+        presence_flush();
         struct script_cb *cb = script_cb_new(L, 4);
         if (!cb)
             return luaL_error(L, "not enough memory");
@@ -577,7 +615,118 @@ void script_set_epoch(int64_t epoch)
     lua_pop(L, 2);
 }
 
+/* ---- claims (cluster-wide unique keys) ------------------------------------------------- */
+
+static const char *check_claim_key(lua_State *L, int arg, size_t *len)
+{
+    const char *key = luaL_checklstring(L, arg, len);
+    luaL_argcheck(L, *len > 0 && *len <= CLAIM_KEY_MAX, arg, "claim key must be 1 to 128 bytes");
+    return key;
+}
+
+static const char *check_claim_value(lua_State *L, int arg, size_t *len)
+{
+    const char *value = luaL_checklstring(L, arg, len);
+    luaL_argcheck(L, *len <= CLAIM_VALUE_MAX, arg, "claim value must be at most 256 bytes");
+    return value;
+}
+
+static int same_value(const struct claim *c, const char *value, size_t len)
+{
+    return c->value_len == len && memcmp(c->value, value, len) == 0;
+}
+
+/* confab.claim(key, value, fn [, old]) → true | nil, err. fn(ok, value) gets the outcome:
+ * true and value when this node now holds key, false and the holder's value when another does.
+ * Granted when key is free, holds value already, or holds old. */
+static int l_claim(lua_State *L)
+{
+    size_t klen, vlen, olen = 0;
+    const char *key = check_claim_key(L, 1, &klen);
+    const char *value = check_claim_value(L, 2, &vlen);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    const char *old = lua_isnoneornil(L, 4) ? NULL : check_claim_value(L, 4, &olen);
+    if (presence_active())
+        return presence_claim(L, key, klen, value, vlen, old, olen);
+    const struct claim *c = claims_get(key, klen);
+    int granted = !c || same_value(c, value, vlen) || (old && same_value(c, old, olen));
+    if (granted) {
+        int rc = claims_put(key, klen, value, vlen, presence_node());
+        if (rc == -2) {
+            luaL_pushfail(L);
+            lua_pushliteral(L, "too many claims");
+            return 2;
+        }
+        if (rc < 0)
+            return luaL_error(L, "not enough memory");
+        c = claims_get(key, klen);
+    }
+    lua_pushvalue(L, 3);
+    lua_pushboolean(L, granted);
+    lua_pushlstring(L, c->value, c->value_len);
+    script_pcall(L, "claim", 2, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* confab.release(key [, value]) → whether this node held key (with that value) and let it go */
+static int l_release(lua_State *L)
+{
+    size_t klen, vlen = 0;
+    const char *key = check_claim_key(L, 1, &klen);
+    const char *value = lua_isnoneornil(L, 2) ? NULL : check_claim_value(L, 2, &vlen);
+    const struct claim *c = claims_get(key, klen);
+    int mine = c && c->node == presence_node() && (!value || same_value(c, value, vlen));
+    if (mine) {
+        if (presence_active())
+            presence_release(key, klen, c->value, c->value_len);
+        claims_del(key, klen);
+    }
+    lua_pushboolean(L, mine);
+    return 1;
+}
+
+/* confab.claimed(key) → value, node | nil; confab.claimed(key, fn) → true: fn(value, node) or
+ * fn(nil) with the claim as Redis has it (without --redis: at once). */
+static int l_claimed(lua_State *L)
+{
+    size_t klen;
+    const char *key = check_claim_key(L, 1, &klen);
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TFUNCTION);
+        lua_settop(L, 2);
+        if (presence_active())
+            return presence_lookup(L, key, klen);
+        const struct claim *c = claims_get(key, klen);
+        if (c) {
+            lua_pushlstring(L, c->value, c->value_len);
+            lua_pushinteger(L, (lua_Integer)c->node);
+        } else {
+            lua_pushnil(L);
+            lua_pushnil(L);
+        }
+        script_pcall(L, "claimed", 2, 0);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    const struct claim *c = claims_get(key, klen);
+    if (!c) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, c->value, c->value_len);
+    lua_pushinteger(L, (lua_Integer)c->node);
+    return 2;
+}
+
 /* ---- time and logging ---------------------------------------------------------------- */
+
+/* confab.node() → this node's id (0 without --redis) */
+static int l_node(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)presence_node());
+    return 1;
+}
 
 static int l_now(lua_State *L)
 {
@@ -620,6 +769,10 @@ static const luaL_Reg confab_funcs[] = {
     {"history", l_history},
     {"post", l_post},
     {"replay", l_replay},
+    {"claim", l_claim},
+    {"release", l_release},
+    {"claimed", l_claimed},
+    {"node", l_node},
     {"now", l_now},
     {"log", l_log},
     {"after", script_timer_after},

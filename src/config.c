@@ -38,6 +38,7 @@ void config_defaults(struct config *cfg)
     cfg->script_memory = 64 * 1024 * 1024;
     cfg->log_level = LOG_INFO;
     cfg->redis_timeout = 2;
+    cfg->node_heartbeat = 1;
 }
 
 static const char usage[] =
@@ -109,6 +110,9 @@ static const char usage[] =
     "  --redis-timeout SEC       deadline of every Redis call (default 2)\n"
     "  --config FILE             read settings from FILE first, one \"name value\" per line\n"
     "                            (names as the flags without \"--\"; flags given here win)\n"
+    "  --node-heartbeat SEC      with --redis: heartbeat of this node (default 1); a node\n"
+    "                            silent for 3 heartbeats is declared dead and its clients\n"
+    "                            leave every room\n"
     "  --help, --version\n";
 
 /* "64K", "1M", "1048576" → bytes. */
@@ -440,7 +444,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--redis") || IS("--redis-timeout") ||
                     IS("--max-connections") || IS("--max-connections-per-ip") ||
                     IS("--rate-msgs") || IS("--rate-bytes") || IS("--drain-time") ||
-                    IS("--tls-cert") || IS("--tls-key") || IS("--tls-addr");
+                    IS("--tls-cert") || IS("--tls-key") || IS("--tls-addr") ||
+                    IS("--node-heartbeat");
         if (!known) {
             snprintf(err, errlen, "unknown option '%s' (see --help)", name);
             return -1;
@@ -547,6 +552,9 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             bad = parse_rate(val, 1, 1, &cfg->rate_bytes, &cfg->rate_bytes_burst);
         else if (IS("--drain-time"))
             bad = parse_seconds0(val, &cfg->drain_time);
+        else if (IS("--node-heartbeat"))
+            bad = parse_seconds(val, &cfg->node_heartbeat) || cfg->node_heartbeat < 0.05 ||
+                  cfg->node_heartbeat > 3600;
         else if (IS("--log-level"))
             bad = log_parse_level(val, &lv) < 0 ? -1 : (cfg->log_level = (int)lv, 0);
 #undef IS

@@ -56,6 +56,7 @@ struct config {
     const char *redis[16];     /* --redis URLs (shards, in order), validated */
     unsigned redis_count;
     double redis_timeout;      /* seconds, deadline of every Redis call */
+    double node_heartbeat;     /* seconds between a node's heartbeats (dead after 3 missed) */
 };
 
 /* Fills cfg with the defaults. */

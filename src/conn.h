@@ -32,6 +32,7 @@ enum {
     CONN_COUNTED = 1 << 10,     /* admitted by the connection caps: released when freed */
     CONN_RATE_PAUSED = 1 << 11, /* over its inbound rate: not read until its timer fires */
     CONN_SERVED = 1 << 12,      /* HTTP: a response was queued (an idle keep-alive when empty) */
+    CONN_REMOTE = 1 << 13,      /* presence: another node's connection mirrored into the hub */
 };
 
 /* What the upgrade request said, kept for the script's confab.info. One allocation: the

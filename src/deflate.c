@@ -6,6 +6,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "metrics.h"
+
 size_t deflate_runs;
 static size_t min_len = DEFLATE_MIN_DEFAULT;
 
@@ -71,6 +73,13 @@ struct frame *deflate_frame(int opcode, const void *data, size_t len, int bits)
     if (rc == Z_OK && z->avail_in == 0 && z->avail_out > 0 && out >= 4 && out - 4 < len &&
         memcmp(scratch + out - 4, "\0\0\xff\xff", 4) == 0)
         f = frame_ws_compressed(opcode, scratch, out - 4);
+    if (f) {
+        metrics.deflate_runs[0]++;
+        metrics.deflate_in += len;
+        metrics.deflate_out += out - 4;
+    } else {
+        metrics.deflate_runs[1]++;
+    }
     if (scratch_cap > SCRATCH_KEEP) {
         free(scratch);
         scratch = NULL;

@@ -206,10 +206,45 @@ void hub_shutdown(void)
     }
 }
 
+void (*hub_changed)(struct conn *c);
+
+static void changed(struct conn *c)
+{
+    if (hub_changed && !(c->flags & CONN_REMOTE))
+        hub_changed(c);
+}
+
 void hub_add(struct conn *c)
 {
     c->id = hub.next_id++;
     HASH_ADD(hh, hub.conns, id, sizeof c->id, c);
+}
+
+void hub_set_id_base(uint64_t base)
+{
+    hub.next_id = base + 1;
+}
+
+struct conn *hub_add_remote(uint64_t id)
+{
+    struct conn *c = hub_find(id);
+    if (c)
+        return c;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->id = id;
+    c->fd = -1;
+    c->state = CONN_DEAD; /* readable (get, rooms_of), never open */
+    c->flags = CONN_REMOTE;
+    HASH_ADD(hh, hub.conns, id, sizeof c->id, c);
+    return c;
+}
+
+void hub_remove_remote(struct conn *c)
+{
+    hub_remove(c);
+    free(c);
 }
 
 struct conn *hub_find(uint64_t id)
@@ -388,6 +423,9 @@ int hub_join(struct conn *c, const char *name, size_t len)
     m->conn_idx = c->rooms_len;
     r->members[r->members_len++] = m;
     c->rooms[c->rooms_len++] = m;
+    if (c->flags & CONN_REMOTE)
+        r->members_remote++;
+    changed(c);
     return 1;
 }
 
@@ -400,6 +438,8 @@ static void member_remove(struct member *m)
      * Connection order does not matter: swap. */
     r->members[m->room_idx] = NULL;
     r->members_gone++;
+    if (c->flags & CONN_REMOTE)
+        r->members_remote--;
     while (r->members_len && !r->members[r->members_len - 1]) {
         r->members_len--;
         r->members_gone--;
@@ -422,6 +462,7 @@ static void member_remove(struct member *m)
     }
     free(m);
     room_release(r);
+    changed(c);
 }
 
 int hub_leave(struct conn *c, const char *name, size_t len)
@@ -458,6 +499,7 @@ void hub_remove(struct conn *c)
     c->attrs = NULL;
     outq_clear(&c->out);
     if (c->id) {
+        changed(c);
         HASH_DEL(hub.conns, c);
         c->id = 0;
     }
@@ -497,7 +539,7 @@ size_t hub_broadcast(struct room *r, struct frame *f, const struct conn *except)
         if (!r->members[i])
             continue;
         struct conn *c = r->members[i]->conn;
-        if (c != except && hub_send(c, f) == 0)
+        if (c != except && !(c->flags & CONN_REMOTE) && hub_send(c, f) == 0)
             n++;
     }
     return n;
@@ -539,6 +581,7 @@ void hub_attr_del(struct conn *c, const char *key)
             struct attr *a = *p;
             *p = a->next;
             attr_free(a);
+            changed(c);
             return;
         }
     }
@@ -581,6 +624,7 @@ int hub_attr_set(struct conn *c, const char *key, enum attr_type type, int64_t i
     a->next = c->attrs;
     c->attrs = a;
     hub.attr_bytes += cost;
+    changed(c);
     return 0;
 }
 
@@ -669,6 +713,11 @@ const char *hub_room_name(const struct room *r)
 size_t hub_room_size(const struct room *r)
 {
     return room_size(r);
+}
+
+size_t hub_room_local_size(const struct room *r)
+{
+    return room_size(r) - r->members_remote;
 }
 
 uint64_t hub_room_member(const struct room *r, size_t i)

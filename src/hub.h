@@ -54,6 +54,7 @@ struct room {
     struct member **members; /* join order; NULL slots are members gone, compacted lazily */
     uint32_t members_len, members_cap; /* slots used (members and holes), allocated */
     uint32_t members_gone;             /* holes among the slots used */
+    uint32_t members_remote;           /* members that are other nodes' (CONN_REMOTE) */
     struct hist_entry *hist_first, *hist_tail; /* stored history, oldest first */
     uint32_t hist_len;
     uint32_t pinned;       /* not freed while non-zero (an add in progress) */
@@ -106,6 +107,19 @@ void hub_shutdown(void);
 
 /* Gives c a new id and makes it findable. */
 void hub_add(struct conn *c);
+
+/* Ids given from now on are base + 1, base + 2, ... (with --redis: the node's id << 32). */
+void hub_set_id_base(uint64_t base);
+
+/* Another node's connection, mirrored (presence.c): a conn with that id, CONN_REMOTE, no socket,
+ * never sent to. Returns it (also when it exists already), or NULL on no memory. Free it with
+ * hub_remove_remote (leaves its rooms, drops its attributes, no hooks). */
+struct conn *hub_add_remote(uint64_t id);
+void hub_remove_remote(struct conn *c);
+
+/* Called (when set) after a change of a local connection's rooms or attributes, and when it is
+ * removed (c->id still set): presence publishes it. */
+extern void (*hub_changed)(struct conn *c);
 
 /* Takes c out of every room (no hooks), drops its attributes, queue and id. */
 void hub_remove(struct conn *c);
@@ -183,6 +197,7 @@ int hub_history_each(const char *room, size_t rlen, uint64_t after,
 /* Reading rooms, memberships and attributes without knowing their layout. */
 const char *hub_room_name(const struct room *r);
 size_t hub_room_size(const struct room *r);                  /* members */
+size_t hub_room_local_size(const struct room *r);            /* members of this node */
 uint64_t hub_room_member(const struct room *r, size_t i);    /* id of member i, join order */
 size_t hub_conn_room_count(const struct conn *c);
 const char *hub_conn_room(const struct conn *c, size_t i);   /* name of c's room i (any order) */

@@ -12,9 +12,11 @@
 
 #include <ev.h>
 
+#include "claims.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
+#include "presence.h"
 #include "redis_link.h"
 #include "redis_observe.h"
 #include "redis_room.h"
@@ -201,6 +203,11 @@ int main(int argc, char **argv)
         redis_room_init(cfg.history);
         hub_room_freed = redis_room_forget;
         redis_observe_init();
+        if (presence_start(loop, &urls[0], cfg.redis_timeout, cfg.node_heartbeat, err,
+                           sizeof err) < 0) {
+            fprintf(stderr, "confab: %s\n", err);
+            return 1;
+        }
     }
 
     if (cfg.check_path) {
@@ -257,6 +264,7 @@ int main(int argc, char **argv)
     metrics_loop_stop();
 
     if (cfg.redis_count) {
+        presence_stop();
         redis_stop();
         redis_room_shutdown();
     }
@@ -265,6 +273,7 @@ int main(int argc, char **argv)
     server_free();
     script_shutdown();
     hub_shutdown();
+    claims_clear();
     webroot_free();
     free(cfg.script_page);
     pid_file_remove();

@@ -425,9 +425,30 @@ static void render_core(struct metrics_out *o)
     metrics_histogram(o, "confab_loop_iteration_seconds", NULL, &metrics.loop_time);
 }
 
+/* permessage-deflate: counted in deflate.c. */
+static void render_transport(struct metrics_out *o)
+{
+    metrics_header(o, "confab_deflate_messages_total", "counter",
+                   "Outgoing messages compressed (once per window size, not per recipient), by "
+                   "result (larger: not smaller than plain, sent plain)");
+    metrics_sample(o, "confab_deflate_messages_total", "result=\"smaller\"",
+                   (double)metrics.deflate_runs[0]);
+    metrics_sample(o, "confab_deflate_messages_total", "result=\"larger\"",
+                   (double)metrics.deflate_runs[1]);
+    metrics_counter(o, "confab_deflate_input_bytes_total",
+                    "Payload bytes of the messages compressed smaller", metrics.deflate_in);
+    metrics_counter(o, "confab_deflate_output_bytes_total",
+                    "Their compressed bytes", metrics.deflate_out);
+    metrics_gauge(o, "confab_deflate_ratio",
+                  "Compressed / plain bytes of the messages compressed smaller (0: none yet)",
+                  metrics.deflate_in ? (double)metrics.deflate_out / (double)metrics.deflate_in
+                                     : 0);
+}
+
 int metrics_render(struct metrics_out *o)
 {
     render_core(o);
+    render_transport(o);
     for (unsigned i = 0; i < ncollectors; i++)
         collectors[i](o);
     render_process(o);

@@ -77,6 +77,8 @@ struct metrics {
     int script_ok;              /* the last load of the script succeeded */
     double script_loaded_at;    /* when (Unix time) the running script was loaded */
     struct metrics_hist loop_time; /* time the loop spent working per iteration */
+    uint64_t deflate_runs[2];   /* messages compressed: [0] smaller, [1] not (sent plain) */
+    uint64_t deflate_in, deflate_out; /* bytes before and after, of those compressed smaller */
 };
 
 extern struct metrics metrics;

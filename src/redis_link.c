@@ -660,6 +660,9 @@ static void link_setup(struct shard *sh, struct link *l, int sub)
     l->state = L_DOWN;
     ev_io_init(&l->rio, on_read, -1, EV_READ);
     ev_io_init(&l->wio, on_write, -1, EV_WRITE);
+    /* Read before the clients in the same pass of the loop: what another node published (a
+     * connection's state, a claim) is applied before a client's message that it caused. */
+    ev_set_priority(&l->rio, EV_MAXPRI);
     ev_timer_init(&l->deadline, on_deadline, 0, 0);
     ev_timer_init(&l->retry, on_retry, 0, 0);
     ev_timer_init(&l->ping, on_ping, 0, PING_EVERY);
@@ -755,6 +758,15 @@ unsigned redis_shard_of(const char *name, size_t len)
 int redis_up(unsigned shard)
 {
     return shard < R.n && R.shards[shard].cmd.state == L_UP;
+}
+
+void redis_flush(unsigned shard)
+{
+    if (!redis_up(shard))
+        return;
+    struct link *l = &R.shards[shard].cmd;
+    if (l->out_off < l->out_len)
+        on_write(R.loop, &l->wio, EV_WRITE);
 }
 
 static struct link *usable(unsigned shard)

@@ -43,6 +43,10 @@ int redis_enabled(void);
 unsigned redis_shards(void);
 unsigned redis_shard_of(const char *name, size_t len);
 int redis_up(unsigned shard);
+/* Writes what the shard's command link has queued now, as far as the socket takes it (the rest
+ * goes when it is writable), instead of at the loop's next pass: presence uses it so that a
+ * connection's state reaches Redis before the frames that follow it reach the clients. */
+void redis_flush(unsigned shard);
 
 /* Queues one command. Returns 0, or -1 when the shard is not up or its queue is full (the
  * callback is not called). cb may be NULL. */

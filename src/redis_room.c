@@ -166,7 +166,7 @@ static void deliver(const char *room, size_t rlen, uint64_t except, unsigned fla
                     const char *data, size_t len)
 {
     struct room *r = hub_room(room, rlen);
-    if (!r || hub_room_size(r) == 0)
+    if (!r || hub_room_local_size(r) == 0)
         return;
     /* Plain and compressed (permessage-deflate) frames, each built once if a member needs it. */
     struct outmsg m;
@@ -216,7 +216,7 @@ static void droom_free(struct droom *d)
 static void droom_maybe_free(struct droom *d)
 {
     struct room *r = hub_room(d->name, d->rlen);
-    if (d->reads == 0 && (!r || hub_room_size(r) == 0))
+    if (d->reads == 0 && (!r || hub_room_local_size(r) == 0))
         droom_free(d);
 }
 
@@ -475,7 +475,7 @@ static void on_message(void *ctx, unsigned shard, const char *ch, size_t chlen, 
     struct droom *d = droom_find(w.room, w.rlen);
     if (!d) {
         struct room *r = hub_room(w.room, w.rlen);
-        if (!r || hub_room_size(r) == 0)
+        if (!r || hub_room_local_size(r) == 0)
             return; /* nobody here: nothing to deliver or track */
         d = droom_get(w.room, w.rlen);
         if (!d)

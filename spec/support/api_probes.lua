@@ -433,6 +433,81 @@ probe("replay: fn missing",
 probe("replay: after not a number",
   function() return R(confab.replay("probe-r1", "x", noop)) end)
 
+-- ---- claims (one node: the answer comes before claim returns) -----------------------------------
+-- claim(...) gives claim's own results, then what fn got, as one string.
+local function claim(key, value, old)
+  local got = {}
+  local rest = table.pack(confab.claim(key, value, function(...) got = table.pack(...) end, old))
+  local parts = {}
+  for i = 1, rest.n do parts[#parts + 1] = tostring(rest[i]) end
+  parts[#parts + 1] = "fn:"
+  for i = 1, got.n or 0 do parts[#parts + 1] = tostring(got[i]) end
+  return table.concat(parts, " ")
+end
+probe("claim: free key, then claimed",
+  function() return R(claim("probe:a", "v1"), confab.claimed("probe:a")) end)
+probe("claim: same value again",
+  function() claim("probe:b", "v1"); return R(claim("probe:b", "v1")) end)
+probe("claim: held by another value",
+  function() claim("probe:c", "v1"); return R(claim("probe:c", "v2"), confab.claimed("probe:c")) end)
+probe("claim: taken over from old",
+  function() claim("probe:d", "v1"); return R(claim("probe:d", "v2", "v1"), confab.claimed("probe:d")) end)
+probe("claim: old that does not match",
+  function() claim("probe:e", "v1"); return R(claim("probe:e", "v2", "v3")) end)
+probe("claim: empty value, number value",
+  function() return R(claim("probe:f", ""), claim("probe:g", 42)) end)
+probe("claim: fn runs before claim returns",
+  function()
+    local order = {}
+    confab.claim("probe:h", "v", function() order[#order + 1] = "fn" end)
+    order[#order + 1] = "returned"
+    return R(table.concat(order, " "))
+  end)
+probe("claim: key empty",
+  function() return R(confab.claim("", "v", noop)) end)
+probe("claim: key 129 bytes",
+  function() return R(confab.claim(string.rep("k", 129), "v", noop)) end)
+probe("claim: key 128 bytes",
+  function() return R(confab.claim(string.rep("k", 128), "v", noop)) end)
+probe("claim: value 257 bytes",
+  function() return R(confab.claim("probe:i", string.rep("v", 257), noop)) end)
+probe("claim: value a table",
+  function() return R(confab.claim("probe:i", {}, noop)) end)
+probe("claim: no fn",
+  function() return R(confab.claim("probe:i", "v")) end)
+probe("claim: old a table",
+  function() return R(confab.claim("probe:i", "v", noop, {})) end)
+probe("claim: no arguments",
+  function() return R(confab.claim()) end)
+probe("release: held, then free",
+  function() claim("probe:j", "v1"); return R(confab.release("probe:j"), confab.claimed("probe:j"),
+                                              confab.release("probe:j")) end)
+probe("release: value must match",
+  function() claim("probe:k", "v1"); return R(confab.release("probe:k", "v2"),
+                                              confab.release("probe:k", "v1")) end)
+probe("release: never claimed",
+  function() return R(confab.release("probe:never")) end)
+probe("release: bad key",
+  function() return R(confab.release("")) end)
+probe("release: value a table",
+  function() return R(confab.release("probe:k", {})) end)
+probe("claimed: with fn, held and free (fn runs before claimed returns)",
+  function()
+    claim("probe:l", "v1")
+    local got = {}
+    local r1 = confab.claimed("probe:l", function(...) got[#got + 1] = table.pack(...) end)
+    local r2 = confab.claimed("probe:never", function(...) got[#got + 1] = table.pack(...) end)
+    return R(r1, r2, #got, got[1][1], got[1][2], got[2].n, got[2][1])
+  end)
+probe("claimed: fn not a function",
+  function() return R(confab.claimed("probe:l", 1)) end)
+probe("claimed: never claimed",
+  function() return R(confab.claimed("probe:never")) end)
+probe("claimed: bad key",
+  function() return R(confab.claimed(1 < 0)) end)
+probe("node: one node is node 0",
+  function() return R(confab.node()) end)
+
 -- ---- time and logging -----------------------------------------------------------------------------
 probe("now and epoch: integers",
   function() return R(math.type(confab.now()), math.type(confab.epoch)) end)

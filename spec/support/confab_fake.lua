@@ -38,6 +38,9 @@ local NO_SUCH = "no such connection"
 local ROOM_MAX_BYTES = 64      -- the core's HUB_ROOM_NAME_MAX
 local ROOMS_PER_CONN = 1024    -- HUB_ROOMS_PER_CONN
 local ATTRS_PER_CONN = 256     -- HUB_ATTRS_PER_CONN
+local CLAIM_KEY_MAX = 128       -- CLAIM_KEY_MAX (src/claims.h)
+local CLAIM_VALUE_MAX = 256     -- CLAIM_VALUE_MAX
+local CLAIMS_MAX = 100000       -- CLAIMS_MAX
 local CONNECT_FAILED = "the server's connect hook failed"
 
 -- Argument checks that behave like the core's lauxlib ones (luaL_check*, luaL_argerror): same
@@ -181,6 +184,9 @@ function M.new(opts)
     timer_seq = 0,
     depth = 0,        -- nesting of protected calls (hooks fired from inside hooks)
     pending_close = {},
+    node = 0,         -- confab.node()
+    claims = {},      -- key -> { value=, node= } (shared by the nodes of a cluster)
+    claim_count = 0,
   }, Fake)
   return self
 end
@@ -295,6 +301,7 @@ end
 -- Calls the current script's handlers for an event: descending priority, ties in registration
 -- order, the first non-nil return ends the chain. Returns that return as a packed table, or nil.
 function Fake:_fire(name, ev)
+  if self.fire_on then return self.fire_on:_fire(name, ev) end
   local list = self.gen and self.gen.handlers[name]
   if not list or #list == 0 then return nil end
   list = copy(list)
@@ -316,6 +323,7 @@ function Fake:_settle(errors_before)
     local p = table.remove(self.pending_close, 1)
     if self.conns[p.id] then self:_drop(p.id, p.code) end
   end
+  if self.cluster then self.cluster:_settle() end
   if self.strict and errors_before and #self.errors > errors_before then
     error("hook error: " .. self.errors[errors_before + 1].traceback, 3)
   end
@@ -390,6 +398,11 @@ function Fake:_module(gen)
     id = check_integer("send", 1, n, id)
     data = check_string("send", 2, n, data)
     check_text("send", 2, data, binary)
+    local other = fake:_remote(id)
+    if other then
+      other:_deliver(other.conns[id], data, binary)   -- forwarded: true whatever happens there
+      return true
+    end
     local c = fake:_conn(id)
     if not c then return nil, NO_SUCH end
     fake:_deliver(c, data, binary)
@@ -409,6 +422,12 @@ function Fake:_module(gen)
         if id ~= except and fake:_deliver(fake.conns[id], data, binary) then count = count + 1 end
       end
     end
+    for _, other in ipairs(fake:_others()) do
+      local ro = other.rooms[room]
+      for _, id in ipairs(ro and ro.list or {}) do
+        if id ~= except then other:_deliver(other.conns[id], data, binary) end
+      end
+    end
     fake.broadcasts[#fake.broadcasts + 1] =
       { room = room, data = data, except = except, binary = binary or false, recipients = count }
     return count
@@ -422,6 +441,17 @@ function Fake:_module(gen)
     if not ((code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014)
             or (code >= 3000 and code <= 4999)) then
       arg_error("close", 2, "not a close code a server may send")
+    end
+    local other = fake:_remote(id)
+    if other then
+      local c = other:_conn(id)
+      if c then
+        c.state = "closing"
+        other.closed_by_script[id] = { code = code, reason = reason }
+        other.pending_close[#other.pending_close + 1] = { id = id, code = code, reason = reason }
+        fake.cluster.closing[#fake.cluster.closing + 1] = other
+      end
+      return true
     end
     local c = fake:_conn(id)
     if not c then return nil, NO_SUCH end
@@ -463,20 +493,26 @@ function Fake:_module(gen)
   function confab.members(...)
     local n, room = select("#", ...), ...
     room = check_room("members", 1, n, room)
-    local r = fake.rooms[room]
-    return r and copy(r.list) or {}
+    local list = {}
+    for _, node in ipairs(fake:_all()) do
+      local r = node.rooms[room]
+      table.move(r and r.list or {}, 1, r and #r.list or 0, #list + 1, list)
+    end
+    return list
   end
 
   function confab.rooms()
     local t = {}
-    for name, r in pairs(fake.rooms) do t[name] = #r.list end
+    for _, node in ipairs(fake:_all()) do
+      for name, r in pairs(node.rooms) do t[name] = (t[name] or 0) + #r.list end
+    end
     return t
   end
 
   function confab.rooms_of(...)
     local n, id = select("#", ...), ...
     id = check_integer("rooms_of", 1, n, id)
-    local c = fake.conns[id]
+    local c = (fake:_remote(id) or fake).conns[id]
     if not c then return nil, NO_SUCH end
     return copy(c.rooms)
   end
@@ -510,7 +546,7 @@ function Fake:_module(gen)
     local n, id, key = select("#", ...), ...
     id = check_integer("get", 1, n, id)
     key = check_key("get", 2, n, key)
-    local c = fake.conns[id]
+    local c = (fake:_remote(id) or fake).conns[id]
     if not c then return nil, NO_SUCH end
     return c.attrs[key]
   end
@@ -584,6 +620,7 @@ function Fake:_module(gen)
     tail = check_string("post", 3, n, tail)
     check_text("post", 3, tail)
     if done ~= nil and type(done) ~= "function" then type_error("post", 4, n, done, "function") end
+    if fake.cluster then return fake.cluster:_post(fake, room, head, tail, done) end
     local mid = confab.history_last(room) + 1
     local data = head .. mid .. tail
     confab.history_add(room, mid, data)
@@ -605,6 +642,11 @@ function Fake:_module(gen)
     after = check_integer("replay", 2, n, after)
     if after < 0 then arg_error("replay", 2, "after must be 0 or an id") end
     if type(fn) ~= "function" then type_error("replay", 3, n, fn, "function") end
+    if fake.cluster then
+      local list, complete = fake.cluster:_replay(room, after)
+      fake:_protect("replay callback", fn, list, complete)
+      return true
+    end
     local list, complete = confab.history(room, after)
     complete = complete and after <= confab.history_last(room)
     if not complete then list = confab.history(room) end
@@ -669,6 +711,72 @@ function Fake:_module(gen)
     return setmetatable({ _timer = t }, timer_mt)
   end
 
+  -- Claims (src/confab_lib.c): on one node the answer comes at once, before claim returns; in
+  -- a cluster (M.cluster) at the end of the call into the fake that made the claim, as a reply
+  -- from Redis comes later.
+  local function check_claim_key(fname, i, n, v)
+    v = check_string(fname, i, n, v)
+    if #v == 0 or #v > CLAIM_KEY_MAX then arg_error(fname, i, "claim key must be 1 to 128 bytes") end
+    return v
+  end
+
+  local function check_claim_value(fname, i, n, v)
+    v = check_string(fname, i, n, v)
+    if #v > CLAIM_VALUE_MAX then arg_error(fname, i, "claim value must be at most 256 bytes") end
+    return v
+  end
+
+  function confab.claim(...)
+    local n, key, value, fn, old = select("#", ...), ...
+    key = check_claim_key("claim", 1, n, key)
+    value = check_claim_value("claim", 2, n, value)
+    if type(fn) ~= "function" then type_error("claim", 3, n, fn, "function") end
+    if old ~= nil then old = check_claim_value("claim", 4, n, old) end
+    if fake.cluster then
+      local q = fake.cluster.claim_queue
+      q[#q + 1] = { fake = fake, gen = gen, key = key, value = value, fn = fn, old = old }
+      return true
+    end
+    local ok, held = fake:_claim(key, value, old)
+    if ok == nil then return nil, held end
+    fake:_protect("claim", fn, ok, held)
+    return true
+  end
+
+  function confab.release(...)
+    local n, key, value = select("#", ...), ...
+    key = check_claim_key("release", 1, n, key)
+    if value ~= nil then value = check_claim_value("release", 2, n, value) end
+    local c = fake.claims[key]
+    if not (c and c.node == fake.node and (value == nil or c.value == value)) then return false end
+    fake.claims[key] = nil
+    fake:_claims_count(-1)
+    return true
+  end
+
+  function confab.claimed(...)
+    local n, key, fn = select("#", ...), ...
+    key = check_claim_key("claimed", 1, n, key)
+    if fn ~= nil then
+      if type(fn) ~= "function" then type_error("claimed", 2, n, fn, "function") end
+      if fake.cluster then
+        local q = fake.cluster.claim_queue
+        q[#q + 1] = { fake = fake, gen = gen, key = key, fn = fn, lookup = true }
+      else
+        local c = fake.claims[key]
+        fake:_protect("claimed", fn, c and c.value, c and c.node)
+      end
+      return true
+    end
+    local c = fake.claims[key]
+    if not c then return nil end
+    return c.value, c.node
+  end
+
+  function confab.node()
+    return fake.node
+  end
+
   -- Like src/urldecode.c: "%XX" becomes a byte, "+" a space when form is true.
   function confab.urldecode(...)
     local n, str, form = select("#", ...), ...
@@ -684,6 +792,212 @@ function Fake:_module(gen)
   function confab.every(...) return timer("every", select("#", ...), select(1, ...), select(2, ...), true) end
 
   return confab
+end
+
+-- ---- a cluster of fakes (M.cluster) --------------------------------------------------------------
+-- N fakes, node ids 1..N, as N confab nodes on one Redis: connection ids carry the node in their
+-- high bits (node << 32 | n); confab.members, rooms, rooms_of and get see every node's
+-- connections; send and close reach another node's; broadcast reaches every node's members;
+-- claims are one table, answered when the call into the cluster that made them ends (as a reply
+-- from Redis comes later). History rings stay per node, as in the core. `kill(i)` is a node's
+-- death: the lowest live node runs the dead node's leave and disconnect hooks (code 1006, as for a
+-- lost connection) and takes its claims over.
+local Cluster = {}
+Cluster.__index = Cluster
+
+function M.cluster(opts)
+  opts = opts or {}
+  local cl = setmetatable({ nodes = {}, claims = {}, claim_count = 0, claim_queue = {},
+                            closing = {}, settling = false }, Cluster)
+  for i = 1, opts.nodes or 2 do
+    local node = M.new(opts)
+    node.node = i
+    node.cluster = cl
+    node.claims = cl.claims
+    node.next_id = (i << 32) + 1
+    cl.nodes[i] = node
+  end
+  return cl
+end
+
+function Cluster:load(path)
+  for _, node in ipairs(self.nodes) do node:load(path) end
+  return self
+end
+
+-- Claims made and closes of other nodes' connections asked for during the call that ends.
+function Cluster:_settle()
+  if self.settling then return end
+  self.settling = true
+  while #self.claim_queue > 0 or #self.closing > 0 do
+    local q = table.remove(self.claim_queue, 1)
+    if q then
+      if q.lookup then
+        if not q.fake.dead and q.fake.gen == q.gen then
+          local c = self.claims[q.key]
+          q.fake:_protect("claimed", q.fn, c and c.value, c and c.node)
+          q.fake:_settle()
+        end
+      elseif not q.fake.dead and q.fake.gen == q.gen then
+        local ok, held = q.fake:_claim(q.key, q.value, q.old)
+        if ok == nil then ok, held = nil, held end
+        q.fake:_protect("claim", q.fn, ok, held)
+        q.fake:_settle()
+      end
+    else
+      table.remove(self.closing, 1):_settle()
+    end
+  end
+  self.settling = false
+end
+
+-- confab.post and confab.replay of a cluster: one history per room for every node (Redis's
+-- stream, --history entries), ids from it, delivery to the room's members on every node.
+function Cluster:_post(fake, room, head, tail, done)
+  self.streams = self.streams or {}
+  local st = self.streams[room] or { last = 0, dropped = 0, items = {} }
+  self.streams[room] = st
+  st.last = st.last + 1
+  local data = head .. st.last .. tail
+  st.items[#st.items + 1] = { id = st.last, data = data }
+  while #st.items > fake.history_size do st.dropped = table.remove(st.items, 1).id end
+  local count = 0
+  for _, node in ipairs(fake:_all()) do
+    local r = node.rooms[room]
+    for _, id in ipairs(r and r.list or {}) do
+      if node:_deliver(node.conns[id], data, false) then count = count + 1 end
+    end
+  end
+  fake.posts[#fake.posts + 1] = { room = room, id = st.last, data = data, recipients = count }
+  if done then fake:_protect("post callback", done, st.last) end
+  return true
+end
+
+function Cluster:_replay(room, after)
+  local st = (self.streams or {})[room] or { last = 0, dropped = 0, items = {} }
+  local complete = after <= st.last and after >= st.dropped
+  local list = {}
+  for _, item in ipairs(st.items) do
+    if not complete or item.id > after then list[#list + 1] = item.data end
+  end
+  return list, complete
+end
+
+--- The node (a fake) a connection id belongs to.
+function Cluster:node_of(id)
+  return self.nodes[id >> 32]
+end
+
+--- Moves every node's clock forward, firing due timers of all nodes in time order.
+function Cluster:advance(seconds)
+  local live = {}
+  for _, node in ipairs(self.nodes) do if not node.dead then live[#live + 1] = node end end
+  local target = live[1].clock + math.floor((seconds or 0) * 1000 + 0.5)
+  while true do
+    local due
+    for _, node in ipairs(live) do
+      for _, t in ipairs(node.timers) do
+        if t.active and t.due <= target and (not due or t.due < due) then due = t.due end
+      end
+    end
+    if not due then break end
+    for _, node in ipairs(live) do
+      if node.clock < due then node:advance((due - node.clock) / 1000) end
+    end
+  end
+  for _, node in ipairs(live) do
+    if node.clock < target then node:advance((target - node.clock) / 1000) end
+  end
+end
+
+--- Node i dies (SIGKILL): its connections leave every room and disconnect, their hooks running on
+-- the lowest live node, which also takes over node i's claims; node i's timers never fire.
+function Cluster:kill(i)
+  local dead = self.nodes[i]
+  local reaper
+  for _, node in ipairs(self.nodes) do
+    if node ~= dead and not node.dead then reaper = node break end
+  end
+  assert(reaper, "confab_fake: no node left to notice the death")
+  for _, c in pairs(self.claims) do
+    if c.node == i then c.node = reaper.node end
+  end
+  dead.timers = {}
+  dead.fire_on = reaper
+  local ids = {}
+  for id in pairs(dead.conns) do ids[#ids + 1] = id end
+  table.sort(ids)
+  local before = #reaper.errors
+  for _, id in ipairs(ids) do dead:_drop(id, 1006) end
+  dead.dead = true
+  dead.fire_on = nil
+  reaper:_settle(before)
+end
+
+for _, f in ipairs{ "sent", "frames", "json", "last", "closed", "connected", "message",
+                    "disconnect" } do
+  Cluster[f] = function(self, id, ...) return self:node_of(id)[f](self:node_of(id), id, ...) end
+end
+
+--- Redis lost its data: every live node's epoch changes (and its epoch hooks run).
+function Cluster:set_epoch(e)
+  for _, node in ipairs(self.nodes) do
+    if not node.dead then node:set_epoch(e) end
+  end
+end
+
+function Cluster:clear()
+  for _, node in ipairs(self.nodes) do node:clear() end
+end
+
+-- ---- nodes of a cluster --------------------------------------------------------------
+-- The live nodes of the cluster but this one; this one and those (node order); the node of a
+-- connection id of another live node (nil when it is this node's, or no node's).
+function Fake:_others()
+  local list = {}
+  if not self.cluster then return list end
+  for _, node in ipairs(self.cluster.nodes) do
+    if node ~= self and not node.dead then list[#list + 1] = node end
+  end
+  return list
+end
+
+function Fake:_all()
+  if not self.cluster then return { self } end
+  local list = {}
+  for _, node in ipairs(self.cluster.nodes) do
+    if node == self or not node.dead then list[#list + 1] = node end
+  end
+  return list
+end
+
+function Fake:_remote(id)
+  if not self.cluster or math.type(id) ~= "integer" then return nil end
+  local node = self.cluster.nodes[id >> 32]
+  if not node or node == self or node.dead then return nil end
+  local c = node.conns[id]
+  if not c or c.state == "connecting" then return nil end
+  return node
+end
+
+-- Decides a claim as Redis does (or the core alone): granted when the key is free, holds value,
+-- or holds old. Returns granted, the value now held; or nil, "too many claims".
+function Fake:_claim(key, value, old)
+  local c = self.claims[key]
+  if c and c.value ~= value and (old == nil or c.value ~= old) then return false, c.value end
+  if not c then
+    if self:_claims_count(0) >= CLAIMS_MAX then return nil, "too many claims" end
+    self:_claims_count(1)
+  end
+  self.claims[key] = { value = value, node = self.node }
+  return true, value
+end
+
+-- The number of claims (changed by delta); a cluster's nodes share one count.
+function Fake:_claims_count(delta)
+  local holder = self.cluster or self
+  holder.claim_count = (holder.claim_count or 0) + delta
+  return holder.claim_count
 end
 
 -- Attribute memory (--attr-memory), counted as the core does (hub_attr_set): a key with its

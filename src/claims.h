@@ -1,0 +1,46 @@
+/* claims: this node's view of the cluster-wide claims of unique keys (confab.claim). Each claim
+ * is a key, a value (bytes) and the node holding it. Without --redis this table is the truth and
+ * node is 0; with --redis it is a mirror that the presence layer keeps from Redis, where claims
+ * are decided. Bounded: CLAIMS_MAX claims, keys of CLAIM_KEY_MAX and values of CLAIM_VALUE_MAX
+ * bytes at most. */
+#ifndef CONFAB_CLAIMS_H
+#define CONFAB_CLAIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#define CLAIM_KEY_MAX 128
+#define CLAIM_VALUE_MAX 256
+#define CLAIMS_MAX 100000
+
+struct claim {
+    UT_hash_handle hh;
+    unsigned mark; /* the mirror read that last confirmed it (presence.c), 0 if none */
+    uint64_t node;
+    size_t value_len;
+    char *value; /* value_len bytes and a NUL, after the key */
+    char key[];  /* NUL-terminated */
+};
+
+/* The claim of key, or NULL. */
+const struct claim *claims_get(const char *key, size_t len);
+
+/* Records that node holds key with value (replacing what was there). Returns 0, -1 on no
+ * memory, -2 when CLAIMS_MAX claims exist already. */
+int claims_put(const char *key, size_t len, const char *value, size_t value_len, uint64_t node);
+
+/* Sets the mark of key's claim, if any. */
+void claims_mark(const char *key, size_t len, unsigned mark);
+
+/* Forgets key. Returns 1 if it was there. */
+int claims_del(const char *key, size_t len);
+
+/* Calls fn for every claim (fn may delete the claim it is given). */
+void claims_each(void (*fn)(const struct claim *c, void *arg), void *arg);
+
+/* Number of claims; frees them all. */
+size_t claims_count(void);
+void claims_clear(void);
+
+#endif
