@@ -113,6 +113,9 @@ struct droom {
     int repairing;  /* one of them is a repair */
     int repair_again; /* a repair was asked for while one was in flight, or failed: read again */
     int resync;     /* the read that makes `last` known failed: the sweep reads again */
+    int fresh;      /* `last` came from that read and nothing was delivered since: a message at or
+                     * below it may still come live (published after the join, before the read
+                     * ran: pub/sub and replies come on different links), and is the members' */
     struct held *held; /* sorted by id */
     unsigned nheld;
 };
@@ -392,16 +395,28 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
         /* The connection's history: what was delivered here already (or, for a room not yet
          * delivered here, everything); then the rest goes to the whole room live. */
         if (rd->fn) {
+            if (d)
+                d->fresh = 0; /* the list covers up to what is delivered here */
             size_t upto = got;
             if (d && d->known)
                 for (upto = 0; upto < got && list[upto].id <= d->last; upto++)
                     ;
             rd->fn(rd->ctx, list, upto, complete, NULL);
         }
+        int live_from_held = 0;
         if (d) {
             if (!d->known) {
                 d->known = 1;
                 d->last = rd->fn || rd->sync ? last : (got ? list[0].id - 1 : last);
+                /* A room new here, read only for where it starts: what came live since the join
+                 * (held meanwhile) is the members' too, though Redis stored it before the read
+                 * ran; a replay's list covers it otherwise. */
+                if (rd->sync && d->held && d->held->id <= last) {
+                    d->last = d->held->id - 1;
+                    live_from_held = 1;
+                } else if (rd->sync) {
+                    d->fresh = 1;
+                }
             }
             unsigned long repaired = 0;
             for (size_t i = 0; i < got; i++) {
@@ -416,7 +431,7 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
             if (!complete && !rd->fn)
                 log_warn("redis: room %s: messages after %llu no longer stored: skipped", d->name,
                          (unsigned long long)rd->after);
-            if (d->last < last)
+            if (d->last < last && !live_from_held)
                 d->last = last;
         }
         free(list);
@@ -494,6 +509,14 @@ static void on_message(void *ctx, unsigned shard, const char *ch, size_t chlen, 
             return;
         d->known = 1; /* its members joined before this message was delivered */
         d->last = w.id - 1;
+    }
+    if (d->fresh && d->reads == 0) {
+        d->fresh = 0;
+        if (w.id <= d->last) { /* see struct droom: the first live message since the read */
+            d->last = w.id;
+            deliver(w.room, w.rlen, w.except, w.flags, w.data, w.len);
+            return;
+        }
     }
     if (d->reads || (d->known && w.id > d->last + 1) || !d->known) {
         hold(d, w.id, w.except, w.flags, w.data, w.len);

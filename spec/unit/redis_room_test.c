@@ -240,8 +240,39 @@ TEST(redis_room_reads_again_after_a_failed_read)
     received(b, got, sizeof got);
     CHECK(strcmp(got, "m52") == 0);
 
+    /* A room new here: messages that arrive live while the read of where it starts is in flight
+     * reach the member (who joined before they were published), though Redis stored them before
+     * the read ran. */
+    struct conn *c = test_conn_open();
+    CHECK_INT(hub_join(c, "t", 1), 1);
+    redis_room_track("t", 1);
+    CHECK_INT(asked.calls, 5);
+    feed(61, "t");
+    feed(62, "t");
+    answer(62, 1, 0, 0);
+    received(c, got, sizeof got);
+    CHECK(strcmp(got, "m61 m62") == 0);
+    feed(63, "t");
+    received(c, got, sizeof got);
+    CHECK(strcmp(got, "m63") == 0);
+    /* The same, but the read's answer comes before the messages (another link): 71 and 72,
+     * stored before the read ran, still reach the member when they come live, once. */
+    struct conn *e = test_conn_open();
+    CHECK_INT(hub_join(e, "u", 1), 1);
+    redis_room_track("u", 1);
+    CHECK_INT(asked.calls, 6);
+    answer(72, 1, 0, 0);
+    feed(71, "u");
+    feed(72, "u");
+    feed(72, "u");
+    feed(73, "u");
+    received(e, got, sizeof got);
+    CHECK(strcmp(got, "m71 m72 m73") == 0);
+    test_conn_close(e);
+
     test_conn_close(a);
     test_conn_close(b);
+    test_conn_close(c);
     redis_room_shutdown();
     redis_room_eval = redis_eval;
     redis_room_up = redis_up;
