@@ -55,7 +55,7 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	chromium:/usr/bin/chromium nodejs:node npm:npm \
 	fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc clang:clang \
 	libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
-	redis-server:/usr/bin/redis-server \
+	redis-server:/usr/bin/redis-server redis-tools:/usr/bin/redis-cli \
 	python3-prometheus-client:/usr/lib/python3/dist-packages/prometheus_client/__init__.py \
 	man-db:/usr/bin/man groff-base:/usr/bin/groff systemd:/usr/bin/systemd-analyze
 

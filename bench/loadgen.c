@@ -108,6 +108,8 @@ static struct {
     int subscribers, senders, messages, size, window;
     double rate;              /* fanout: messages/s per sender, 0 = as fast as the window allows */
     const char *prefix;
+    const char *on_run;       /* fanout: shell command run when the measured run starts */
+    const char *on_done;      /* fanout: shell command run when it ends, before disconnecting */
     int verbose;
     bool deflate;             /* offer permessage-deflate (as Chromium does) and inflate */
     bool words;               /* fanout: pad texts with words (compresses like chat), not 'x' */
@@ -955,6 +957,9 @@ static void on_pace(struct ev_loop *l, ev_timer *w, int revents)
 static void start_run(void)
 {
     bool ok;
+    /* e.g. reset a Redis server's command counts, so they cover the run alone (not the setup) */
+    if (opt.on_run && system(opt.on_run) != 0)
+        fprintf(stderr, "loadgen: --on-run command failed: %s\n", opt.on_run);
     phase = PH_RUN;
     cpu_run0 = server_cpu_ticks(&ok);
     t_run0 = mono_ns();
@@ -1073,6 +1078,8 @@ static void finish(void)
     if (phase == PH_DONE) return;
     phase = PH_DONE;
     if (opt.mode == MODE_FANOUT) {
+        if (opt.on_done && system(opt.on_done) != 0)
+            fprintf(stderr, "loadgen: --on-done command failed: %s\n", opt.on_done);
         report_fanout();
         if (sent < opt.messages || done_upto < opt.messages || nfailed || nclosed_by_server) exit_status = 1;
     }
@@ -1181,6 +1188,7 @@ static void usage(void)
             "                      [--messages M] [--size BYTES] [--window W] [--rate MSG_PER_S_PER_SENDER]\n"
             "                      [--sources S] [--batch B] [--prefix NAME] [--path /ws] [--deadline SEC]\n"
             "                      [--words] [--tls]\n"
+            "                      [--on-run SHELL_COMMAND] [--on-done SHELL_COMMAND]\n"
             "       either: --deflate offers permessage-deflate (and inflates what comes compressed)\n");
     exit(2);
 }
@@ -1232,6 +1240,8 @@ int main(int argc, char **argv)
         else if (ARG("--window")) opt.window = atoi(v);
         else if (ARG("--rate")) opt.rate = atof(v);
         else if (ARG("--prefix")) opt.prefix = v;
+        else if (ARG("--on-run")) opt.on_run = v;
+        else if (ARG("--on-done")) opt.on_done = v;
         else if (!strcmp(a, "-v")) opt.verbose = 1;
         else if (!strcmp(a, "--deflate")) opt.deflate = true;
         else if (!strcmp(a, "--words")) opt.words = true;

@@ -111,7 +111,11 @@ struct droom {
     int known;      /* last is meaningful */
     unsigned reads; /* reads in flight: live messages are held meanwhile */
     int repairing;  /* one of them is a repair */
-    int repair_again; /* a repair was asked for while one was in flight: read again after it */
+    int repair_again; /* a repair was asked for while one was in flight, or failed: read again */
+    int resync;     /* the read that makes `last` known failed: the sweep reads again */
+    int fresh;      /* `last` came from that read and nothing was delivered since: a message at or
+                     * below it may still come live (published after the join, before the read
+                     * ran: pub/sub and replies come on different links), and is the members' */
     struct held *held; /* sorted by id */
     unsigned nheld;
 };
@@ -252,6 +256,8 @@ static void repair(struct droom *d);
 /* Delivers the held messages that follow the last id; a gap left starts a repair. */
 static void drain(struct droom *d)
 {
+    if (!d->known && d->resync)
+        return; /* where the room starts here is not known yet: hold until the read again */
     while (d->held && d->reads == 0) {
         struct held *h = d->held;
         if (d->known && h->id <= d->last) {
@@ -324,6 +330,8 @@ static void repair(struct droom *d)
     if (read_start(d, d->name, d->rlen, d->last, NULL, NULL, 0) == 0) {
         d->repairing = 1;
         redis_stats_of(redis_shard_of(d->name, d->rlen))->repairs++;
+    } else {
+        d->repair_again = 1; /* the shard is down or busy: the sweep tries again */
     }
 }
 
@@ -354,6 +362,12 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
         log_warn("redis: reading room %.*s: %s", (int)rd->rlen, rd->name, err);
         if (rd->fn)
             rd->fn(rd->ctx, NULL, 0, 0, err);
+        /* A failed read is never the end of it: what it would have delivered may be all that is
+         * missing (the tail of a burst, with nothing after it to show the gap). */
+        if (d && rd->sync && !d->known)
+            d->resync = 1;
+        else if (d && !rd->fn)
+            d->repair_again = 1;
     } else {
         uint64_t last = reply_u64(r->element[0]);
         int complete = reply_u64(r->element[1]) == 1;
@@ -381,16 +395,28 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
         /* The connection's history: what was delivered here already (or, for a room not yet
          * delivered here, everything); then the rest goes to the whole room live. */
         if (rd->fn) {
+            if (d)
+                d->fresh = 0; /* the list covers up to what is delivered here */
             size_t upto = got;
             if (d && d->known)
                 for (upto = 0; upto < got && list[upto].id <= d->last; upto++)
                     ;
             rd->fn(rd->ctx, list, upto, complete, NULL);
         }
+        int live_from_held = 0;
         if (d) {
             if (!d->known) {
                 d->known = 1;
                 d->last = rd->fn || rd->sync ? last : (got ? list[0].id - 1 : last);
+                /* A room new here, read only for where it starts: what came live since the join
+                 * (held meanwhile) is the members' too, though Redis stored it before the read
+                 * ran; a replay's list covers it otherwise. */
+                if (rd->sync && d->held && d->held->id <= last) {
+                    d->last = d->held->id - 1;
+                    live_from_held = 1;
+                } else if (rd->sync) {
+                    d->fresh = 1;
+                }
             }
             unsigned long repaired = 0;
             for (size_t i = 0; i < got; i++) {
@@ -405,14 +431,15 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
             if (!complete && !rd->fn)
                 log_warn("redis: room %s: messages after %llu no longer stored: skipped", d->name,
                          (unsigned long long)rd->after);
-            if (d->last < last)
+            if (d->last < last && !live_from_held)
                 d->last = last;
         }
         free(list);
     }
     if (d) {
         drain(d);
-        if (d->repair_again && !d->repairing && d->known && d->reads == 0) {
+        /* After a failure the sweep reads again (not at once: the link may still be down). */
+        if (!err && d->repair_again && !d->repairing && d->known && d->reads == 0) {
             d->repair_again = 0;
             repair(d);
         }
@@ -482,6 +509,14 @@ static void on_message(void *ctx, unsigned shard, const char *ch, size_t chlen, 
             return;
         d->known = 1; /* its members joined before this message was delivered */
         d->last = w.id - 1;
+    }
+    if (d->fresh && d->reads == 0) {
+        d->fresh = 0;
+        if (w.id <= d->last) { /* see struct droom: the first live message since the read */
+            d->last = w.id;
+            deliver(w.room, w.rlen, w.except, w.flags, w.data, w.len);
+            return;
+        }
     }
     if (d->reads || (d->known && w.id > d->last + 1) || !d->known) {
         hold(d, w.id, w.except, w.flags, w.data, w.len);
@@ -775,15 +810,31 @@ int64_t redis_room_epoch(void)
     return RR.epoch_ms;
 }
 
-/* A safety net: a room still holding messages with no read in flight (its repair could not be
- * started, or nothing came after the gap to start it) is looked at again twice a second. */
-static void on_sweep(EV_P_ ev_timer *w, int revents)
+/* A safety net, twice a second, for rooms with no read in flight: a read that failed or could
+ * not be started is made again, and a room still holding messages (nothing came after the gap
+ * to start its repair) is drained. */
+void redis_room_sweep(void)
 {
     struct droom *d, *tmp;
     HASH_ITER(hh, RR.rooms, d, tmp) {
-        if (d->held && d->reads == 0)
+        if (d->reads)
+            continue;
+        if (!d->known && d->resync) {
+            d->resync = 0;
+            if (read_start(d, d->name, d->rlen, 0, NULL, NULL, 1) < 0)
+                d->resync = 1;
+        } else if (d->known && d->repair_again) {
+            d->repair_again = 0;
+            repair(d);
+        } else if (d->held) {
             drain(d);
+        }
     }
+}
+
+static void on_sweep(EV_P_ ev_timer *w, int revents)
+{
+    redis_room_sweep();
 }
 
 void redis_room_init(unsigned history)

@@ -68,6 +68,9 @@ extern int (*redis_room_eval)(unsigned shard, int script, int nkeys, int argc, c
 extern int (*redis_room_up)(unsigned shard);
 void redis_room_feed(unsigned shard, const char *buf, size_t len);
 void redis_room_link_event(unsigned shard, int event);
+/* The safety net the room timer runs twice a second: failed reads made again, held rooms
+ * drained (for tests). */
+void redis_room_sweep(void);
 
 /* Wire format of the channel (exposed for the unit tests). Returns 0 and the fields, or -1. */
 struct redis_wire {
