@@ -686,6 +686,19 @@ static int l_release(lua_State *L)
     return 1;
 }
 
+int confab_push_claim(lua_State *L, const char *key, size_t klen)
+{
+    const struct claim *c = claims_get(key, klen);
+    if (c) {
+        lua_pushlstring(L, c->value, c->value_len);
+        lua_pushinteger(L, (lua_Integer)c->node);
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    return 2;
+}
+
 /* confab.claimed(key) → value, node | nil; confab.claimed(key, fn) → true: fn(value, node) or
  * fn(nil) with the claim as Redis has it (without --redis: at once). */
 static int l_claimed(lua_State *L)
@@ -697,26 +710,16 @@ static int l_claimed(lua_State *L)
         lua_settop(L, 2);
         if (presence_active())
             return presence_lookup(L, key, klen);
-        const struct claim *c = claims_get(key, klen);
-        if (c) {
-            lua_pushlstring(L, c->value, c->value_len);
-            lua_pushinteger(L, (lua_Integer)c->node);
-        } else {
-            lua_pushnil(L);
-            lua_pushnil(L);
-        }
+        confab_push_claim(L, key, klen);
         script_pcall(L, "claimed", 2, 0);
         lua_pushboolean(L, 1);
         return 1;
     }
-    const struct claim *c = claims_get(key, klen);
-    if (!c) {
+    if (!claims_get(key, klen)) {
         lua_pushnil(L);
         return 1;
     }
-    lua_pushlstring(L, c->value, c->value_len);
-    lua_pushinteger(L, (lua_Integer)c->node);
-    return 2;
+    return confab_push_claim(L, key, klen);
 }
 
 /* ---- time and logging ---------------------------------------------------------------- */

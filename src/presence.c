@@ -984,15 +984,8 @@ int presence_lookup(lua_State *L, const char *key, size_t klen)
         /* Redis cannot be asked: the mirror answers. */
         script_cb_drop(cc->cb);
         free(cc);
-        const struct claim *c = claims_get(key, klen);
         lua_pushvalue(L, 2);
-        if (c) {
-            lua_pushlstring(L, c->value, c->value_len);
-            lua_pushinteger(L, (lua_Integer)c->node);
-        } else {
-            lua_pushnil(L);
-            lua_pushnil(L);
-        }
+        confab_push_claim(L, key, klen);
         script_pcall(L, "claimed", 2, 0);
     }
     lua_pushboolean(L, 1);

@@ -216,8 +216,9 @@ static struct call *call_pop(struct link *l)
     return c;
 }
 
-static int send_internal(struct link *l, int kind, int argc, const char **argv,
-                         const size_t *argvlen)
+/* Queues one command and its call record (no callback yet); NULL on no memory. */
+static struct call *send_internal(struct link *l, int kind, int argc, const char **argv,
+                                  const size_t *argvlen)
 {
     size_t len;
     char *cmd = redis_format(argc, argv, argvlen, &len);
@@ -225,13 +226,13 @@ static int send_internal(struct link *l, int kind, int argc, const char **argv,
     if (!cmd || !c || out_append(l, cmd, len) < 0) {
         free(cmd);
         free(c);
-        return -1;
+        return NULL;
     }
     free(cmd);
     c->kind = kind;
     c->script = -1;
     call_push(l, c);
-    return 0;
+    return c;
 }
 
 /* ---- events ---------------------------------------------------------------------------- */
@@ -590,7 +591,7 @@ static void on_ping(EV_P_ ev_timer *w, int revents)
         return;
     const char *argv[] = {"PING"};
     size_t lens[] = {4};
-    if (send_internal(l, K_PING, 1, argv, lens) == 0)
+    if (send_internal(l, K_PING, 1, argv, lens))
         l->ping_sent = ev_now(R.loop);
 }
 
@@ -787,20 +788,11 @@ int redis_call(unsigned shard, int argc, const char **argv, const size_t *argvle
     struct link *l = usable(shard);
     if (!l)
         return -1;
-    size_t len;
-    char *cmd = redis_format(argc, argv, argvlen, &len);
-    struct call *c = calloc(1, sizeof *c);
-    if (!cmd || !c || out_append(l, cmd, len) < 0) {
-        free(cmd);
-        free(c);
+    struct call *c = send_internal(l, K_USER, argc, argv, argvlen);
+    if (!c)
         return -1;
-    }
-    free(cmd);
-    c->kind = K_USER;
     c->cb = cb;
     c->ctx = ctx;
-    c->script = -1;
-    call_push(l, c);
     R.shards[shard].stats.calls++;
     return 0;
 }

@@ -77,6 +77,8 @@ int sandbox_open(lua_State *L);
 
 /* confab_lib.c: the `confab` module table (luaL_requiref-style opener). */
 int luaopen_confab(lua_State *L);
+/* Pushes this node's table's claim of key as value, node (nil, nil when free): 2 values. */
+int confab_push_claim(lua_State *L, const char *key, size_t klen);
 
 /* script_timer.c: init once (the per-pass budget's watcher); confab.after and confab.every;
  * the timer metatable; stopping a state's timers before it closes. */
