@@ -66,6 +66,8 @@ class Caps(ConfabTest):
         for _ in range(30):  # each gets its answer: every refusal has happened when it arrives
             self.assertEqual(refused(srv.port, source="127.0.0.4").status, 503)
         self.echo(first, "fine")
+        # The log is read by a thread that may lag behind the answers: await the line first.
+        srv.wait_log(r"refused")
         lines = re.findall(r".*refused.*", srv.log)
         self.assertEqual(len(lines), 1, "\n".join(lines))
         self.assertIn("127.0.0.4", lines[0])
