@@ -200,7 +200,7 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < cfg.redis_count; i++)
             redis_url_parse(cfg.redis[i], &urls[i], err, sizeof err); /* validated by config */
         redis_init(loop, urls, cfg.redis_count, cfg.redis_timeout);
-        redis_room_init(cfg.history);
+        redis_room_init(cfg.history, cfg.history_memory, cfg.history_age);
         hub_room_freed = redis_room_forget;
         redis_observe_init();
         if (presence_start(loop, &urls[0], cfg.redis_timeout, cfg.node_heartbeat, err,

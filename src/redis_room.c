@@ -20,32 +20,88 @@
 
 #define CHANNEL "confab:m"
 
-/* KEYS: meta, stream. ARGV: cap, room, then HEAD, TAIL, EXCEPT, FLAGS per message. */
-static const char publish_lua[] =
+/* The history limits, applied in Redis by both scripts below. An entry's stream id is "ID-T":
+ * the room's id, and Redis's time (ms) when it was added, so its age is read off its id (ids stay
+ * ours: a client resumes by them). The meta hash's 'm' is the sum of the stored entries' lengths.
+ * trim(len, bytes, cap, mem, cut, extra) drops the oldest entries while there are more than cap,
+ * their lengths sum to more than mem, or they were added before cut (ms; 0: no age), and stores
+ * the sum. len and bytes: the stream's entries and their sum now; extra: entries to read beyond
+ * those the count drops (a guess of how many the bytes or the age drop). Each entry is dropped
+ * once, so a publish pays for the entries it pushes out, and a read for those that expired. */
+#define TRIM_LUA \
+    "local function trim(len, bytes, cap, mem, cut, extra)\n" \
+    "  local from, gone = '-', nil\n" \
+    "  while len > 0 and (len > cap or bytes > mem or cut > 0) do\n" \
+    "    local es = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', math.max(len - cap, 0) + extra)\n" \
+    "    local stop = #es == 0\n" \
+    "    for _, e in ipairs(es) do\n" \
+    "      local t = tonumber(string.match(e[1], '-(%d+)$'))\n" \
+    "      if len <= cap and bytes <= mem and (cut == 0 or t >= cut) then stop = true; break end\n" \
+    "      len = len - 1\n" \
+    "      bytes = bytes - #e[2][2]\n" \
+    "      gone = e[1]\n" \
+    "    end\n" \
+    "    if stop then break end\n" \
+    "    from = '(' .. gone\n" \
+    "  end\n" \
+    "  if gone then\n" \
+    "    local ms = tonumber(string.match(gone, '^(%d+)'))\n" \
+    "    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', ms + 1) .. '-0')\n" \
+    "  end\n" \
+    "  if len == 0 then bytes = 0 end\n" \
+    "  redis.call('HSET', KEYS[1], 'm', bytes)\n" \
+    "end\n" \
+    "local t = redis.call('TIME')\n" \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+/* KEYS: meta, stream. ARGV: cap, mem, age (ms, 0: none), room, then HEAD, TAIL, EXCEPT, FLAGS
+ * per message. With an age the stream expires that long after its last post (an idle room's
+ * history goes too). */
+static const char publish_lua[] = TRIM_LUA
     "local n = redis.call('HGET', KEYS[1], 'n')\n"
     "if not n then\n"
-    "  local t = redis.call('TIME')\n"
-    "  local ms = tostring(t[1]) .. string.sub(string.format('%06d', t[2]), 1, 3)\n"
+    "  local ms = tostring(now)\n"
     "  redis.call('HSET', KEYS[1], 'e', ms, 'n', ms .. '0', 'b', ms .. '0')\n"
     "end\n"
-    "local room = ARGV[2]\n"
+    "local cap, mem, age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local len = redis.call('XLEN', KEYS[2])\n"
+    "local bytes = 0\n"
+    "if len > 0 then bytes = tonumber(redis.call('HGET', KEYS[1], 'm') or '0') end\n"
+    "local room = ARGV[4]\n"
     "local ids = {}\n"
-    "for i = 3, #ARGV, 4 do\n"
+    "local added = 0\n"
+    "for i = 5, #ARGV, 4 do\n"
     "  local id = redis.call('HINCRBY', KEYS[1], 'n', 1)\n"
     "  local sid = string.format('%.0f', id)\n"
     "  local data = ARGV[i] .. sid .. ARGV[i + 1]\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], sid .. '-0', 'd', data)\n"
+    "  redis.call('XADD', KEYS[2], sid .. '-' .. now, 'd', data)\n"
     "  redis.call('PUBLISH', '" CHANNEL "', sid .. ' ' .. ARGV[i + 2] .. ' ' .. ARGV[i + 3] ..\n"
     "             ' 0 ' .. #room .. ' ' .. room .. data)\n"
     "  ids[#ids + 1] = id\n"
+    "  added = added + 1\n"
+    "  len = len + 1\n"
+    "  bytes = bytes + #data\n"
     "end\n"
+    "local cut = 0\n"
+    "if age > 0 then cut = now - age end\n"
+    "trim(len, bytes, cap, mem, cut, added + 1)\n"
+    "if age > 0 then redis.call('PEXPIRE', KEYS[2], age) end\n"
     "return ids\n";
 
-/* KEYS: meta, stream. ARGV: after. Returns {last, complete, id, data, id, data...}: with
- * complete 1 the entries after `after`, else every stored entry. */
-static const char read_lua[] =
+/* KEYS: meta, stream. ARGV: after, age (ms, 0: none) [, "sync"]. Expired entries are dropped
+ * first (the age holds between posts). Returns {last, complete, id, data, id, data...}: with
+ * complete 1 the entries after `after`, else every stored entry; with "sync" only {last, 1}. */
+static const char read_lua[] = TRIM_LUA
     "local last = redis.call('HGET', KEYS[1], 'n') or '0'\n"
-    "local lastn = tonumber(last)\n"    "if ARGV[2] then return {last, 1} end\n"
+    "local lastn = tonumber(last)\n"
+    "if ARGV[3] then return {last, 1} end\n"
+    "local age = tonumber(ARGV[2])\n"
+    "if age > 0 then\n"
+    "  local len = redis.call('XLEN', KEYS[2])\n"
+    "  if len > 0 then\n"
+    "    trim(len, tonumber(redis.call('HGET', KEYS[1], 'm') or '0'), len, math.huge, now - age, 8)\n"
+    "  end\n"
+    "end\n"
     "local after = tonumber(ARGV[1])\n"
     "local from = ARGV[1]\n"
     "if after == 0 then\n"
@@ -61,7 +117,7 @@ static const char read_lua[] =
     "  complete = 0\n"
     "  entries = redis.call('XRANGE', KEYS[2], '-', '+')\n"
     "else\n"
-    "  entries = redis.call('XRANGE', KEYS[2], '(' .. from .. '-0', '+')\n"
+    "  entries = redis.call('XRANGE', KEYS[2], string.format('%.0f', after + 1) .. '-0', '+')\n"
     "end\n"
     "local out = {last, complete}\n"
     "for _, e in ipairs(entries) do\n"
@@ -140,8 +196,7 @@ struct batch {
 
 static struct {
     int publish, read, epoch;
-    unsigned history;
-    char cap[16];
+    char cap[16], mem[24], age[24]; /* the limits, as the scripts take them */
     struct outbox *boxes;
     struct droom *rooms;
     unsigned pending;
@@ -302,9 +357,9 @@ static int read_start(struct droom *d, const char *room, size_t rlen, uint64_t a
     size_t mlen, slen;
     keys_of(room, rlen, meta, stream, &mlen, &slen);
     int alen = snprintf(a, sizeof a, "%llu", (unsigned long long)after);
-    const char *argv[] = {meta, stream, a, "meta"};
-    size_t lens[] = {mlen, slen, (size_t)alen, 4};
-    if (redis_room_eval(redis_shard_of(room, rlen), RR.read, 2, sync ? 4 : 3, argv, lens, read_done,
+    const char *argv[] = {meta, stream, a, RR.age, "sync"};
+    size_t lens[] = {mlen, slen, (size_t)alen, strlen(RR.age), 4};
+    if (redis_room_eval(redis_shard_of(room, rlen), RR.read, 2, sync ? 5 : 4, argv, lens, read_done,
                         rd) < 0) {
         free(rd->name);
         free(rd);
@@ -634,7 +689,7 @@ static void batch_send(struct outbox *box)
         p = p->next;
         n++;
     }
-    int argc = 4 + 4 * (int)n;
+    int argc = 6 + 4 * (int)n;
     const char **argv = calloc((size_t)argc, sizeof *argv);
     size_t *lens = calloc((size_t)argc, sizeof *lens);
     struct batch *b = calloc(1, sizeof *b);
@@ -647,8 +702,10 @@ static void batch_send(struct outbox *box)
         argv[0] = meta, lens[0] = mlen;
         argv[1] = stream, lens[1] = slen;
         argv[2] = RR.cap, lens[2] = strlen(RR.cap);
-        argv[3] = box->name, lens[3] = box->rlen;
-        int i = 4;
+        argv[3] = RR.mem, lens[3] = strlen(RR.mem);
+        argv[4] = RR.age, lens[4] = strlen(RR.age);
+        argv[5] = box->name, lens[5] = box->rlen;
+        int i = 6;
         for (struct post *q = box->queue; q != p; q = q->next) {
             argv[i] = q->head, lens[i++] = q->hlen;
             argv[i] = q->tail, lens[i++] = q->tlen;
@@ -837,13 +894,14 @@ static void on_sweep(EV_P_ ev_timer *w, int revents)
     redis_room_sweep();
 }
 
-void redis_room_init(unsigned history)
+void redis_room_init(unsigned history, size_t memory, double age)
 {
     ev_timer_init(&RR.sweep, on_sweep, 0.5, 0.5);
     ev_timer_start(EV_DEFAULT, &RR.sweep);
     ev_unref(EV_DEFAULT); /* it does not keep the loop running */
-    RR.history = history;
     snprintf(RR.cap, sizeof RR.cap, "%u", history);
+    snprintf(RR.mem, sizeof RR.mem, "%zu", memory);
+    snprintf(RR.age, sizeof RR.age, "%.0f", age > 0 && age * 1000 < 1 ? 1 : age * 1000);
     RR.publish = redis_script(publish_lua);
     RR.read = redis_script(read_lua);
     RR.epoch = redis_script(epoch_lua);

@@ -28,9 +28,11 @@ typedef void redis_post_done(void *ctx, uint64_t id, const char *err);
 typedef void redis_replay_done(void *ctx, const struct redis_entry *list, size_t n, int complete,
                                const char *err);
 
-/* Registers the scripts, the subscription and the link watcher (before redis_start). history:
- * messages kept per room (--history). */
-void redis_room_init(unsigned history);
+/* Registers the scripts, the subscription and the link watcher (before redis_start). The
+ * history limits, each applied to every room's stream: history, messages kept (--history);
+ * memory, the sum of their lengths (--history-memory, per room here: Redis keeps no order across
+ * rooms); age, seconds an entry is kept, 0 for ever (--history-age). */
+void redis_room_init(unsigned history, size_t memory, double age);
 
 /* Posts head .. ID .. tail into the room. Returns 0 (done will be called exactly once, later), or
  * -1 with *err "redis unavailable" or "too many pending" (done is not called). */

@@ -6,7 +6,7 @@ and `reset` past the --history window."""
 import threading
 import unittest
 
-from cluster import ClusterTest, supports_redis
+from cluster import ClusterTest, supports_redis, wait_until
 from helpers import WAIT
 
 KEY_A = "alicekey0123456789abcdef"
@@ -80,6 +80,41 @@ class TwoNodes(ClusterTest):
         hist = back.recv_json("history", room="lobby")
         self.assertEqual((hist["complete"], hist["reset"]), (False, True))
         self.assertEqual([m["text"] for m in hist["messages"]], [m["text"] for m in sent[-5:]])
+
+    def test_resume_past_the_history_age_gets_only_what_is_younger_with_reset(self):
+        r, (a, b) = self.cluster(2, "--history-age", 1)
+        alice = self.client(a)
+        w = alice.hello("alice", key=KEY_A)
+        bob = self.client(b)
+        bob.hello("bob")
+        bob.say("lobby", "seen")
+        bob.recv_json("message", room="lobby", text="seen")
+        last = alice.recv_json("message", room="lobby", text="seen")["id"]
+        alice.drop()
+        bob.say("lobby", "old")
+        bob.recv_json("message", room="lobby", text="old")
+
+        def redis_ms():
+            sec, usec = r.call("TIME")
+            return int(sec) * 1000 + int(usec) // 1000
+
+        def stored_at():
+            return [int(i.split("-")[1]) for i, _ in r.call("XRANGE", "confab:{lobby}:s", "-", "+")]
+
+        # The age passes on Redis's clock (what the scripts go by), then a new line comes.
+        old_at = stored_at()[-1]
+        wait_until(lambda: redis_ms() >= old_at + 1000, what="the age past the old line")
+        bob.say("lobby", "new")
+        bob.recv_json("message", room="lobby", text="new")
+        new_at = stored_at()[-1]
+        back = self.client(b)
+        back.hello("alice", key=KEY_A, resume={"epoch": w["epoch"], "rooms": {"lobby": last}})
+        hist = back.recv_json("history", room="lobby")
+        self.assertEqual((hist["complete"], hist["reset"]), (False, True))
+        got = [m["text"] for m in hist["messages"]]
+        if got != ["new"]:  # only if "new" outlived the age on a stalled machine
+            self.assertEqual(got, [])
+            self.assertGreaterEqual(redis_ms(), new_at + 1000, "dropped before its age")
 
     def test_nodes_on_a_unix_socket_url(self):
         r, (a, b) = self.cluster(2, unix=True)

@@ -183,6 +183,94 @@ class RedisRooms(ConfabTest):
         self.assertTrue(h["complete"])
         self.assertEqual(h["list"], [])
 
+    def stored(self, room):
+        """The room's stream as (id, time in ms, data)."""
+        return [(int(i.split("-")[0]), int(i.split("-")[1]), f[1])
+                for i, f in self.redis.call("XRANGE", "confab:{%s}:s" % room, "-", "+")]
+
+    def redis_ms(self):
+        sec, usec = self.redis.call("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def post_all(self, p, room, texts):
+        for i, t in enumerate(texts):
+            p.cmd(post=room, text=t, cid=i)
+        done = [p.recv_json(done=i)["id"] for i in range(len(texts))]
+        p.messages(room, len(texts))
+        return done
+
+    def test_history_memory_bounds_the_bytes_of_each_rooms_stream(self):
+        # About 240 bytes a message: 4 fit in 1000 bytes. Per room: r2 keeps its own.
+        a_srv, b_srv = (self.node("--history-memory", "1000"),
+                        self.node("--history-memory", "1000"))
+        a, b = self.peer(a_srv), self.peer(b_srv)
+        a.join("r")
+        a.join("r2")
+        ids = self.post_all(a, "r", ["%d" % i + "x" * 200 for i in range(10)])
+        self.post_all(a, "r2", ["y" * 200])
+        kept = self.stored("r")
+        size = sum(len(d.encode()) for _, _, d in kept)
+        self.assertEqual(int(self.redis.call("HGET", "confab:{r}:n", "m")), size)
+        self.assertLessEqual(size, 1000)
+        self.assertEqual([i for i, _, _ in kept], ids[-len(kept):])
+        dropped = ids[-len(kept) - 1]
+        self.assertGreater(size + 240, 1000, "the newest that fit are kept: %d bytes" % size)
+        self.assertEqual(len(self.stored("r2")), 1)
+        # A resume from before what is kept is incomplete and gets what is kept; from the last
+        # dropped one it is complete.
+        b.cmd(replay="r", after=ids[0])
+        h = b.recv_json(history="r")
+        self.assertEqual((h["complete"], [m["m"] for m in h["list"]]),
+                         (False, [i for i, _, _ in kept]))
+        b.cmd(replay="r", after=dropped)
+        h = b.recv_json(history="r")
+        self.assertEqual((h["complete"], [m["m"] for m in h["list"]]),
+                         (True, [i for i, _, _ in kept]))
+        # A message longer than the whole limit is not stored (its id is used).
+        big = self.post_all(a, "r", ["z" * 1200])
+        self.assertEqual(self.stored("r"), [])
+        self.assertEqual(self.redis.call("HGET", "confab:{r}:n", "m"), "0")
+        b.cmd(replay="r", after=big[0] - 1)
+        h = b.recv_json(history="r")
+        self.assertEqual((h["complete"], h["list"]), (False, []))
+        b.cmd(replay="r", after=big[0])
+        self.assertEqual(b.recv_json(history="r")["complete"], True)
+
+    def test_history_age_drops_old_entries_at_posts_and_reads(self):
+        age = 1000  # ms
+        a_srv, b_srv = self.node("--history-age", "1"), self.node("--history-age", "1")
+        a, b = self.peer(a_srv), self.peer(b_srv)
+        a.join("r")
+        ids = self.post_all(a, "r", ["old0", "old1"])
+        stored = self.stored("r")
+        self.assertEqual([i for i, _, _ in stored], ids)
+        # The stream expires that long after its last post (an idle room's history goes too).
+        self.assertTrue(0 < self.redis.call("PTTL", "confab:{r}:s") <= age)
+        # Wait for the age to pass on Redis's clock (what the scripts go by).
+        deadline = time.monotonic() + WAIT
+        while self.redis_ms() < stored[-1][1] + age:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        # Read before any post: expired entries are not returned (the read drops them).
+        b.cmd(replay="r", after=ids[0])
+        h = b.recv_json(history="r")
+        self.assertEqual((h["complete"], h["list"]), (False, []))
+        self.assertEqual(self.stored("r"), [])
+        new = self.post_all(a, "r", ["new"])
+        stored = self.stored("r")
+        self.assertEqual([i for i, _, _ in stored], new)
+        new_at = stored[0][1]
+        # A resume from the last expired one gets the new one, complete; from before, incomplete.
+        # (Unless the new one expired meanwhile on a stalled machine: then the list is empty.)
+        for after, complete in ((ids[-1], True), (ids[0], False)):
+            b.cmd(replay="r", after=after)
+            h = b.recv_json(history="r")
+            if h["list"] == []:
+                self.assertGreaterEqual(self.redis_ms(), new_at + age, "dropped before its age")
+                self.assertFalse(h["complete"])
+                continue
+            self.assertEqual((h["complete"], [m["m"] for m in h["list"]]), (complete, new))
+
     def test_three_nodes_publishing_at_once_see_one_sequence(self):
         nodes = [self.node() for _ in range(3)]
         peers = [self.peer(n) for n in nodes]
