@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "claims.h"
+#include "log.h"
 
 static struct claim *table;
 
@@ -23,8 +24,12 @@ const struct claim *claims_get(const char *key, size_t len)
 int claims_put(const char *key, size_t len, const char *value, size_t value_len, uint64_t node)
 {
     struct claim *old = find(key, len);
-    if (!old && HASH_COUNT(table) >= CLAIMS_MAX)
+    if (!old && HASH_COUNT(table) >= CLAIMS_TABLE_MAX) {
+        static int told;
+        if (!told && (told = 1))
+            log_warn("claims: table full (%d): a claim not recorded here", CLAIMS_TABLE_MAX);
         return -2;
+    }
     struct claim *e = malloc(sizeof *e + len + 1 + value_len + 1);
     if (!e)
         return -1;

@@ -651,7 +651,9 @@ static int l_claim(lua_State *L)
     const struct claim *c = claims_get(key, klen);
     int granted = !c || same_value(c, value, vlen) || (old && same_value(c, old, olen));
     if (granted) {
-        int rc = claims_put(key, klen, value, vlen, presence_node());
+        int rc = c || claims_count() < CLAIMS_MAX ? claims_put(key, klen, value, vlen,
+                                                                presence_node())
+                                                  : -2;
         if (rc == -2) {
             luaL_pushfail(L);
             lua_pushliteral(L, "too many claims");

@@ -86,10 +86,16 @@ static const char BEAT_LUA[] =
     "return out\n";
 
 /* CLAIM: KEYS[1] claims, KEYS[2] alive; ARGV node, key, value [, old]. Returns {1, value} when
- * granted, {0, node, value} when held by another value, {-1} when this node is not alive. */
+ * granted, {0, node, value} when held by another value, {-1} when this node is not alive, {-2}
+ * for a new key when CLAIMS_MAX claims are held (every node's mirror can then hold them all). */
+#define CLAIMS_MAX_STR_(n) #n
+#define CLAIMS_MAX_STR(n) CLAIMS_MAX_STR_(n)
 static const char CLAIM_LUA[] =
     "if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {-1} end\n"
     "local cur = redis.call('HGET', KEYS[1], ARGV[2])\n"
+    "if not cur and redis.call('HLEN', KEYS[1]) >= " CLAIMS_MAX_STR(CLAIMS_MAX) " then\n"
+    "  return {-2}\n"
+    "end\n"
     "if cur then\n"
     "  local sp = string.find(cur, ' ', 1, true)\n"
     "  local node, val = string.sub(cur, 1, sp - 1), string.sub(cur, sp + 1)\n"
@@ -790,6 +796,9 @@ static void on_claim(void *ctx, const redisReply *r, const char *err)
             val = r->element[2]->str;
             vlen = r->element[2]->len;
             claims_put(cc->key, cc->klen, val, vlen, node);
+        } else if (st == -2) {
+            val = "too many claims";
+            vlen = strlen(val);
         } else {
             val = "this node is being cut off from the cluster";
             vlen = strlen(val);

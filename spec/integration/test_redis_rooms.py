@@ -21,6 +21,8 @@ from redis_server import RedisServer
 #   {"replay": ROOM, "after": N}     -> {"history": ROOM, "list": [...], "complete": B}
 #   {"epoch": true}                  -> {"epoch": confab.epoch}
 #   {"hooks": true}                  -> {"hooks": number of message hooks run on this node}
+#   {"claim": KEY}                   -> confab.claim(KEY, "v"); {"claim": KEY, "ok": B, "v": V}
+#                                       (fn's answer) or {"claim_refused": KEY, "err": E}
 # Room messages are {"m": ID, "room": ROOM, "text": T}.
 ROOMS_LUA = r"""
 local confab = require "confab"
@@ -56,6 +58,11 @@ confab.on("message", function(ev)
     reply(ev.id, { epoch = confab.epoch })
   elseif m.hooks then
     reply(ev.id, { hooks = hooks })
+  elseif m.claim then
+    local ok, err = confab.claim(m.claim, "v", function(got, v)
+      reply(ev.id, { claim = m.claim, ok = got == nil and cjson.null or got, v = v })
+    end)
+    if not ok then reply(ev.id, { claim_refused = m.claim, err = err }) end
   end
 end)
 """
@@ -270,6 +277,24 @@ class RedisRooms(ConfabTest):
                 self.assertFalse(h["complete"])
                 continue
             self.assertEqual((h["complete"], [m["m"] for m in h["list"]]), (complete, new))
+
+    def test_claims_past_the_cap_are_refused_by_redis(self):
+        # Every node's mirror holds what Redis holds: Redis refuses a new key past 100,000.
+        srv = self.node()
+        p = self.peer(srv)
+        fields = []
+        for i in range(100000 - 1):
+            fields += ["x%d" % i, "0 w"]
+        self.redis.call("HSET", "confab:{p}:claims", *fields)
+        p.cmd(claim="last")
+        self.assertEqual(p.recv_json(claim="last")["ok"], True)
+        p.cmd(claim="more")
+        self.assertEqual(p.recv_json(claim="more"), {"claim": "more", "ok": None,
+                                                      "v": "too many claims"})
+        self.assertEqual(self.redis.call("HLEN", "confab:{p}:claims"), 100000)
+        self.assertIsNone(self.redis.call("HGET", "confab:{p}:claims", "more"))
+        p.cmd(claim="x5")  # held by another node: refused as taken, not as too many
+        self.assertEqual(p.recv_json(claim="x5")["ok"], False)
 
     def test_three_nodes_publishing_at_once_see_one_sequence(self):
         nodes = [self.node() for _ in range(3)]

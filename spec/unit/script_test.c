@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "claims.h"
 #include "hub.h"
 #include "script.h"
 #include "test.h"
@@ -435,4 +436,38 @@ TEST(script_time_limit_holds_for_handlers_and_c_functions)
     CHECK_STR(ask(c, "return 'alive'"), "ok alive");
     test_conn_close(c);
     script_shutdown();
+}
+
+/* Without --redis confab.claim decides here: a new key past CLAIMS_MAX is refused at once with
+ * "too many claims" (fn not called), a held key is still granted, and a release makes room. */
+TEST(script_claims_refuse_past_the_cap)
+{
+    setup();
+    char err[512];
+    CHECK_INT(load(evaluator, err, sizeof err), 0);
+    struct conn *c = test_conn_open();
+    char k[32];
+    for (size_t i = 0; i < CLAIMS_MAX - 1; i++) {
+        int n = snprintf(k, sizeof k, "k%zu", i);
+        claims_put(k, (size_t)n, "v", 1, 0);
+    }
+    CHECK_STR(ask(c, "local got; local ok = confab.claim('last', 'v', function(g) got = g end)\n"
+                     "return tostring(ok) .. ' ' .. tostring(got)"),
+              "ok true true");
+    CHECK_INT(claims_count(), CLAIMS_MAX);
+    CHECK_STR(ask(c, "local called; local ok, e = confab.claim('one more', 'v',\n"
+                     "  function() called = true end)\n"
+                     "return tostring(ok) .. ' ' .. tostring(e) .. ' ' .. tostring(called)"),
+              "ok nil too many claims nil");
+    CHECK(claims_get("one more", 8) == NULL);
+    CHECK_STR(ask(c, "local got; confab.claim('k5', 'w', function(g) got = g end, 'v')\n"
+                     "return tostring(got) .. ' ' .. confab.claimed('k5')"),
+              "ok true w");
+    CHECK_STR(ask(c, "return tostring(confab.release('k5'))"), "ok true");
+    CHECK_STR(ask(c, "local got; confab.claim('one more', 'v', function(g) got = g end)\n"
+                     "return tostring(got)"),
+              "ok true");
+    CHECK_INT(claims_count(), CLAIMS_MAX);
+    claims_clear();
+    test_conn_close(c);
 }
