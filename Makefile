@@ -109,7 +109,10 @@ test: deps all $(BUILD)/unit_tests fuzz-build
 cluster: deps all
 	@tools/run-cluster $(BUILD)
 
+# The reference server of the idle-room, accept and rooms scenarios: Node's ws, pinned by
+# bench/package-lock.json.
 bench: deps all $(BUILD)/loadgen $(BUILD)/pattern_bench
+	@[ -d bench/node_modules/ws ] || (cd bench && npm ci --no-audit --no-fund --silent)
 	@bench/run $(BUILD)
 	@$(BUILD)/pattern_bench
 

@@ -6,6 +6,7 @@
  *   loadgen idle   --addr 127.0.0.1:PORT [--server-pid PID] [-n 10000] [--sources 4]
  *   loadgen fanout --addr 127.0.0.1:PORT [--server-pid PID] [--subscribers 1000]
  *                  [--senders 1] [--messages 5000] [--size 64] [--window 64] [--rate 0] [--words]
+ *                  [--rooms R]
  *   either with --deflate: offers permessage-deflate as Chromium does and inflates what comes
  *   compressed; fanout reports the bytes read from the sockets per delivery (bytes on the wire).
  *
@@ -18,7 +19,15 @@
  *
  * idle opens N WebSocket connections (real upgrade handshake, Sec-WebSocket-Accept checked),
  * spread over the source addresses 127.0.0.2 .. 127.0.0.(1+S) so N can exceed one address's
- * ephemeral ports, answers pings, and reports how much the server's VmRSS grew per connection.
+ * ephemeral ports, answers pings, and reports how much the server's VmRSS grew per connection,
+ * and the server CPU time spent from the first connect to the last 101 (accept and upgrade).
+ * With --rooms R each connection then sends bench/rooms.lua's hello into room r<i mod R> and
+ * the RSS is read once every welcome has come back (idle members of rooms).
+ *
+ * fanout --rooms R (bench/rooms.lua's protocol): member i is in room r<i mod R>, its hello and
+ * says name that room; each message must reach the other members of its sender's room (and the
+ * sender). Senders may be all members. Loss and duplicates are counted per message, not per
+ * member (no per-member bitmap: 10,000 members x 100,000 messages would not fit).
  *
  * fanout speaks the chat protocol of the README (The chat protocol): every connection sends `hello` (and so
  * lands in `lobby`), the first K of them also send `say` messages whose text carries a sequence
@@ -114,6 +123,7 @@ static struct {
     bool deflate;             /* offer permessage-deflate (as Chromium does) and inflate */
     bool words;               /* fanout: pad texts with words (compresses like chat), not 'x' */
     int tls;                  /* wss: TLS to the server (certificate not checked: a benchmark) */
+    int rooms;                /* bench/rooms.lua: member i in room r<i mod rooms>; 0: chat.lua */
 } opt = {
     .path = "/ws", .n = 10000, .sources = 4, .batch = 500, .deadline = 120, .hold = 0,
     .subscribers = 1000, .senders = 1, .messages = 5000, .size = 64, .window = 64, .rate = 0,
@@ -129,11 +139,14 @@ static uint64_t pings_answered;
 static enum phase phase = PH_CONNECT;
 static int exit_status = 0;
 static uint64_t t_start, t_open_all;
+static unsigned long long cpu_start, cpu_open_all; /* server CPU ticks at the first connect, last 101 */
 static char rx[1 << 18];
 static uint64_t rng_state;
 
 /* fanout bookkeeping */
 static uint16_t *recv_others; /* [seq] receipts by connections other than the sender */
+static uint16_t *need_others; /* --rooms: [seq] members of the sender's room but the sender */
+static uint64_t expected_others; /* --rooms: the sum of need_others over the messages sent */
 static uint8_t *seen;         /* [conn][seq] bitmap */
 static size_t seen_stride;
 static int64_t sent, done_upto;
@@ -432,18 +445,34 @@ static void send_text(struct conn *c, const char *s, size_t n)
     ws_encode(c, 1, s, n);
 }
 
+/* --rooms: members of room r (connections i with i mod rooms == r) */
+static int room_size(int r)
+{
+    return nconns / opt.rooms + (r < nconns % opt.rooms ? 1 : 0);
+}
+
+static void all_open(void)
+{
+    bool ok;
+    t_open_all = mono_ns();
+    cpu_open_all = server_cpu_ticks(&ok);
+}
+
 static void on_open(struct conn *c)
 {
     c->state = CS_OPEN;
     inflight--;
     nopen++;
-    if (opt.mode == MODE_FANOUT) {
-        char msg[128];
-        int n = snprintf(msg, sizeof msg, "{\"type\":\"hello\",\"name\":\"%s%c%d\"}", opt.prefix,
-                         is_sender(c) ? 'p' : 's', c->idx);
-        send_text(c, msg, (size_t)n);
-    }
-    if (nopen + nfailed + nclosed_by_server == nconns && !t_open_all) t_open_all = mono_ns();
+    char msg[128];
+    int n = 0;
+    if (opt.rooms)
+        n = snprintf(msg, sizeof msg, "{\"type\":\"hello\",\"name\":\"%s%d\",\"room\":\"r%d\"}",
+                     opt.prefix, c->idx, c->idx % opt.rooms);
+    else if (opt.mode == MODE_FANOUT)
+        n = snprintf(msg, sizeof msg, "{\"type\":\"hello\",\"name\":\"%s%c%d\"}", opt.prefix,
+                     is_sender(c) ? 'p' : 's', c->idx);
+    if (n > 0) send_text(c, msg, (size_t)n);
+    if (nopen + nfailed + nclosed_by_server == nconns && !t_open_all) all_open();
     fill_starts();
 }
 
@@ -470,7 +499,9 @@ static void start_run(void);
 static void advance_done(void)
 {
     int64_t before = done_upto;
-    while (done_upto < sent && recv_others[done_upto] >= (uint16_t)(nconns - 1)) done_upto++;
+    while (done_upto < sent &&
+           recv_others[done_upto] >= (opt.rooms ? need_others[done_upto] : (uint16_t)(nconns - 1)))
+        done_upto++;
     if (done_upto != before) {
         if (done_upto == opt.messages && phase == PH_RUN) {
             t_run1 = mono_ns();
@@ -495,9 +526,14 @@ static void on_bench_message(struct conn *c, const char *p, size_t n, uint64_t n
         foreign++;
         return;
     }
-    uint8_t *bits = seen + (size_t)c->idx * seen_stride;
-    if (bits[seq >> 3] & (1u << (seq & 7))) { duplicates++; return; }
-    bits[seq >> 3] |= (uint8_t)(1u << (seq & 7));
+    if (opt.rooms) {
+        /* no per-member bitmap: a message counted more often than its room has members */
+        if ((int)snd != c->idx && recv_others[seq] >= need_others[seq]) { duplicates++; return; }
+    } else {
+        uint8_t *bits = seen + (size_t)c->idx * seen_stride;
+        if (bits[seq >> 3] & (1u << (seq & 7))) { duplicates++; return; }
+        bits[seq >> 3] |= (uint8_t)(1u << (seq & 7));
+    }
     if (opt.senders == 1) {
         if ((int64_t)seq < c->last_seq) reordered++;
         c->last_seq = (int64_t)seq;
@@ -519,9 +555,18 @@ static void on_bench_message(struct conn *c, const char *p, size_t n, uint64_t n
     }
 }
 
+static void idle_welcomed(void);
+
 static void on_text(struct conn *c, const char *p, size_t n, uint64_t now)
 {
-    if (opt.mode != MODE_FANOUT) return;
+    if (opt.mode != MODE_FANOUT) {
+        if (opt.rooms && !c->welcomed && find(p, n, "\"welcome\"")) {
+            c->welcomed = true;
+            nwelcomed++;
+            idle_welcomed();
+        }
+        return;
+    }
     if (c->welcomed && find(p, n, "@B")) { on_bench_message(c, p, n, now); return; }
     if (find(p, n, "\"error\"") && find(p, n, "\"code\"")) {
         if (server_errors++ < 5) fprintf(stderr, "loadgen: server error to %d: %.*s\n", c->idx, (int)n, p);
@@ -532,17 +577,24 @@ static void on_text(struct conn *c, const char *p, size_t n, uint64_t now)
         if (++nwelcomed == nconns && phase == PH_CONNECT) {
             phase = PH_SYNC;
             /* everyone is in lobby: one message through the room proves every earlier
-             * join broadcast has been delivered (per-connection order is FIFO) */
-            char msg[128];
-            int k = snprintf(msg, sizeof msg,
-                             "{\"type\":\"say\",\"room\":\"" ROOM "\",\"text\":\"@S%s sync\"}", opt.prefix);
-            send_text(&conns[0], msg, (size_t)k);
+             * join broadcast has been delivered (per-connection order is FIFO); with --rooms,
+             * one through each room, sent by its first member */
+            for (int r = 0; r < (opt.rooms ? opt.rooms : 1); r++) {
+                char msg[128];
+                int k = snprintf(msg, sizeof msg,
+                                 "{\"type\":\"say\",\"room\":\"%s%d\",\"text\":\"@S%s sync\"}",
+                                 opt.rooms ? "r" : ROOM, opt.rooms ? r : 0, opt.prefix);
+                if (!opt.rooms) k = snprintf(msg, sizeof msg,
+                                 "{\"type\":\"say\",\"room\":\"" ROOM "\",\"text\":\"@S%s sync\"}", opt.prefix);
+                send_text(&conns[r], msg, (size_t)k);
+            }
         }
         return;
     }
     if (!c->synced && phase == PH_SYNC && find(p, n, "@S")) {
         c->synced = true;
-        if (c->idx != 0 && ++nsynced == nconns - 1) start_run();
+        int syncers = opt.rooms ? opt.rooms : 1;
+        if (c->idx >= syncers && ++nsynced == nconns - syncers) start_run();
         return;
     }
     foreign++;
@@ -926,7 +978,15 @@ static void send_bench(struct conn *c)
         while (k < opt.size && k < (int)sizeof text - 1) text[k++] = 'x';
     }
     text[k] = 0;
-    int n = snprintf(msg, sizeof msg, "{\"type\":\"say\",\"room\":\"" ROOM "\",\"text\":\"%s\"}", text);
+    int n;
+    if (opt.rooms) {
+        need_others[seq] = (uint16_t)(room_size(c->idx % opt.rooms) - 1);
+        expected_others += need_others[seq];
+        n = snprintf(msg, sizeof msg, "{\"type\":\"say\",\"room\":\"r%d\",\"text\":\"%s\"}",
+                     c->idx % opt.rooms, text);
+    } else {
+        n = snprintf(msg, sizeof msg, "{\"type\":\"say\",\"room\":\"" ROOM "\",\"text\":\"%s\"}", text);
+    }
     send_text(c, msg, (size_t)n);
 }
 
@@ -999,11 +1059,14 @@ static void report_fanout(void)
     double run_s = t_run1 ? (double)(t_run1 - t_run0) / 1e9 : (double)(mono_ns() - t_run0) / 1e9;
     bool echo = deliveries_echo > 0;
     /* every message sent must reach every other member, and its sender too if the server echoes */
-    uint64_t expected = (uint64_t)sent * (uint64_t)(nconns - 1) + (echo ? (uint64_t)sent : 0);
+    uint64_t expected = (opt.rooms ? expected_others : (uint64_t)sent * (uint64_t)(nconns - 1)) +
+                        (echo ? (uint64_t)sent : 0);
     uint64_t got = deliveries_others + echo_unique;
     double cpu = have_cpu ? (double)(cpu_run1 - cpu_run0) / (double)tck : -1;
     printf("mode=fanout\n");
-    printf("room_members=%d\n", nconns);
+    printf("room_members=%d\n", opt.rooms ? nconns / opt.rooms : nconns);
+    printf("rooms=%d\n", opt.rooms ? opt.rooms : 1);
+    printf("members=%d\n", nconns);
     printf("senders=%d\n", opt.senders);
     printf("rate_per_sender=%g\n", opt.rate);
     printf("window=%d\n", opt.window);
@@ -1018,7 +1081,7 @@ static void report_fanout(void)
     printf("lost=%" PRId64 "\n", (int64_t)expected - (int64_t)got);
     printf("duplicates=%" PRIu64 "\n", duplicates);
     printf("reordered=%" PRIu64 "\n", reordered);
-    if (echo) {
+    if (echo && !opt.rooms) {
         /* every member received every message (its own too): with one total order per room,
          * every member saw the same sequence. Count the members whose sequence differs from
          * member 0's (a lost or duplicated message counts too). */
@@ -1030,6 +1093,7 @@ static void report_fanout(void)
     printf("deliveries_per_s=%.0f\n", run_s > 0 ? (double)got / run_s : 0);
     if (have_cpu) {
         printf("server_cpu_s=%.2f\n", cpu);
+        printf("server_cores=%.3f\n", run_s > 0 ? cpu / run_s : 0);
         printf("server_cpu_s_per_million=%.3f\n", got ? cpu * 1e6 / (double)got : 0);
         printf("deliveries_per_server_cpu_s=%.0f\n", cpu > 0 ? (double)got / cpu : 0);
     }
@@ -1064,6 +1128,12 @@ static void report_idle(long rss_after)
     printf("connect_s=%.3f\n", t_open_all ? (double)(t_open_all - t_start) / 1e9 : -1.0);
     printf("pings_answered=%" PRIu64 "\n", pings_answered);
     printf("deflate_negotiated=%d\n", ndeflate);
+    if (opt.rooms) printf("rooms=%d\nwelcomed=%d\n", opt.rooms, nwelcomed);
+    if (opt.server_pid && t_open_all) {
+        double s = (double)(cpu_open_all - cpu_start) / (double)sysconf(_SC_CLK_TCK);
+        printf("server_cpu_connect_s=%.2f\n", s);
+        printf("server_cpu_s_per_1000_conns=%.4f\n", nopen ? s * 1000 / nopen : 0);
+    }
     if (opt.server_pid) {
         printf("server_rss_before_kb=%ld\n", rss_before);
         printf("server_rss_after_kb=%ld\n", rss_after);
@@ -1133,13 +1203,25 @@ static void on_rss_poll(struct ev_loop *l, ev_timer *w, int revents)
     }
 }
 
+/* --rooms: the RSS is read once every member is in its room */
+static void idle_welcomed(void)
+{
+    if (nwelcomed == nopen && nopen + nfailed + nclosed_by_server == nconns &&
+        !ev_is_active(&poll_timer) && phase == PH_CONNECT) {
+        phase = PH_SYNC;
+        ev_timer_init(&poll_timer, on_rss_poll, 0.2, 0.2);
+        ev_timer_start(loop, &poll_timer);
+    }
+}
+
 static void on_connect_poll(struct ev_loop *l, ev_timer *w, int revents)
 {
     if (opt.verbose) fprintf(stderr, "loadgen: open=%d inflight=%d failed=%d\n", nopen, inflight, nfailed);
     if (opt.mode == MODE_IDLE && nopen + nfailed + nclosed_by_server == nconns) {
         ev_timer_stop(l, w);
-        if (!t_open_all) t_open_all = mono_ns();
+        if (!t_open_all) all_open();
         if (nopen == 0) { report_idle(-1); idle_done(); return; }
+        if (opt.rooms) { idle_welcomed(); return; }
         /* every 101 has arrived, so the server has finished each handshake; now wait for its RSS
          * to settle (allocator and lazily touched pages) before reading it */
         ev_timer_init(w, on_rss_poll, 0.2, 0.2);
@@ -1183,11 +1265,11 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: loadgen idle   --addr HOST:PORT [--server-pid PID] [-n N] [--sources S] [--batch B]\n"
-            "                      [--hold SEC] [--path /ws] [--deadline SEC] [--tls]\n"
+            "                      [--hold SEC] [--path /ws] [--deadline SEC] [--tls] [--rooms R]\n"
             "       loadgen fanout --addr HOST:PORT [--addr HOST:PORT...] [--server-pid PID...] [--subscribers N] [--senders K]\n"
             "                      [--messages M] [--size BYTES] [--window W] [--rate MSG_PER_S_PER_SENDER]\n"
             "                      [--sources S] [--batch B] [--prefix NAME] [--path /ws] [--deadline SEC]\n"
-            "                      [--words] [--tls]\n"
+            "                      [--words] [--tls] [--rooms R]\n"
             "                      [--on-run SHELL_COMMAND] [--on-done SHELL_COMMAND]\n"
             "       either: --deflate offers permessage-deflate (and inflates what comes compressed)\n");
     exit(2);
@@ -1242,6 +1324,7 @@ int main(int argc, char **argv)
         else if (ARG("--prefix")) opt.prefix = v;
         else if (ARG("--on-run")) opt.on_run = v;
         else if (ARG("--on-done")) opt.on_done = v;
+        else if (ARG("--rooms")) opt.rooms = atoi(v);
         else if (!strcmp(a, "-v")) opt.verbose = 1;
         else if (!strcmp(a, "--deflate")) opt.deflate = true;
         else if (!strcmp(a, "--words")) opt.words = true;
@@ -1250,7 +1333,9 @@ int main(int argc, char **argv)
 #undef ARG
     }
     if (!have_addr || opt.n < 1 || opt.sources < 0 || opt.sources > 250 || opt.batch < 1 ||
-        opt.subscribers < 2 || opt.senders < 1 || opt.senders >= opt.subscribers ||
+        opt.subscribers < 2 || opt.senders < 1 || opt.rooms < 0 ||
+        (opt.senders >= opt.subscribers && !(opt.rooms && opt.senders == opt.subscribers)) ||
+        (opt.rooms && opt.mode == MODE_FANOUT && opt.subscribers < 2 * opt.rooms) ||
         opt.subscribers > 65535 || opt.messages < 1 || opt.size < 1 || opt.size > 2000 ||
         opt.window < 1 || opt.rate < 0 || opt.deadline <= 0)
         usage();
@@ -1279,10 +1364,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < nconns; i++) { conns[i].state = CS_CLOSED; conns[i].fd = -1; }
     if (opt.mode == MODE_FANOUT) {
         seen_stride = ((size_t)opt.messages + 7) / 8;
-        seen = calloc((size_t)nconns, seen_stride);
+        seen = opt.rooms ? NULL : calloc((size_t)nconns, seen_stride);
+        need_others = opt.rooms ? calloc((size_t)opt.messages, sizeof *need_others) : NULL;
         recv_others = calloc((size_t)opt.messages, sizeof *recv_others);
         hist = calloc(HIST_N, sizeof *hist);
-        if (!seen || !recv_others || !hist) { fprintf(stderr, "loadgen: out of memory\n"); return 1; }
+        if ((!opt.rooms && !seen) || (opt.rooms && !need_others) || !recv_others || !hist) { fprintf(stderr, "loadgen: out of memory\n"); return 1; }
     }
 
     loop = ev_default_loop(EVBACKEND_EPOLL);
@@ -1303,6 +1389,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "loadgen: cannot read /proc/%d/status\n", (int)opt.server_pid);
         return 1;
     }
+    bool cpu_ok;
+    cpu_start = server_cpu_ticks(&cpu_ok);
     t_start = t_setup0 = mono_ns();
     fill_starts();
     ev_run(loop, 0);
