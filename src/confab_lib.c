@@ -51,6 +51,7 @@ static int l_on(lua_State *L)
     lua_pushinteger(L, prio);
     lua_setfield(L, -2, "prio");
     lua_rawseti(L, list, at);
+    script_state(L)->hooks[e]++;
     return 0;
 }
 
@@ -400,7 +401,8 @@ static int l_info(lua_State *L)
     const struct conn_meta *m = c->meta;
     lua_createtable(L, 0, 4);
     if (m) {
-        lua_pushstring(L, m->remote);
+        char remote[CONN_PEER_TEXT];
+        lua_pushstring(L, conn_peer_text(&c->peer, remote, sizeof remote));
         lua_setfield(L, -2, "remote");
         lua_pushlstring(L, m->path, m->path_len);
         lua_setfield(L, -2, "path");

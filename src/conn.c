@@ -1,6 +1,8 @@
 /* conn: the small helpers that go with struct conn. */
 #include "conn.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,19 +16,44 @@ static const char *put(char **at, const char *s, size_t len)
     return p;
 }
 
-struct conn_meta *conn_meta_new(const char *remote, const char *path, size_t path_len,
-                                const char *query, size_t query_len, const char *subprotocol)
+struct conn_meta *conn_meta_new(const char *path, size_t path_len, const char *query,
+                                size_t query_len, const char *subprotocol)
 {
-    size_t rl = strlen(remote), sl = strlen(subprotocol);
-    struct conn_meta *m = malloc(sizeof *m + rl + path_len + query_len + sl + 4);
+    size_t sl = strlen(subprotocol);
+    struct conn_meta *m = malloc(sizeof *m + path_len + query_len + sl + 3);
     if (!m)
         return NULL;
     char *at = m->buf;
-    m->remote = put(&at, remote, rl);
     m->path = put(&at, path, path_len);
     m->path_len = path_len;
     m->query = put(&at, query, query_len);
     m->query_len = query_len;
     m->subprotocol = put(&at, subprotocol, sl);
     return m;
+}
+
+void conn_peer_set(struct conn_peer *p, const struct sockaddr *sa)
+{
+    memset(p, 0, sizeof *p);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        p->family = AF_INET;
+        p->port = ntohs(a->sin_port);
+        memcpy(p->addr, &a->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        p->family = AF_INET6;
+        p->port = ntohs(a->sin6_port);
+        memcpy(p->addr, &a->sin6_addr, 16);
+    }
+}
+
+const char *conn_peer_text(const struct conn_peer *p, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int v6 = p->family == AF_INET6;
+    if (p->family == AF_INET || v6)
+        inet_ntop(p->family, p->addr, host, sizeof host);
+    snprintf(out, len, v6 ? "[%s]:%u" : "%s:%u", host, (unsigned)p->port);
+    return out;
 }

@@ -4,7 +4,10 @@
 #define CONFAB_CONN_H
 
 #include <ev.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uthash.h>
 
 #include "deadline.h"
@@ -35,10 +38,27 @@ enum {
     CONN_REMOTE = 1 << 13,      /* presence: another node's connection mirrored into the hub */
 };
 
+/* The peer's address as accept gave it, kept compact (20 bytes) and written out only when
+ * something asks: most connections are never logged about nor asked for confab.info. */
+struct conn_peer {
+    uint8_t family;   /* AF_INET, AF_INET6, or AF_UNSPEC when unknown */
+    uint8_t unused;
+    uint16_t port;    /* host byte order */
+    uint8_t addr[16]; /* an IPv4 address in the first 4 bytes */
+};
+
+/* Room for conn_peer_text: "[" IPv6 "]:" port. */
+#define CONN_PEER_TEXT (INET6_ADDRSTRLEN + 8)
+
+/* Keeps the address of sa (AF_INET or AF_INET6; anything else is unknown). */
+void conn_peer_set(struct conn_peer *p, const struct sockaddr *sa);
+
+/* "ip:port", "[ipv6]:port", or "?:0" when unknown, into out; returns out. */
+const char *conn_peer_text(const struct conn_peer *p, char *out, size_t len);
+
 /* What the upgrade request said, kept for the script's confab.info. One allocation: the
  * strings follow the struct, each NUL-terminated. */
 struct conn_meta {
-    const char *remote;      /* "ip:port" of the peer */
     const char *path, *query;
     size_t path_len, query_len;
     const char *subprotocol; /* "" when none was negotiated */
@@ -46,7 +66,7 @@ struct conn_meta {
 };
 
 /* A new conn_meta (free it with free()), or NULL on no memory. */
-struct conn_meta *conn_meta_new(const char *remote, const char *path, size_t path_len,
+struct conn_meta *conn_meta_new(const char *path, size_t path_len,
                                 const char *query, size_t query_len, const char *subprotocol);
 
 struct member;
@@ -66,6 +86,7 @@ struct conn {
     uint16_t close_code;       /* server: the code reported to the disconnect hook */
     uint8_t deflate_bits;      /* server: permessage-deflate negotiated, with this window for
                                 * what the server sends (9..15); 0: not negotiated */
+    struct conn_peer peer;     /* server: the peer's address, from accept */
     ev_io io;                  /* server */
     struct dl_node timeout;    /* server: request, silence or closing deadline */
     struct dl_node ping;       /* server: next ping due (WebSocket only) */
@@ -79,7 +100,8 @@ struct conn {
     struct member **rooms;     /* hub: memberships, rooms_len of rooms_cap used */
     uint16_t rooms_len, rooms_cap;
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
-    struct conn_meta *meta;    /* server: what the upgrade said, NULL before it */
+    struct conn_meta *meta;    /* server: what the upgrade said, NULL before it; the common
+                                * case (the --ws-path itself, nothing else) is one shared copy */
     struct caps_addr *caps;    /* server: its address's count (caps.h), or NULL */
     struct conn_rate *rate;    /* server: inbound rate buckets, only with --rate-* set */
     struct tls_conn *tls;      /* server: TLS state (tls.h), NULL on a plain connection */

@@ -244,7 +244,7 @@ struct event {
     enum hook_event e;
     struct conn *c;
     const struct http_request *req;     /* connect */
-    const char *remote, *protocol;      /* connect */
+    const char *protocol;               /* connect */
     int binary;                         /* message */
     const uint8_t *data;                /* message */
     size_t len;                         /* message */
@@ -268,7 +268,8 @@ static void push_connect(lua_State *L, const struct event *ev)
     lua_setfield(L, -2, "path");
     lua_pushlstring(L, req->query.p, req->query.len);
     lua_setfield(L, -2, "query");
-    lua_pushstring(L, ev->remote);
+    char remote[CONN_PEER_TEXT];
+    lua_pushstring(L, conn_peer_text(&ev->c->peer, remote, sizeof remote));
     lua_setfield(L, -2, "remote");
     if (ev->protocol && *ev->protocol) {
         lua_pushstring(L, ev->protocol);
@@ -437,10 +438,19 @@ void script_shutdown(void)
     cur = NULL;
 }
 
-int script_connect(struct conn *c, const struct http_request *req, const char *remote,
-                   const char *protocol, char *reason, size_t reason_len)
+/* Has the running script a hook for e? An event nobody hooks is not built nor run: no table,
+ * no time limit armed (two timer_settime calls), no Lua call. */
+static int hooked(enum hook_event e)
 {
-    struct event ev = {.e = H_CONNECT, .c = c, .req = req, .remote = remote,
+    return cur && cur->hooks[e] > 0;
+}
+
+int script_connect(struct conn *c, const struct http_request *req, const char *protocol,
+                   char *reason, size_t reason_len)
+{
+    if (!hooked(H_CONNECT))
+        return 0;
+    struct event ev = {.e = H_CONNECT, .c = c, .req = req,
                        .protocol = protocol, .why = reason, .why_len = reason_len};
     int rc = run_event(&ev);
     if (rc < 0) {
@@ -468,10 +478,14 @@ void script_disconnect(struct conn *c, uint16_t code, const char *reason)
         memcpy(room, hub_conn_room(c, n - 1), len);
         if (hub_leave(c, room, len) != 1)
             break; /* cannot be: it is one of its rooms; hub_remove drops the rest */
+        if (!hooked(H_LEAVE))
+            continue;
         struct event leave = {.e = H_LEAVE, .c = c, .room = room, .room_len = len,
                               .reason = "disconnect"};
         run_event(&leave);
     }
+    if (!hooked(H_DISCONNECT))
+        return;
     struct event ev = {.e = H_DISCONNECT, .c = c, .code = code, .reason = reason};
     run_event(&ev);
 }

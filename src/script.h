@@ -32,7 +32,7 @@ int script_check(const char *path, char *err, size_t errlen);
 
 /* Runs the connect hooks for c (which has an id). Returns 0 to accept; -1 to refuse, with the
  * reason in reason (status 403), or -2 when a hook failed (status 500). */
-int script_connect(struct conn *c, const struct http_request *req, const char *remote,
+int script_connect(struct conn *c, const struct http_request *req,
                    const char *protocol, char *reason, size_t reason_len);
 
 /* Runs the message hooks. */

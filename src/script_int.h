@@ -24,6 +24,7 @@ struct state {
     size_t mem_used, mem_limit;
     int loading;              /* the main chunk is running: globals and hooks may be declared */
     int closing;              /* lua_close is running: nothing new may be started */
+    unsigned hooks[H_COUNT];  /* hooks registered per event: an event nobody hooks costs no call */
     struct lua_timer *timers; /* active timers */
     struct script_cb *cbs;    /* callbacks waiting for a completion (script_callback.c) */
     char *path;

@@ -231,13 +231,14 @@ static void conn_close_ws(struct conn *c, uint16_t code, const char *reason)
         conn_closing(c, code);
 }
 
-/* A new connection on fd, on the list of all connections, reading an HTTP request. */
-static struct conn *conn_new(int fd)
+/* A new connection on fd from peer, on the list of all connections, reading an HTTP request. */
+static struct conn *conn_new(int fd, const struct sockaddr *peer)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->fd = fd;
+    conn_peer_set(&c->peer, peer);
     c->state = CONN_HTTP;
     c->all_next = srv.all;
     if (srv.all)
@@ -260,6 +261,17 @@ static void http_free(struct conn *c)
     }
 }
 
+/* The meta of the common upgrade (the --ws-path itself, no query, no subprotocol): one copy
+ * shared by every connection that made it, never freed. */
+static struct conn_meta common_meta;
+
+static void meta_free(struct conn *c)
+{
+    if (c->meta != &common_meta)
+        free(c->meta);
+    c->meta = NULL;
+}
+
 static void conn_free(struct conn *c)
 {
     ev_io_stop(srv.loop, &c->io);
@@ -279,7 +291,7 @@ static void conn_free(struct conn *c)
     if (c->tls && !tls_handshake_done(c->tls))
         srv.request_bytes -= TLS_HANDSHAKE_MEMORY;
     tls_conn_free(c->tls);
-    free(c->meta);
+    meta_free(c);
     if (c->rate) {
         ev_timer_stop(srv.loop, &c->rate->timer);
         free(c->rate);
@@ -783,21 +795,10 @@ static void serve_file(struct conn *c, const struct http_request *req)
         c->flags |= CONN_HTTP_CLOSE;
 }
 
-/* "ip:port" of the peer. */
-static void peer_name(int fd, char *out, size_t len)
-{
-    struct sockaddr_storage ss = {.ss_family = AF_UNSPEC}; /* a peer gone already: "?:0" */
-    socklen_t sl = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?", port[8] = "0";
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(out, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
-}
-
 /* The handshake rules for c: the server's, plus the address c arrived on (an IPv4
- * client of a dual-stack socket arrives on "::ffff:a.b.c.d": it is given as a.b.c.d). */
-static const struct hs_config *hs_config_for(struct conn *c)
+ * client of a dual-stack socket arrives on "::ffff:a.b.c.d": it is given as a.b.c.d). That
+ * address serves only to check an Origin: without one (not a browser) it is not asked for. */
+static const struct hs_config *hs_config_for(struct conn *c, const struct http_request *req)
 {
     static struct hs_config hs;
     static char addr[INET6_ADDRSTRLEN];
@@ -807,7 +808,8 @@ static const struct hs_config *hs_config_for(struct conn *c)
     if (c->tls && srv.cfg->tls_port >= 0)
         hs.listen_host = srv.cfg->tls_host; /* it came in on --tls-addr */
     addr[0] = '\0';
-    if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) < 0)
+    hs.local_addr = addr;
+    if (!http_header(req, "Origin") || getsockname(c->fd, (struct sockaddr *)&ss, &sl) < 0)
         return &hs;
     if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
@@ -827,11 +829,19 @@ static const struct hs_config *hs_config_for(struct conn *c)
     return &hs;
 }
 
+/* Is this upgrade the common one, whose meta is common_meta: the --ws-path itself, no query,
+ * no subprotocol? */
+static int is_common_upgrade(const struct http_request *req, const char *protocol)
+{
+    return !protocol[0] && !req->query.len && req->path.len == common_meta.path_len &&
+           memcmp(req->path.p, common_meta.path, req->path.len) == 0;
+}
+
 /* Returns 1 when the connection became a WebSocket. */
 static int upgrade(struct conn *c, const struct http_request *req)
 {
     struct hs_result hs;
-    if (handshake_check(req, hs_config_for(c), &hs) < 0) {
+    if (handshake_check(req, hs_config_for(c, req), &hs) < 0) {
         metrics.refused[hs.status == 405   ? REFUSED_METHOD
                         : hs.status == 426 ? REFUSED_VERSION
                         : hs.status == 403 ? REFUSED_ORIGIN
@@ -839,10 +849,16 @@ static int upgrade(struct conn *c, const struct http_request *req)
         http_fail(c, hs.status, hs.reason, hs.extra_header);
         return 0;
     }
-    char remote[INET6_ADDRSTRLEN + 16];
-    peer_name(c->fd, remote, sizeof remote);
-    c->meta = conn_meta_new(remote, req->path.p, req->path.len, req->query.p, req->query.len,
-                            hs.protocol);
+    /* The peer's address is written out only for a line that is logged. */
+    char remote[CONN_PEER_TEXT];
+    int debug = log_threshold <= LOG_DEBUG;
+    if (debug)
+        conn_peer_text(&c->peer, remote, sizeof remote);
+    if (is_common_upgrade(req, hs.protocol))
+        c->meta = &common_meta;
+    else
+        c->meta = conn_meta_new(req->path.p, req->path.len, req->query.p, req->query.len,
+                                hs.protocol);
     if (!c->meta) {
         METRIC_INC(refused[REFUSED_BUSY]);
         http_fail(c, 503, "out of memory", NULL);
@@ -850,7 +866,9 @@ static int upgrade(struct conn *c, const struct http_request *req)
     }
 
     c->deflate_bits = (uint8_t)hs.deflate.server_bits;
-    if (hs.deflate.server_bits)
+    if (!debug)
+        ;
+    else if (hs.deflate.server_bits)
         log_debug("conn from %s: permessage-deflate (%s)", remote, hs.deflate.response);
     else if (hs.deflate.declined)
         log_debug("conn from %s: permessage-deflate offer declined: %s", remote,
@@ -862,16 +880,16 @@ static int upgrade(struct conn *c, const struct http_request *req)
     conn_set_state(c, CONN_WS);
     conn_queue_raw(c, handshake_response(&hs));
     char reason[256];
-    int rc = script_connect(c, req, remote, hs.protocol, reason, sizeof reason);
+    int rc = script_connect(c, req, hs.protocol, reason, sizeof reason);
     if (rc < 0) {
         hub_remove(c); /* drops the 101 and anything the hook queued */
-        free(c->meta);
-        c->meta = NULL;
+        meta_free(c);
         /* Back to HTTP for the error response, unless the hook already closed it (then it is
          * closing, or dead, and the close frame went with the 101). */
         if (c->state == CONN_WS)
             conn_set_state(c, CONN_HTTP);
-        log_info("conn from %s refused by the connect hook: %s", remote, reason);
+        log_info("conn from %s refused by the connect hook: %s",
+                 conn_peer_text(&c->peer, remote, sizeof remote), reason);
         METRIC_INC(refused[rc == -1 ? REFUSED_HOOK : REFUSED_HOOK_ERROR]);
         if (c->state != CONN_DEAD)
             conn_queue_raw(c, http_error(rc == -1 ? 403 : 500, reason, NULL));
@@ -886,7 +904,8 @@ static int upgrade(struct conn *c, const struct http_request *req)
         dl_touch(&srv.silence, &c->timeout);
         dl_touch(&srv.pings, &c->ping);
         rate_start(c);
-        log_debug("conn %llu: WebSocket open from %s", (unsigned long long)c->id, remote);
+        if (debug)
+            log_debug("conn %llu: WebSocket open from %s", (unsigned long long)c->id, remote);
     }
     return 1;
 }
@@ -950,8 +969,8 @@ static void tls_read_failed(struct conn *c)
         log_debug("conn %d: TLS connection ended: %s", c->fd, tls_error(c->tls));
         return;
     }
-    char remote[INET6_ADDRSTRLEN + 16];
-    peer_name(c->fd, remote, sizeof remote);
+    char remote[CONN_PEER_TEXT];
+    conn_peer_text(&c->peer, remote, sizeof remote);
     if (tls_bytes_received(c->tls) == 0)
         log_debug("conn %d: TLS: %s left before its ClientHello", c->fd, remote);
     else
@@ -1216,8 +1235,17 @@ static int accept_one(struct listener *l, int draining)
         log_notice("accepting connections again");
         srv.accept_paused = 0;
     }
+    /* Linux gives an accepted socket the listener's TCP_NODELAY (set in listen_on): the first
+     * accept checks that once, and only if it did not is it set on every one. */
+    static int nodelay_inherited = -1;
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (nodelay_inherited < 0) {
+        int v = 0;
+        socklen_t vl = sizeof v;
+        nodelay_inherited = getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0 && v;
+    }
+    if (!nodelay_inherited)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* A TLS handshake holds tens of KB until it completes: the handshakes in progress share
      * --request-memory with the HTTP requests in progress. */
     if (l->tls && srv.request_bytes + TLS_HANDSHAKE_MEMORY > srv.cfg->request_memory) {
@@ -1227,7 +1255,7 @@ static int accept_one(struct listener *l, int draining)
         return 0;
     }
     struct tls_conn *t = l->tls ? tls_conn_new(fd) : NULL;
-    struct conn *c = l->tls && !t ? NULL : conn_new(fd);
+    struct conn *c = l->tls && !t ? NULL : conn_new(fd, (struct sockaddr *)&ss);
     if (!c) {
         tls_conn_free(t);
         close(fd);
@@ -1368,6 +1396,8 @@ static int listen_on(const char *chost, int cport, const char *what, int tls, in
             }
             if (ai->ai_family == AF_INET6 && !chost[0])
                 setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+            /* inherited by the accepted sockets (see accept_one) */
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
                 break;
             snprintf(err, errlen, "cannot listen on %s:%d%s%s: %s", chost, cport,
@@ -1466,6 +1496,8 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
         return -1;
     }
     srv.ping_frame = frame_ws(FRAME_PING, "", 0);
+    common_meta = (struct conn_meta){.path = cfg->ws_path, .path_len = strlen(cfg->ws_path),
+                                     .query = "", .subprotocol = ""};
 
     static const struct hub_callbacks hub_cb = {on_hub_queued, on_hub_overflow, on_hub_close};
     hub_init(cfg->send_queue, cfg->history, &hub_cb);

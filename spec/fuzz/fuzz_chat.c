@@ -32,6 +32,7 @@
  *   - the hub's connections are exactly the open fake ones;
  *   - at the end, after every peer left: no connection, no room with members, no frame, no
  *     framing state; the hub and the state are then freed (the leak checker sees the rest). */
+#include <arpa/inet.h>
 #include <ev.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -273,9 +274,12 @@ static struct conn *open_conn(int i)
     struct conn *c = calloc(1, sizeof *c);
     c->fd = -1;
     c->state = CONN_WS;
+    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000),
+                               .sin_addr.s_addr = htonl(0x7f000001)};
+    conn_peer_set(&c->peer, (struct sockaddr *)&peer);
     hub_add(c);
     char reason[256];
-    if (script_connect(c, &req, "127.0.0.1:40000", "", reason, sizeof reason) < 0) {
+    if (script_connect(c, &req, "", reason, sizeof reason) < 0) {
         hub_remove(c);
         free(c);
         return NULL;

@@ -104,6 +104,8 @@ class Metrics(ConfabTest):
         self.assertEqual(d("confab_websocket_upgrades_total"), 3)
         self.assertEqual(d("confab_hook_calls_total", hook="message"), 3 + n)
         self.assertEqual(d("confab_hook_duration_seconds_count", hook="message"), 3 + n)
+        # The script has no connect hook: upgrades cost no Lua call (nor a time limit armed).
+        self.assertEqual(d("confab_hook_calls_total", hook="connect"), 0)
         self.assertGreater(d("confab_received_bytes_total"), 3 * 150)  # handshakes and frames
         self.assertGreater(d("confab_sent_bytes_total"), 3 * 129)  # 101s and frames
         self.assertGreater(d("confab_loop_iteration_seconds_count"), 0)
