@@ -143,6 +143,7 @@ static struct {
     int s_put, s_beat, s_claim, s_release, s_sync;
     int fenced;       /* declared dead: getting a new node id */
     int beat_pending; /* a BEAT is in flight */
+    int known;        /* a BEAT of this node id was answered (its first one registers it) */
     unsigned sync_gen;/* the mirror read in progress */
     struct presence_stats stats;
 } P;
@@ -590,6 +591,8 @@ static void deliver_frame(uint64_t id, const char *data, size_t len, int binary)
     frame_unref(f);
 }
 
+static void fenced(void);
+
 static void on_msg(void *ctx, unsigned shard, const char *ch, size_t chlen, const char *data,
                    size_t len)
 {
@@ -610,6 +613,16 @@ static void on_msg(void *ctx, unsigned shard, const char *ch, size_t chlen, cons
     case 'd': /* d DEAD REAPER */
         if (read_num(&p, end, &a) < 0)
             return;
+        if (a == P.node) {
+            /* We were declared dead while we could not run (SIGSTOP, a stalled VM): this comes
+             * before anything the cluster did afterwards (a returning user's hello on another
+             * node, its close of our old connection), so we stop acting as that node now, not
+             * at our next heartbeat's answer: a message after this one must not run our clients'
+             * hooks a second time (B4: a close forwarded here ran the leave hook again and told
+             * the room, the returning user included, that the user left). */
+            fenced();
+            return;
+        }
         b = strtoull(p, NULL, 10);
         touch_dead((int)a);
         node_dead((int)a, (int)b);
@@ -681,6 +694,8 @@ static void close_silently(struct conn *c, void *arg)
 
 static void fenced(void)
 {
+    if (P.fenced)
+        return; /* told twice (the channel, then a heartbeat's answer) */
     log_msg(LOG_WARN, "presence: node %" PRIu64 " was declared dead (silent past the heartbeat): "
             "closing its clients, joining again as a new node", P.node);
     P.fenced = 1;
@@ -694,8 +709,9 @@ static void fenced(void)
 
 static void on_beat(void *ctx, const redisReply *r, const char *err)
 {
-    (void)ctx;
     P.beat_pending = 0;
+    if ((uint64_t)(uintptr_t)ctx != P.node || P.fenced)
+        return; /* sent as the node we were before being fenced: the new one beats on its own */
     if (err || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
         if (r && r->type == REDIS_REPLY_ERROR)
             log_msg(LOG_WARN, "presence: heartbeat: %s", r->str);
@@ -707,7 +723,7 @@ static void on_beat(void *ctx, const redisReply *r, const char *err)
         return;
     }
     P.stats.beats++;
-    if (status == 1 && P.stats.beats > 1) {
+    if (status == 1 && P.known) {
         /* Redis lost what it had of us: our connections and claims go back. */
         log_msg(LOG_WARN, "presence: Redis did not know node %" PRIu64 ": publishing its "
                 "connections and claims again", P.node);
@@ -715,6 +731,7 @@ static void on_beat(void *ctx, const redisReply *r, const char *err)
         claims_each(reclaim, NULL);
         redis_flush(0);
     }
+    P.known = 1;
     for (size_t i = 1; i < r->elements; i++) {
         touch_dead((int)r->element[i]->integer);
         node_dead((int)r->element[i]->integer, (int)P.node);
@@ -731,7 +748,7 @@ static void beat(void)
     const char *argv[] = {K_ALIVE, K_NODES, K_CLAIMS, node, ttl};
     size_t lens[] = {sizeof K_ALIVE - 1, sizeof K_NODES - 1, sizeof K_CLAIMS - 1, strlen(node),
                      strlen(ttl)};
-    if (eval(P.s_beat, 3, 5, argv, lens, on_beat, NULL) == 0)
+    if (eval(P.s_beat, 3, 5, argv, lens, on_beat, (void *)(uintptr_t)P.node) == 0)
         P.beat_pending = 1;
 }
 
@@ -759,6 +776,7 @@ static void on_new_id(void *ctx, const redisReply *r, const char *err)
     P.node = (uint64_t)r->integer;
     hub_set_id_base(P.node << 32);
     P.fenced = 0;
+    P.known = 0;
     log_msg(LOG_INFO, "presence: this node is node %" PRIu64 " now", P.node);
     beat();
     sync_mirror();
