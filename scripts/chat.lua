@@ -1157,7 +1157,8 @@ confab.on("leave", function(ev)
 end)
 
 -- A keyed user's name stays reserved (claimed, for its key) through the grace period; another's
--- is released.
+-- is released. Not when this node of a cluster is restarting (the drain's 1012): the grace would
+-- end with the process, so nobody would ever hear that the user left; the rooms hear it now.
 confab.on("disconnect", function(ev)
   local name = name_of(ev.id)
   if claiming[ev.id] then claiming[ev.id] = "gone" end
@@ -1167,7 +1168,11 @@ confab.on("disconnect", function(ev)
     local key = key_of(ev.id)
     if key then
       local p = grace_entry(skel, name, key, uid_of(ev.id), value)
-      p.timer = confab.after(LEAVE_GRACE, function() grace_over(skel) end)
+      if ev.code == 1012 and confab.node() ~= 0 then
+        grace_over(skel)
+      else
+        p.timer = confab.after(LEAVE_GRACE, function() grace_over(skel) end)
+      end
     else
       confab.release("n:" .. skel, value)
     end

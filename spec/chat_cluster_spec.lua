@@ -164,6 +164,26 @@ describe("chat.lua on a cluster", function()
     assert.same({ "name_taken" }, errors_of(x))
   end)
 
+  it("tells the rooms at once that a keyed user of a restarting node left (its grace would end "
+     .. "with the node); the user comes back on another with one joined", function()
+    local a = user(1, "alice")
+    local c = user(2, "carol", { key = KEY_B })
+    cl:clear()
+    cl:disconnect(c, 1012)   -- the drain of a node that stops
+    assert.same({ "carol" }, (function()
+      local l = {}
+      for _, m in ipairs(cl:json(a, "left")) do l[#l + 1] = m.name end
+      return l
+    end)())
+    local c2 = user(3, "carol", { key = KEY_B })
+    assert.equal(c, cl:last(c2, "welcome").uid)
+    cl:advance(10)
+    assert.same(1, #cl:json(a, "left"))
+    assert.same(1, #cl:json(a, "joined"))
+    cl:message(a, { type = "who", room = "lobby" })
+    assert.same({ "alice", "carol" }, sorted(cl:last(a, "members").members))
+  end)
+
   it("tells each member once that the history was reset when Redis lost its data", function()
     local a, b = user(1, "alice"), user(2, "bob")
     cl:message(a, { type = "join", room = "dev" })
