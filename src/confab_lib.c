@@ -374,21 +374,37 @@ static int l_get(lua_State *L)
     return 1;
 }
 
-static void push_open_id(struct conn *c, void *arg)
+struct open_ids {
+    uint64_t *ids;
+    size_t n;
+};
+
+static void collect_open_id(struct conn *c, void *arg)
 {
-    lua_State *L = arg;
-    if (conn_is_open(c) && (c->flags & CONN_OPENED)) {
-        lua_pushinteger(L, (lua_Integer)c->id);
-        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    }
+    struct open_ids *o = arg;
+    if (conn_is_open(c) && (c->flags & CONN_OPENED))
+        o->ids[o->n++] = c->id; /* room for every connection of the hub */
 }
 
-/* confab.connections() */
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* confab.connections(): the open ones, in id order (the order they connected in). */
 static int l_connections(lua_State *L)
 {
-    lua_createtable(L, (int)hub_count(), 0);
-    hub_each(push_open_id, L);
-    /* uthash iterates in insertion order, which is id order. */
+    size_t n = hub_count();
+    /* A userdata: counted against the script's memory, and freed by the GC if pushing fails. */
+    struct open_ids o = {lua_newuserdatauv(L, n ? n * sizeof *o.ids : 1, 0), 0};
+    hub_each(collect_open_id, &o);
+    qsort(o.ids, o.n, sizeof *o.ids, cmp_u64);
+    lua_createtable(L, (int)o.n, 0);
+    for (size_t i = 0; i < o.n; i++) {
+        lua_pushinteger(L, (lua_Integer)o.ids[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
     return 1;
 }
 

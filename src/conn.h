@@ -8,7 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
-#include <uthash.h>
 
 #include "deadline.h"
 #include "outq.h"
@@ -79,7 +78,6 @@ struct tls_conn;
 
 struct conn {
     uint64_t id;               /* hub: Lua's handle for it, never reused */
-    UT_hash_handle hh;         /* hub: id → conn */
     int fd;                    /* server */
     uint8_t state;             /* server: enum conn_state, changed only by its setter */
     uint16_t flags;            /* server */

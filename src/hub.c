@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "conn_ids.h"
 #include "metrics.h"
 
 /* Last ids of freed rooms, indexed by a hash of the name: a slot holds the highest last id of the
@@ -18,7 +19,7 @@
 #define ID_SLOTS 1024
 
 static struct {
-    struct conn *conns;   /* uthash by id */
+    struct conn_ids conns; /* by id */
     struct room *rooms;   /* uthash by name */
     uint64_t next_id;
     size_t queue_limit;
@@ -199,6 +200,7 @@ void hub_shutdown(void)
         room_free(r);
     }
     memset(hub.freed_last, 0, sizeof hub.freed_last);
+    conn_ids_free(&hub.conns);
     if (hub.loop) {
         ev_ref(hub.loop);
         ev_timer_stop(hub.loop, &hub.expiry);
@@ -214,10 +216,15 @@ static void changed(struct conn *c)
         hub_changed(c);
 }
 
-void hub_add(struct conn *c)
+int hub_add(struct conn *c)
 {
-    c->id = hub.next_id++;
-    HASH_ADD(hh, hub.conns, id, sizeof c->id, c);
+    c->id = hub.next_id;
+    if (conn_ids_put(&hub.conns, c) < 0) {
+        c->id = 0;
+        return -1;
+    }
+    hub.next_id++;
+    return 0;
 }
 
 void hub_set_id_base(uint64_t base)
@@ -237,7 +244,10 @@ struct conn *hub_add_remote(uint64_t id)
     c->fd = -1;
     c->state = CONN_DEAD; /* readable (get, rooms_of), never open */
     c->flags = CONN_REMOTE;
-    HASH_ADD(hh, hub.conns, id, sizeof c->id, c);
+    if (conn_ids_put(&hub.conns, c) < 0) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -249,9 +259,7 @@ void hub_remove_remote(struct conn *c)
 
 struct conn *hub_find(uint64_t id)
 {
-    struct conn *c;
-    HASH_FIND(hh, hub.conns, &id, sizeof id, c);
-    return c;
+    return conn_ids_get(&hub.conns, id);
 }
 
 size_t hub_room_count(void)
@@ -261,13 +269,12 @@ size_t hub_room_count(void)
 
 size_t hub_count(void)
 {
-    return HASH_COUNT(hub.conns);
+    return hub.conns.count;
 }
 
 void hub_each(void (*fn)(struct conn *c, void *arg), void *arg)
 {
-    struct conn *c, *tmp;
-    HASH_ITER(hh, hub.conns, c, tmp) fn(c, arg);
+    conn_ids_each(&hub.conns, fn, arg);
 }
 
 /* The hash of a room name for the rooms table: SipHash (OpenSSL's) under a key drawn at start,
@@ -500,7 +507,7 @@ void hub_remove(struct conn *c)
     outq_clear(&c->out);
     if (c->id) {
         changed(c);
-        HASH_DEL(hub.conns, c);
+        conn_ids_del(&hub.conns, c);
         c->id = 0;
     }
 }

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uthash.h>
+
 #include "conn.h"
 #include "frame.h"
 #include "outmsg.h"
@@ -105,8 +107,8 @@ size_t hub_attr_bytes(void);
 /* Frees every room and its history (connections belong to the server). */
 void hub_shutdown(void);
 
-/* Gives c a new id and makes it findable. */
-void hub_add(struct conn *c);
+/* Gives c a new id and makes it findable. Returns 0, or -1 on no memory (c has no id). */
+int hub_add(struct conn *c);
 
 /* Ids given from now on are base + 1, base + 2, ... (with --redis: the node's id << 32). */
 void hub_set_id_base(uint64_t base);
@@ -127,7 +129,8 @@ void hub_remove(struct conn *c);
 /* The connection with this id, or NULL. */
 struct conn *hub_find(uint64_t id);
 
-/* Calls fn for every connection, in no particular order. */
+/* Calls fn for every connection, in no particular order (not id order). fn may remove
+ * connections from the hub (hub_remove) but not add any. */
 void hub_each(void (*fn)(struct conn *c, void *arg), void *arg);
 
 /* Number of rooms (with members or stored history). */

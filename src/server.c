@@ -859,7 +859,8 @@ static int upgrade(struct conn *c, const struct http_request *req)
     else
         c->meta = conn_meta_new(req->path.p, req->path.len, req->query.p, req->query.len,
                                 hs.protocol);
-    if (!c->meta) {
+    if (!c->meta || hub_add(c) < 0) {
+        meta_free(c);
         METRIC_INC(refused[REFUSED_BUSY]);
         http_fail(c, 503, "out of memory", NULL);
         return 0;
@@ -875,7 +876,6 @@ static int upgrade(struct conn *c, const struct http_request *req)
                   hs.deflate.declined);
 
     /* The 101 goes first; whatever the connect hook sends follows it. */
-    hub_add(c);
     log_ctx.conn = c->id;
     conn_set_state(c, CONN_WS);
     conn_queue_raw(c, handshake_response(&hs));

@@ -277,7 +277,10 @@ static struct conn *open_conn(int i)
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000),
                                .sin_addr.s_addr = htonl(0x7f000001)};
     conn_peer_set(&c->peer, (struct sockaddr *)&peer);
-    hub_add(c);
+    if (hub_add(c) < 0) {
+        free(c);
+        return NULL;
+    }
     char reason[256];
     if (script_connect(c, &req, "", reason, sizeof reason) < 0) {
         hub_remove(c);
