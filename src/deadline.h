@@ -8,17 +8,21 @@
 
 struct dl_list;
 
+/* 24 bytes (two per connection): a node knows its list only when it is the list's first, from
+ * its prev, the list's own head node (marked by a negative stamp): that is the one case where
+ * the list's timer must follow. */
 struct dl_node {
-    struct dl_node *prev, *next;
-    struct dl_list *list; /* the list the node is in, NULL when in none */
-    ev_tstamp stamp;      /* when the timeout started */
+    struct dl_node *prev, *next; /* NULL when in no list */
+    ev_tstamp stamp;             /* when the timeout started; DL_HEAD in a list's head */
 };
+
+#define DL_HEAD (-1.0)
 
 /* Called for each node whose timeout passed; it must remove the node or touch it again. */
 typedef void (*dl_expire_fn)(struct dl_list *list, struct dl_node *node, ev_tstamp now);
 
 struct dl_list {
-    struct dl_node *first, *last;
+    struct dl_node head; /* circular: head.next is the first node, head.prev the last */
     ev_tstamp timeout;
     dl_expire_fn expire;
     ev_timer timer;
