@@ -68,7 +68,7 @@ struct conn_meta {
 struct conn_meta *conn_meta_new(const char *path, size_t path_len,
                                 const char *query, size_t query_len, const char *subprotocol);
 
-struct member;
+struct conn_room;
 struct attr;
 struct caps_addr;
 struct conn_rate;
@@ -95,7 +95,7 @@ struct conn {
     struct conn *all_prev, *all_next; /* server: the list of every connection */
     struct http_conn *http;    /* server: request buffer, only while reading a request */
     struct ws_conn *ws;        /* ws: wslay state, only while a message is in progress */
-    struct member **rooms;     /* hub: memberships, rooms_len of rooms_cap used */
+    struct conn_room *rooms;   /* hub: memberships, rooms_len of rooms_cap used */
     uint16_t rooms_len, rooms_cap;
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
     struct conn_meta *meta;    /* server: what the upgrade said, NULL before it; the common

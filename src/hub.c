@@ -354,9 +354,10 @@ static struct room *room_get(const char *name, size_t len)
     return r;
 }
 
-static int grow(void **arr, uint32_t *cap, size_t elem)
+/* Doubles an array (first to first slots). */
+static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t first)
 {
-    uint32_t ncap = *cap ? *cap * 2 : 4;
+    uint32_t ncap = *cap ? *cap * 2 : first;
     void *n = realloc(*arr, ncap * elem);
     if (!n)
         return -1;
@@ -387,11 +388,17 @@ static void members_compact(struct room *r)
     if (r->members_gone) {
         uint32_t n = 0;
         for (uint32_t i = 0; i < r->members_len; i++) {
-            if (r->members[i]) {
-                r->members[n] = r->members[i];
-                r->members[n]->room_idx = n;
-                n++;
+            struct conn *c = r->members[i];
+            if (!c)
+                continue;
+            if (n != i) {
+                r->members[n] = c;
+                /* its membership of r says where it now is (a connection is in few rooms) */
+                for (uint32_t j = 0; j < c->rooms_len; j++)
+                    if (c->rooms[j].room == r)
+                        c->rooms[j].idx = n;
             }
+            n++;
         }
         r->members_len = n;
         r->members_gone = 0;
@@ -402,7 +409,7 @@ static void members_compact(struct room *r)
 int hub_join(struct conn *c, const char *name, size_t len)
 {
     for (uint32_t i = 0; i < c->rooms_len; i++) {
-        struct room *r = c->rooms[i]->room;
+        struct room *r = c->rooms[i].room;
         if (strlen(r->name) == len && memcmp(r->name, name, len) == 0)
             return 0;
     }
@@ -411,39 +418,35 @@ int hub_join(struct conn *c, const char *name, size_t len)
     struct room *r = room_get(name, len);
     if (!r)
         return -1;
-    struct member *m = malloc(sizeof *m);
     uint32_t ccap = c->rooms_cap;
     if (r->members_len == r->members_cap)
         members_compact(r);
-    if (!m || (r->members_len == r->members_cap &&
-               grow((void **)&r->members, &r->members_cap, sizeof *r->members) < 0) ||
+    /* Most connections are in one room: their array starts with one slot (the smallest
+     * allocation), a room's with four. */
+    if ((r->members_len == r->members_cap &&
+         grow((void **)&r->members, &r->members_cap, sizeof *r->members, 4) < 0) ||
         (c->rooms_len == c->rooms_cap &&
-         grow((void **)&c->rooms, &ccap, sizeof *c->rooms) < 0)) {
-        free(m);
+         grow((void **)&c->rooms, &ccap, sizeof *c->rooms, 1) < 0)) {
         room_release(r);
         return -1;
     }
     c->rooms_cap = (uint16_t)ccap;
-    m->room = r;
-    m->conn = c;
-    m->room_idx = r->members_len;
-    m->conn_idx = c->rooms_len;
-    r->members[r->members_len++] = m;
-    c->rooms[c->rooms_len++] = m;
+    c->rooms[c->rooms_len++] = (struct conn_room){r, r->members_len};
+    r->members[r->members_len++] = c;
     if (c->flags & CONN_REMOTE)
         r->members_remote++;
     changed(c);
     return 1;
 }
 
-static void member_remove(struct member *m)
+/* Takes c out of its k-th room. */
+static void member_remove(struct conn *c, uint32_t k)
 {
-    struct room *r = m->room;
-    struct conn *c = m->conn;
+    struct room *r = c->rooms[k].room;
     /* Room order is join order (members() promises it): leave a hole, and close the holes
      * once they are half the slots, so that N members leaving costs O(N), not O(N^2).
      * Connection order does not matter: swap. */
-    r->members[m->room_idx] = NULL;
+    r->members[c->rooms[k].idx] = NULL;
     r->members_gone++;
     if (c->flags & CONN_REMOTE)
         r->members_remote--;
@@ -455,9 +458,7 @@ static void member_remove(struct member *m)
         members_compact(r);
     else
         shrink((void **)&r->members, r->members_len, &r->members_cap, sizeof *r->members);
-    struct member *last = c->rooms[--c->rooms_len];
-    c->rooms[m->conn_idx] = last;
-    last->conn_idx = m->conn_idx;
+    c->rooms[k] = c->rooms[--c->rooms_len];
     if (c->rooms_len == 0) {
         free(c->rooms);
         c->rooms = NULL;
@@ -467,7 +468,6 @@ static void member_remove(struct member *m)
         shrink((void **)&c->rooms, c->rooms_len, &ccap, sizeof *c->rooms);
         c->rooms_cap = (uint16_t)ccap;
     }
-    free(m);
     room_release(r);
     changed(c);
 }
@@ -475,9 +475,9 @@ static void member_remove(struct member *m)
 int hub_leave(struct conn *c, const char *name, size_t len)
 {
     for (uint32_t i = 0; i < c->rooms_len; i++) {
-        struct room *r = c->rooms[i]->room;
+        struct room *r = c->rooms[i].room;
         if (strlen(r->name) == len && memcmp(r->name, name, len) == 0) {
-            member_remove(c->rooms[i]);
+            member_remove(c, i);
             return 1;
         }
     }
@@ -496,7 +496,7 @@ void hub_each_room(void (*fn)(struct room *r, void *arg), void *arg)
 void hub_remove(struct conn *c)
 {
     while (c->rooms_len)
-        member_remove(c->rooms[c->rooms_len - 1]);
+        member_remove(c, c->rooms_len - 1);
     struct attr *a = c->attrs;
     while (a) {
         struct attr *next = a->next;
@@ -543,10 +543,8 @@ size_t hub_broadcast(struct room *r, struct frame *f, const struct conn *except)
     /* The overflow callback never changes membership (the server cuts the connection off
      * later, at its safe point), so the member array is stable during the walk. */
     for (uint32_t i = 0; i < r->members_len; i++) {
-        if (!r->members[i])
-            continue;
-        struct conn *c = r->members[i]->conn;
-        if (c != except && !(c->flags & CONN_REMOTE) && hub_send(c, f) == 0)
+        struct conn *c = r->members[i];
+        if (c && c != except && !(c->flags & CONN_REMOTE) && hub_send(c, f) == 0)
             n++;
     }
     return n;
@@ -556,10 +554,8 @@ size_t hub_broadcast_msg(struct room *r, struct outmsg *m, const struct conn *ex
 {
     size_t n = 0;
     for (uint32_t i = 0; i < r->members_len; i++) {
-        if (!r->members[i])
-            continue;
-        struct conn *c = r->members[i]->conn;
-        if (c == except || (c->flags & CONN_CLOSE_SENT))
+        struct conn *c = r->members[i];
+        if (!c || c == except || (c->flags & CONN_CLOSE_SENT))
             continue;
         struct frame *f = outmsg_frame(m, c);
         if (f && hub_send(c, f) == 0)
@@ -730,7 +726,7 @@ size_t hub_room_local_size(const struct room *r)
 uint64_t hub_room_member(const struct room *r, size_t i)
 {
     members_compact((struct room *)r); /* the same members in the same order: still const */
-    return r->members[i]->conn->id;
+    return r->members[i]->id;
 }
 
 size_t hub_conn_room_count(const struct conn *c)
@@ -740,7 +736,7 @@ size_t hub_conn_room_count(const struct conn *c)
 
 const char *hub_conn_room(const struct conn *c, size_t i)
 {
-    return c->rooms[i]->room->name;
+    return c->rooms[i].room->name;
 }
 
 const char *hub_attr_string(const struct attr *a, size_t *len)

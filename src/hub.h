@@ -33,11 +33,11 @@ struct hub_callbacks {
 
 struct room;
 
-struct member {
+/* One membership, kept in the connection's array (no allocation of its own): the room and the
+ * connection's slot in room->members, which holds the connection itself. */
+struct conn_room {
     struct room *room;
-    struct conn *conn;
-    uint32_t room_idx; /* position in room->members */
-    uint32_t conn_idx; /* position in conn->rooms */
+    uint32_t idx; /* position in room->members */
 };
 
 struct hist_entry {
@@ -53,7 +53,7 @@ struct hist_entry {
 struct room {
     char *name;
     UT_hash_handle hh;
-    struct member **members; /* join order; NULL slots are members gone, compacted lazily */
+    struct conn **members;   /* join order; NULL slots are members gone, compacted lazily */
     uint32_t members_len, members_cap; /* slots used (members and holes), allocated */
     uint32_t members_gone;             /* holes among the slots used */
     uint32_t members_remote;           /* members that are other nodes' (CONN_REMOTE) */

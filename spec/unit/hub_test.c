@@ -20,6 +20,15 @@ static void t_close(struct conn *c, uint16_t code, const char *reason) { close_c
 static const struct hub_callbacks cb = {t_queued, t_overflow, t_close};
 
 
+/* Where c's membership of r says c is in r->members (UINT32_MAX when not a member). */
+static uint32_t slot_in(const struct conn *c, const struct room *r)
+{
+    for (uint32_t j = 0; j < c->rooms_len; j++)
+        if (c->rooms[j].room == r)
+            return c->rooms[j].idx;
+    return UINT32_MAX;
+}
+
 TEST(hub_rooms_both_ways)
 {
     hub_init(1 << 20, 10, &cb);
@@ -42,7 +51,7 @@ TEST(hub_rooms_both_ways)
     CHECK_INT(hub_leave(b, "lobby", 5), 1);
     CHECK_INT(hub_leave(b, "lobby", 5), 0);
     CHECK_INT(hub_room_size(lobby), 2);
-    CHECK(hub_room_member(lobby, 1) == c->id && lobby->members[1]->room_idx == 1);
+    CHECK(hub_room_member(lobby, 1) == c->id && slot_in(c, lobby) == 1);
     CHECK_INT(hub_leave(b, "lobby", 5), 0);
     CHECK_INT(hub_join(b, "lobby", 5), 1);
     CHECK(hub_room_member(lobby, 0) == a->id && hub_room_member(lobby, 2) == b->id);
@@ -423,8 +432,8 @@ TEST(hub_members_leave_in_any_order)
             }
         }
         for (uint32_t i = 0; i < r->members_len; i++)
-            if (r->members[i] && r->members[i]->room_idx != i)
-                CHECK(!"room_idx matches the slot");
+            if (r->members[i] && slot_in(r->members[i], r) != i)
+                CHECK(!"the membership's slot matches the room's");
     }
     frame_unref(f);
     for (int i = 0; i < N; i++)
@@ -473,4 +482,40 @@ TEST(hub_room_names_cannot_flood_one_hash_chain)
     }
     CHECK(hub_rooms_longest_chain() < 20);
     test_conn_close(a);
+}
+
+/* Memberships live in the connection's array: compacting one room's holes moves its members,
+ * whose entries for that room follow, and their other rooms are untouched. */
+TEST(hub_compaction_keeps_every_membership_right)
+{
+    hub_init(1 << 20, 100, &cb);
+    enum { N = 40 };
+    struct conn *m[N];
+    const char *names[3] = {"a", "b", "c"};
+    for (int i = 0; i < N; i++) {
+        m[i] = test_conn_open();
+        for (int k = 0; k < 3; k++)
+            CHECK_INT(hub_join(m[i], names[(i + k) % 3], 1), 1);
+    }
+    struct room *a = hub_room("a", 1);
+    /* Two of every three leave "a": holes pass half the slots, "a" is compacted. */
+    for (int i = 0; i < N; i++)
+        if (i % 3)
+            CHECK_INT(hub_leave(m[i], "a", 1), 1);
+    CHECK_INT(hub_room_size(a), (N + 2) / 3);
+    for (int k = 0; k < 3; k++) {
+        struct room *r = hub_room(names[k], 1);
+        for (uint32_t i = 0; i < r->members_len; i++)
+            if (r->members[i] && slot_in(r->members[i], r) != i)
+                CHECK(!"the membership's slot matches the room's");
+    }
+    size_t j = 0;
+    for (int i = 0; i < N; i += 3)
+        CHECK(hub_room_member(a, j++) == m[i]->id); /* join order kept */
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(hub_conn_room_count(m[i]), i % 3 ? 2 : 3);
+        test_conn_close(m[i]);
+    }
+    for (int k = 0; k < 3; k++)
+        CHECK(hub_room(names[k], 1) == NULL);
 }
