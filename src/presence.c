@@ -282,6 +282,67 @@ static void apply_state(uint64_t id, const char *state, size_t len)
         log_msg(LOG_WARN, "presence: could not mirror connection %" PRIu64, id);
 }
 
+/* ---- roster: the script hears of changes to this node's mirror ------------------------ */
+
+/* Rooms whose mirrored members changed by the message being applied (names copied: a room goes
+ * with its last member). The `roster` hooks run once the message is applied: chat.lua sends a
+ * fresh member list when one it sent may have crossed the change (docs/hooks.md, "Many nodes"). */
+static struct {
+    char **names;
+    size_t n, cap;
+} roster;
+
+static void roster_mark(const struct conn *c)
+{
+    if (!c || !(c->flags & CONN_REMOTE))
+        return;
+    size_t n = hub_conn_room_count(c);
+    for (size_t i = 0; i < n; i++) {
+        const char *room = hub_conn_room(c, i);
+        int seen = 0;
+        for (size_t j = 0; j < roster.n && !seen; j++)
+            seen = strcmp(roster.names[j], room) == 0;
+        if (seen)
+            continue;
+        if (roster.n == roster.cap) {
+            size_t cap = roster.cap ? roster.cap * 2 : 8;
+            char **names = realloc(roster.names, cap * sizeof *names);
+            if (!names)
+                return;
+            roster.names = names;
+            roster.cap = cap;
+        }
+        char *copy = strdup(room);
+        if (copy)
+            roster.names[roster.n++] = copy;
+    }
+}
+
+static void roster_run(void)
+{
+    char **names = roster.names;
+    size_t n = roster.n;
+    roster.names = NULL;
+    roster.n = roster.cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        script_roster(names[i], strlen(names[i]), 0);
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* After a whole read of the mirror: what the channel said while the subscriber link was down
+ * (joined/left frames included) is lost for this node's clients, so every room with members here
+ * hears of it. */
+static void roster_synced(struct room *r, void *arg)
+{
+    (void)arg;
+    if (hub_room_local_size(r) > 0) {
+        const char *name = hub_room_name(r);
+        script_roster(name, strlen(name), 1);
+    }
+}
+
 struct id_list {
     uint64_t *ids;
     size_t n, cap;
@@ -348,10 +409,13 @@ static void node_dead(int dead, int reaper)
             P.stats.reaped++;
         }
         c = hub_find(l.ids[i]);
-        if (c && (c->flags & CONN_REMOTE))
+        if (c && (c->flags & CONN_REMOTE)) {
+            roster_mark(c); /* in no room any more when its hooks ran here */
             hub_remove_remote(c);
+        }
     }
     free(l.ids);
+    roster_run();
 }
 
 static void drop_remote(struct conn *c, void *arg)
@@ -540,6 +604,7 @@ static void on_sync(void *ctx, const redisReply *r, const char *err)
     free(d.keys);
     touched_clear();
     P.stats.syncs++;
+    hub_each_room(roster_synced, NULL);
 }
 
 /* Reads the whole mirror again (one script call: anything this node asks Redis afterwards is
@@ -608,7 +673,10 @@ static void on_msg(void *ctx, unsigned shard, const char *ch, size_t chlen, cons
         if (node_of(b) != (int)a)
             return;
         touch_id(b);
+        roster_mark(hub_find(b));
         apply_state(b, p, (size_t)(end - p));
+        roster_mark(hub_find(b));
+        roster_run();
         break;
     case 'd': /* d DEAD REAPER */
         if (read_num(&p, end, &a) < 0)

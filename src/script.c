@@ -19,7 +19,7 @@
 #include "script_int.h"
 
 const char *const script_hook_names[] = {"connect", "message", "join", "leave",
-                                         "disconnect", "reload", "epoch", NULL};
+                                         "disconnect", "reload", "epoch", "roster", NULL};
 
 struct ev_loop *script_loop;
 struct script_config script_limits;
@@ -339,6 +339,13 @@ static int run_protected(lua_State *L)
         lua_pushinteger(L, script_limits.epoch);
         lua_setfield(L, -2, "epoch");
         break;
+    case H_ROSTER:
+        lua_createtable(L, 0, 2);
+        lua_pushlstring(L, ev->room, ev->room_len);
+        lua_setfield(L, -2, "room");
+        lua_pushboolean(L, ev->code != 0);
+        lua_setfield(L, -2, "sync");
+        break;
     default:
         lua_newtable(L);
         break;
@@ -430,6 +437,16 @@ void script_epoch_changed(int64_t epoch)
         struct event ev = {.e = H_EPOCH};
         run_event(&ev);
     }
+}
+
+static int hooked(enum hook_event e);
+
+void script_roster(const char *room, size_t len, int sync)
+{
+    if (!hooked(H_ROSTER))
+        return;
+    struct event ev = {.e = H_ROSTER, .room = room, .room_len = len, .code = sync != 0};
+    run_event(&ev);
 }
 
 void script_shutdown(void)

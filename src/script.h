@@ -52,6 +52,10 @@ void script_set_epoch(int64_t epoch);
 /* The epoch changed while serving (Redis lost its data): sets it, then runs the `epoch` hooks. */
 void script_epoch_changed(int64_t epoch);
 
+/* With --redis: this node's mirror of another node's members of room changed (a join, a leave,
+ * an attribute, a node's death; sync: the mirror was read again whole). Runs the `roster` hooks. */
+void script_roster(const char *room, size_t len, int sync);
+
 /* Bytes of memory the running script's Lua state uses (0 before the first load). */
 size_t script_memory_used(void);
 

@@ -10,7 +10,8 @@
 
 #include "script.h"
 
-enum hook_event { H_CONNECT, H_MESSAGE, H_JOIN, H_LEAVE, H_DISCONNECT, H_RELOAD, H_EPOCH, H_COUNT };
+enum hook_event { H_CONNECT, H_MESSAGE, H_JOIN, H_LEAVE, H_DISCONNECT, H_RELOAD, H_EPOCH, H_ROSTER,
+                  H_COUNT };
 
 /* "connect", "message", ... in enum order, NULL-terminated (for luaL_checkoption). */
 extern const char *const script_hook_names[];
