@@ -49,6 +49,11 @@ local TYPING_EVERY = 2000    -- ms between two typing notices of one user in one
 -- (1 + members/250) seconds: without this a crowd joining a room costs members^2 bytes.
 -- joined/left/renamed always go out at once, so a client can keep its list exact from those.
 local MEMBERS_BURST = 5
+-- Many nodes: a list this node sent may have been computed before it heard of another node's
+-- change whose joined/left reached the client first (the roster hook). For this long after it
+-- sent one, a change it hears of sends the list again (ms: beyond the subscriber link's lag,
+-- which its ping bounds to about 3 s before it is reconnected and the mirror read again).
+local ROSTER_WINDOW = 10000
 
 local HELP = "commands: /join ROOM, /leave [ROOM], /nick NAME, /msg NAME TEXT, /me TEXT, /who, "
   .. "/rooms, /help"
@@ -60,6 +65,7 @@ local member = {}    -- id -> { [room] = true } (mirror of the core's rooms_of, 
 local flood = {}     -- id -> { tokens =, at = } (created on a connection's first message)
 local typing = {}    -- id -> { [room] = ms of the last typing notice sent }
 local roster = {}    -- room -> { tokens =, at =, timer = } for members broadcasts
+local listed = {}    -- room -> confab.now() when this node last sent its list (many nodes only)
 local keys = {}      -- id -> the key of its hello (keyed users only)
 local uids = {}      -- id -> uid (the connection id itself for users without a key)
 local pending = {}   -- skeleton -> { name=, key=, uid=, value=, rooms = { [room] = true }, timer= }: in grace
@@ -384,6 +390,7 @@ end
 local function members_changed(room, joiner)
   local r = roster[room]
   local now = confab.now()
+  if confab.node() ~= 0 then listed[room] = now end
   if not r then
     r = { tokens = MEMBERS_BURST, at = now }
     roster[room] = r
@@ -400,6 +407,7 @@ local function members_changed(room, joiner)
     r.timer = confab.after((1 - r.tokens) * every / 1000, function()
       r.timer = nil
       r.tokens, r.at = 0, confab.now()
+      if listed[room] then listed[room] = r.at end
       if #confab.members(room) > 0 then
         confab.broadcast(room, members_frame(room))
       else
@@ -1179,6 +1187,19 @@ confab.on("disconnect", function(ev)
   end
   names[ev.id], member[ev.id], flood[ev.id], typing[ev.id] = nil, nil, nil, nil
   keys[ev.id], uids[ev.id] = nil, nil
+end)
+
+-- Many nodes: this node heard of another node's change to a room (a join, leave, rename or a
+-- node's death), after the fact. The frames announcing it are exact, but a list this node sent a
+-- moment ago may have missed it and reach clients after them: then the list goes again (ordered
+-- after the stale one: same node). After the mirror was read again whole (`sync`: the subscriber
+-- link was down, the joined/left sent meanwhile are lost for this node's clients) it goes anyway.
+confab.on("roster", function(ev)
+  local at = listed[ev.room]
+  if at and confab.now() - at >= ROSTER_WINDOW then
+    listed[ev.room], at = nil, nil
+  end
+  if at or ev.sync then members_changed(ev.room) end
 end)
 
 -- After a hot reload the caches are empty: rebuild them from the core. Grace periods running at

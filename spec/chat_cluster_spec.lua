@@ -184,6 +184,23 @@ describe("chat.lua on a cluster", function()
     assert.same({ "alice", "carol" }, sorted(cl:last(a, "members").members))
   end)
 
+  it("sends a node's member list again when another node's change follows one it sent within "
+     .. "10 s (it may have been computed before the change reached it), not later", function()
+    local a = user(1, "alice")
+    user(2, "bob")
+    cl:clear()
+    user(3, "carol")
+    -- node 3 lists the room for carol's join; nodes 1 and 2 listed it a moment ago: again
+    local lists = cl:json(a, "members")
+    assert.same(3, #lists)
+    for _, l in ipairs(lists) do assert.same({ "alice", "bob", "carol" }, sorted(l.members)) end
+    cl:advance(11)
+    cl:clear()
+    user(3, "dave")
+    assert.same(1, #cl:json(a, "members"))
+    assert.same({ "alice", "bob", "carol", "dave" }, sorted(cl:last(a, "members").members))
+  end)
+
   it("tells each member once that the history was reset when Redis lost its data", function()
     local a, b = user(1, "alice"), user(2, "bob")
     cl:message(a, { type = "join", room = "dev" })

@@ -92,11 +92,11 @@ class ClusterPresence(ClusterTest):
         self.addCleanup(c.close)
         return c
 
-    def nodes(self, n):
+    def nodes(self, n, heartbeat=HEARTBEAT):
         r = self.redis()
         out = []
         for _ in range(n):
-            srv = self.node(r, "--node-heartbeat", HEARTBEAT)
+            srv = self.node(r, "--node-heartbeat", heartbeat)
             srv.wait_log(r"presence: this node is node \d+")
             srv.wait_log(r"redis .*: subscribed")
             out.append(srv)
@@ -330,6 +330,32 @@ class ClusterPresence(ClusterTest):
         alice.send_json(type="rooms")
         rooms = {r["name"]: r["members"] for r in alice.recv_json("rooms")["rooms"]}
         self.assertEqual(rooms, {"lobby": 3, "dev": 1})
+
+    def test_joins_and_leaves_missed_while_a_nodes_subscription_was_down_reach_its_lists(self):
+        # the stop (milliseconds) stays far below 3 heartbeats: nobody is declared dead
+        r, (a, b) = self.nodes(2, heartbeat="2")
+        wendy = self.user(a, "wendy")
+        bob = self.user(b, "bob")
+        wendy.recv_json("joined", room="lobby", name="bob")
+        settle((wendy, bob), (wendy, bob))
+        a.signal(signal.SIGSTOP)
+        try:
+            # a's subscriber link is cut while a cannot reconnect: it misses what follows
+            self.assertGreaterEqual(r.call("CLIENT", "KILL", "TYPE", "pubsub"), 1)
+            carol = self.user(b, "carol")
+            bob.send_json(type="leave", room="lobby")
+            bob.recv_json("left", room="lobby", name="bob")
+        finally:
+            a.signal(signal.SIGCONT)
+        # the joined/left are lost for wendy; a reads the mirror again and sends the list
+        deadline = time.monotonic() + DEATH_WAIT
+        while True:
+            got = wendy.recv_json("members", room="lobby",
+                                  timeout=max(0.01, deadline - time.monotonic()))
+            if sorted(got["members"]) == ["carol", "wendy"]:
+                break
+        self.assertEqual(who(wendy), ["carol", "wendy"])
+        self.assertIsNotNone(carol)
 
     def test_a_restarted_nodes_users_leave_once_and_come_back(self):
         r, (a, b) = self.nodes(2)

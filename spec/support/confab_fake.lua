@@ -32,7 +32,7 @@ local Fake = {}
 Fake.__index = Fake
 
 local EVENTS = { connect = true, message = true, join = true, leave = true, disconnect = true,
-                 reload = true, epoch = true }
+                 reload = true, epoch = true, roster = true }
 local LEVELS = { debug = true, info = true, warn = true, error = true }
 local NO_SUCH = "no such connection"
 local ROOM_MAX_BYTES = 64      -- the core's HUB_ROOM_NAME_MAX
@@ -336,8 +336,17 @@ function Fake:_leave(c, room, reason)
   remove_value(r.list, c.id)
   if #r.list == 0 then self.rooms[room] = nil end
   remove_value(c.rooms, room)
+  self:_roster(room)
   self:_fire("leave", { id = c.id, room = room, reason = reason })
   return true
+end
+
+-- A cluster: the other live nodes hear that this node's members of room changed (their `roster`
+-- hooks), before the frames that announce it (as the core applies another node's state first).
+function Fake:_roster(room)
+  for _, node in ipairs(self:_others()) do
+    if node ~= self.fire_on then node:_fire("roster", { room = room, sync = false }) end
+  end
 end
 
 -- The connection goes away: one leave per room (the last joined first, as the core does), then
@@ -477,6 +486,7 @@ function Fake:_module(gen)
     r.list[#r.list + 1] = id
     r.set[id] = true
     c.rooms[#c.rooms + 1] = room
+    fake:_roster(room)
     fake:_fire("join", { id = id, room = room })
     return true
   end
@@ -530,6 +540,7 @@ function Fake:_module(gen)
     if value == nil then
       fake:_attr_account(c, key, nil)
       c.attrs[key] = nil
+      for _, room in ipairs(c.rooms) do fake:_roster(room) end
       return true
     end
     if c.attrs[key] == nil then
@@ -539,6 +550,7 @@ function Fake:_module(gen)
     end
     if not fake:_attr_account(c, key, value) then return nil, "attribute memory limit reached" end
     c.attrs[key] = value
+    for _, room in ipairs(c.rooms) do fake:_roster(room) end
     return true
   end
 
