@@ -1093,8 +1093,11 @@ void presence_release(const char *key, size_t klen, const char *value, size_t vl
     snprintf(node, sizeof node, "%" PRIu64, P.node);
     const char *argv[] = {K_CLAIMS, node, key, value};
     size_t lens[] = {sizeof K_CLAIMS - 1, strlen(node), klen, vlen};
-    /* Not sent while Redis is down: the claim stays ours there until then (a known limit). */
-    eval(P.s_release, 1, 4, argv, lens, NULL, NULL);
+    /* Not sent while Redis is down: the claim stays ours there until then (a known limit).
+     * Written now, before the frames that follow it go to the clients: a client told that a
+     * user left may ask another node for the name at once (chat.lua releases before "left"). */
+    if (eval(P.s_release, 1, 4, argv, lens, NULL, NULL) == 0)
+        redis_flush(0);
 }
 
 /* ---- frames for other nodes' connections ----------------------------------------------- */
