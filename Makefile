@@ -85,6 +85,10 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(CORE_OBJ)
 $(BUILD)/loadgen: bench/loadgen.c
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
+# The heap-call counter bench/run preloads into the server (never sanitized: it replaces malloc).
+$(BUILD)/alloc_count.so: bench/alloc_count.c | $(BUILD)
+	$(CC) -std=c11 $(WARN) -O2 -g -shared -fPIC -o $@ $<
+
 $(BUILD)/pattern_bench: bench/pattern.c $(BUILD)/pattern.o
 	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -111,7 +115,7 @@ cluster: deps all
 
 # The reference server of the idle-room, accept and rooms scenarios: Node's ws, pinned by
 # bench/package-lock.json.
-bench: deps all $(BUILD)/loadgen $(BUILD)/pattern_bench
+bench: deps all $(BUILD)/loadgen $(BUILD)/alloc_count.so $(BUILD)/pattern_bench
 	@[ -d bench/node_modules/ws ] || (cd bench && npm ci --no-audit --no-fund --silent)
 	@bench/run $(BUILD)
 	@$(BUILD)/pattern_bench
