@@ -4,21 +4,60 @@
 #include <string.h>
 #include <wslay/wslay.h>
 
+#include "pool.h"
 #include "utf8.h"
 
 size_t frame_live;
+
+/* Class k holds blocks of 64 << k bytes. */
+static struct pool pools[FRAME_POOL_CLASSES];
+
+static struct pool *class_pool(unsigned k)
+{
+    struct pool *p = &pools[k];
+    if (!p->size) {
+        p->size = (size_t)64 << k;
+        p->max = (uint32_t)(FRAME_POOL_BYTES / p->size);
+    }
+    return p;
+}
+
+const struct pool *frame_pool(unsigned k)
+{
+    return k < FRAME_POOL_CLASSES ? class_pool(k) : NULL;
+}
+
+void frame_pool_drain(void)
+{
+    for (unsigned k = 0; k < FRAME_POOL_CLASSES; k++)
+        pool_drain(&pools[k]);
+}
 
 static struct frame *frame_alloc(size_t len)
 {
     if (len > UINT32_MAX - 16)
         return NULL;
-    struct frame *f = malloc(sizeof *f + len);
+    size_t need = sizeof(struct frame) + len;
+    unsigned k = 0;
+    while (k < FRAME_POOL_CLASSES && ((size_t)64 << k) < need)
+        k++;
+    struct frame *f = k < FRAME_POOL_CLASSES ? pool_get(class_pool(k)) : malloc(need);
     if (!f)
         return NULL;
     f->refs = 1;
     f->len = 0;
+    f->pool = k < FRAME_POOL_CLASSES ? (uint8_t)(k + 1) : 0;
     frame_live++;
     return f;
+}
+
+static void frame_free(struct frame *f)
+{
+    frame_live--;
+    if (f->pool)
+        pool_put(&pools[f->pool - 1], f);
+    else
+        free(f);
 }
 
 struct frame *frame_new(size_t len)
@@ -39,10 +78,8 @@ struct frame *frame_bytes(const void *data, size_t len)
 
 void frame_unref(struct frame *f)
 {
-    if (f && --f->refs == 0) {
-        frame_live--;
-        free(f);
-    }
+    if (f && --f->refs == 0)
+        frame_free(f);
 }
 
 /* The encoder: one wslay frame context, shared by every frame we build, whose send callback
@@ -80,8 +117,7 @@ static struct frame *encode(int opcode, uint8_t rsv, const void *payload, size_t
         ssize_t n = wslay_frame_send(encoder, &iocb);
         if (n < 0) {
             building = NULL;
-            free(f);
-            frame_live--;
+            frame_free(f);
             return NULL;
         }
         done += (size_t)n;

@@ -9,8 +9,16 @@
 struct frame {
     uint32_t refs;
     uint32_t len;
+    uint8_t pool;   /* 1 + the size class it came from and goes back to (frame.c), 0: none */
     uint8_t data[];
 };
+
+/* Frames of up to 64 << (FRAME_POOL_CLASSES - 1) bytes in all (header and data) come from a
+ * pool per size and go back to it when the last reference goes (pool.h): a broadcast's frame,
+ * built once per message, is then not a malloc and a free each. At most FRAME_POOL_BYTES of each
+ * size wait there. */
+#define FRAME_POOL_CLASSES 7
+#define FRAME_POOL_BYTES (256 * 1024)
 
 /* WebSocket opcodes the server sends. */
 enum { FRAME_TEXT = 0x1, FRAME_BINARY = 0x2, FRAME_CLOSE = 0x8, FRAME_PING = 0x9, FRAME_PONG = 0xA };
@@ -51,5 +59,12 @@ void frame_unref(struct frame *f);
 
 /* Number of frames alive, for tests and leak checks. */
 extern size_t frame_live;
+
+struct pool;
+/* The pool of frames of class k (for tests and figures), NULL past the last class. */
+const struct pool *frame_pool(unsigned k);
+
+/* Frees the frames kept for reuse (at exit, and in tests). */
+void frame_pool_drain(void);
 
 #endif

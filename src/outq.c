@@ -2,8 +2,93 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(b, n) ASAN_POISON_MEMORY_REGION((b), (n))
+#define UNPOISON(b, n) ASAN_UNPOISON_MEMORY_REGION((b), (n))
+#else
+#define POISON(b, n) ((void)(b), (void)(n))
+#define UNPOISON(b, n) ((void)(b), (void)(n))
+#endif
 
 static size_t frame_max;
+
+/* Arrays given back by queues that emptied, the latest first (outq.h). A spare array holds the
+ * next one's address in its first word and its own capacity in the second. */
+static struct {
+    struct frame **head;
+    size_t bytes;
+    struct outq_spare_stats st;
+} spare;
+
+struct spare_head {
+    struct frame **next;
+    uint32_t cap;
+};
+
+/* An array of at least need entries (a power of two, at least 4): the latest one given back if
+ * it is large enough, else a new one. Its capacity goes to *cap. */
+static struct frame **ring_get(uint32_t need, uint32_t *cap)
+{
+    struct frame **a = spare.head;
+    spare.st.gets++;
+    if (a) {
+        struct spare_head h;
+        memcpy(&h, a, sizeof h);
+        if (h.cap >= need) {
+            UNPOISON(a, (size_t)h.cap * sizeof *a);
+            spare.head = h.next;
+            spare.bytes -= (size_t)h.cap * sizeof *a;
+            spare.st.count--;
+            spare.st.hits++;
+            *cap = h.cap;
+            return a;
+        }
+    }
+    a = malloc((size_t)need * sizeof *a);
+    *cap = need;
+    return a;
+}
+
+static void ring_put(struct frame **a, uint32_t cap)
+{
+    if (!a)
+        return;
+    size_t size = (size_t)cap * sizeof *a;
+    if (cap > OUTQ_SPARE_CAP_MAX || spare.bytes + size > OUTQ_SPARE_BYTES) {
+        free(a);
+        return;
+    }
+    struct spare_head h = {spare.head, cap};
+    memcpy(a, &h, sizeof h);
+    /* The link stays readable: LeakSanitizer follows it to the arrays behind. */
+    POISON((char *)a + sizeof h, size - sizeof h);
+    spare.head = a;
+    spare.bytes += size;
+    spare.st.count++;
+}
+
+struct outq_spare_stats outq_spare_stats(void)
+{
+    struct outq_spare_stats st = spare.st;
+    st.bytes = spare.bytes;
+    return st;
+}
+
+void outq_spare_drain(void)
+{
+    while (spare.head) {
+        struct frame **a = spare.head;
+        struct spare_head h;
+        memcpy(&h, a, sizeof h);
+        spare.head = h.next;
+        free(a);
+    }
+    spare.bytes = 0;
+    spare.st.count = 0;
+}
 
 void outq_set_frame_max(size_t len)
 {
@@ -42,13 +127,13 @@ void outq_mark_big(struct outq *q)
 int outq_push(struct outq *q, struct frame *f)
 {
     if (q->count == q->cap) {
-        uint32_t ncap = q->cap ? q->cap * 2 : 4;
-        struct frame **n = malloc(ncap * sizeof *n);
+        uint32_t ncap;
+        struct frame **n = ring_get(q->cap ? q->cap * 2 : 4, &ncap);
         if (!n)
             return -1;
         for (uint32_t i = 0; i < q->count; i++)
             n[i] = q->items[(q->head + i) & (q->cap - 1)];
-        free(q->items);
+        ring_put(q->items, q->cap);
         q->items = n;
         q->head = 0;
         q->cap = ncap;
@@ -111,7 +196,7 @@ void outq_consume(struct outq *q, size_t n)
     }
     /* Zero-length frames (never built today) would linger; the array goes once empty. */
     if (q->count == 0) {
-        free(q->items);
+        ring_put(q->items, q->cap);
         q->items = NULL;
         q->head = q->cap = 0;
     }
@@ -131,7 +216,7 @@ void outq_drop_unsent(struct outq *q)
     if (q->big > keep)
         q->big = 0;
     if (keep == 0) {
-        free(q->items);
+        ring_put(q->items, q->cap);
         q->items = NULL;
         q->head = q->cap = 0;
         q->bytes = 0;
@@ -142,6 +227,6 @@ void outq_clear(struct outq *q)
 {
     for (uint32_t i = 0; i < q->count; i++)
         frame_unref(q->items[(q->head + i) & (q->cap - 1)]);
-    free(q->items);
+    ring_put(q->items, q->cap);
     *q = (struct outq){0};
 }

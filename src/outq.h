@@ -1,6 +1,13 @@
 /* outq: a connection's queue of frames waiting to be written, drained by writev. The array of
  * entries exists only while something is queued, so an idle connection holds none.
  *
+ * A queue empties after nearly every write and a broadcast refills a thousand of them at once,
+ * so the arrays are not freed but given back to a list of spares, the latest first, and the
+ * next queue to need one takes the latest if it is large enough (else a new one is made). A
+ * queue that grew in the last burst leaves an array of the size the next burst needs, so the
+ * steady state of a busy server neither allocates nor regrows arrays. The list keeps arrays of
+ * at most OUTQ_SPARE_CAP_MAX entries and OUTQ_SPARE_BYTES in all; past that they are freed.
+ *
  * The queue's bound (outq_admit) is for peers that fall behind, not for big frames: a frame
  * carrying a message as large as the server accepts always goes into an empty queue, and the
  * limit applies to what waits behind the first frame (the one being written, or next) except one
@@ -20,6 +27,10 @@
 /* Bytes charged per queued frame besides its length: the frame's allocation (header, malloc
  * overhead) and its slot in the ring, with the ring's doubling slack. */
 #define OUTQ_FRAME_COST 64
+
+/* The spare arrays kept: each of at most this many entries, and this many bytes in all. */
+#define OUTQ_SPARE_CAP_MAX 1024
+#define OUTQ_SPARE_BYTES (4 * 1024 * 1024)
 
 struct outq {
     struct frame **items; /* ring of frame references; NULL while empty */
@@ -71,5 +82,15 @@ void outq_drop_unsent(struct outq *q);
 
 /* Releases everything queued and the entry array. */
 void outq_clear(struct outq *q);
+
+/* The spare arrays (for tests and figures). */
+struct outq_spare_stats {
+    size_t count, bytes;     /* arrays kept now, and their bytes */
+    uint64_t gets, hits;     /* arrays asked for, and how many were spares */
+};
+struct outq_spare_stats outq_spare_stats(void);
+
+/* Frees the spare arrays (at exit, and in tests). */
+void outq_spare_drain(void);
 
 #endif

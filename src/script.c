@@ -16,6 +16,7 @@
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool.h"
 #include "script_int.h"
 
 const char *const script_hook_names[] = {"connect", "message", "join", "leave",
@@ -29,18 +30,78 @@ char script_key_hooks, script_key_format;
 
 /* ---- memory cap ---------------------------------------------------------------------- */
 
+/* Lua allocates and frees small blocks all the time (the strings and tables of each event, what
+ * cjson builds): those of up to LUA_POOL_MAX bytes come from a pool per 16-byte size class
+ * (pool.h) and go back there, at most LUA_POOL_BYTES per class, instead of going through
+ * malloc and free for every event. The cap counts what Lua asked for, as before: a block in a
+ * pool is not Lua's. Lua passes a block's size back when it frees or resizes it, so its class
+ * is known without a header. */
+#define LUA_POOL_MAX 512
+#define LUA_POOL_BYTES (128 * 1024)
+static struct pool lua_pools[LUA_POOL_MAX / 16];
+
+/* The pool for blocks of n bytes, or NULL for 0 or more than LUA_POOL_MAX. */
+static struct pool *lua_pool(size_t n)
+{
+    if (n == 0 || n > LUA_POOL_MAX)
+        return NULL;
+    struct pool *p = &lua_pools[(n - 1) / 16];
+    if (!p->size) {
+        p->size = ((n - 1) / 16 + 1) * 16;
+        p->max = (uint32_t)(LUA_POOL_BYTES / p->size);
+    }
+    return p;
+}
+
+const struct pool *script_pool(unsigned k)
+{
+    return k < LUA_POOL_MAX / 16 ? lua_pool((size_t)(k + 1) * 16) : NULL;
+}
+
+void script_pool_drain(void)
+{
+    for (size_t k = 0; k < LUA_POOL_MAX / 16; k++)
+        pool_drain(&lua_pools[k]);
+}
+
+static void *block_resize(void *ptr, size_t old, size_t nsize)
+{
+    struct pool *po = lua_pool(old), *pn = lua_pool(nsize);
+    if (!po && !pn)
+        return realloc(ptr, nsize); /* (ptr is NULL when old is 0) */
+    if (po == pn)
+        return ptr; /* the same class: the block is large enough */
+    void *p = pn ? pool_get(pn) : malloc(nsize);
+    if (!p)
+        /* A smaller block could not be had: the larger one serves (and goes to the pool of
+         * the smaller size later, which it is large enough for). */
+        return nsize < old ? ptr : NULL;
+    if (ptr) {
+        memcpy(p, ptr, old < nsize ? old : nsize);
+        if (po)
+            pool_put(po, ptr);
+        else
+            free(ptr);
+    }
+    return p;
+}
+
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct state *s = ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        free(ptr);
+        struct pool *po = lua_pool(old);
+        if (po)
+            pool_put(po, ptr);
+        else
+            free(ptr);
         s->mem_used -= old;
         return NULL;
     }
     if (nsize > old && s->mem_used - old + nsize > s->mem_limit)
         return NULL; /* Lua raises "not enough memory" in the running hook */
-    void *p = realloc(ptr, nsize);
+    void *p = block_resize(ptr, old, nsize);
     if (p)
         s->mem_used = s->mem_used - old + nsize;
     return p;
@@ -146,6 +207,8 @@ int script_dispatch(lua_State *L, enum hook_event e)
 void script_fire_membership(lua_State *L, enum hook_event e, struct conn *c, const char *room,
                             const char *reason)
 {
+    if (script_state(L)->hooks[e] == 0)
+        return;
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, (lua_Integer)c->id);
     lua_setfield(L, -2, "id");
@@ -363,6 +426,9 @@ static int run_protected(lua_State *L)
  * script_dispatch's result, or -1 when building the event failed (logged). */
 static int run_event(struct event *ev)
 {
+    /* No hook for it: nothing to build, time or call (as if every hook returned nothing). */
+    if (cur->hooks[ev->e] == 0)
+        return 0;
     lua_State *L = cur->L;
     const char *what = script_hook_names[ev->e];
     script_limit_enter(L, what, script_limits.hook_timeout_ms);

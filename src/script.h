@@ -59,6 +59,13 @@ void script_roster(const char *room, size_t len, int sync);
 /* Bytes of memory the running script's Lua state uses (0 before the first load). */
 size_t script_memory_used(void);
 
+struct pool;
+/* The pool of Lua's blocks of (k + 1) * 16 bytes (for tests and figures), NULL past the last. */
+const struct pool *script_pool(unsigned k);
+
+/* Frees the blocks kept for reuse (at exit, and in tests). */
+void script_pool_drain(void);
+
 /* The path of the running script, NULL before the first load. */
 const char *script_path(void);
 

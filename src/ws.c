@@ -387,20 +387,74 @@ void ws_init(size_t max, const struct ws_handlers *h)
     handlers = *h;
 }
 
+/* Frees w and all it holds (its charge to --message-memory is the caller's). */
+static void ws_destroy(struct ws_conn *w)
+{
+    wslay_event_context_free(w->ctx);
+    inflater_free(w->inflater);
+    free(w->msg);
+    free(w->held);
+    free(w);
+}
+
+/* States between messages kept for the next message of any connection (ws.h): their wslay
+ * context and their reassembly buffer if it is no larger than its first size. */
+static struct {
+    struct ws_conn *list[WS_SPARE_MAX];
+    unsigned n;
+} spare;
+
 void ws_free(struct conn *c)
 {
     if (c->ws) {
-        wslay_event_context_free(c->ws->ctx);
         ws_memory -= WS_STATE_COST + c->ws->msg_cap + c->ws->held_len;
         if (c->ws->inflater)
             ws_memory -= INFLATE_COST;
-        inflater_free(c->ws->inflater);
-        free(c->ws->msg);
-        free(c->ws->held);
-        free(c->ws);
+        ws_destroy(c->ws);
         c->ws = NULL;
         ws_live--;
     }
+}
+
+/* ws_free for a state that is between messages (every byte fed made whole frames, nothing held,
+ * no close or failure): its wslay context is at a frame boundary with nothing queued, as a new
+ * one is, so it is kept for the next message (while there is room) instead of freed. */
+static void ws_release(struct conn *c)
+{
+    struct ws_conn *w = c->ws;
+    if (spare.n == WS_SPARE_MAX || w->held || w->fail_code || w->oom ||
+        !wslay_event_get_read_enabled(w->ctx) || !wslay_event_get_write_enabled(w->ctx) ||
+        wslay_event_get_close_received(w->ctx) || wslay_event_get_close_sent(w->ctx) ||
+        wslay_event_get_queued_msg_count(w->ctx) != 0) {
+        ws_free(c);
+        return;
+    }
+    ws_memory -= WS_STATE_COST + w->msg_cap;
+    if (w->inflater) {
+        ws_memory -= INFLATE_COST;
+        inflater_free(w->inflater); /* 40 KB: made again by the next compressed message */
+        w->inflater = NULL;
+    }
+    if (w->msg_cap > MSG_MIN_CAP) {
+        free(w->msg);
+        w->msg = NULL;
+        w->msg_cap = 0;
+    }
+    w->conn = NULL;
+    spare.list[spare.n++] = w;
+    c->ws = NULL;
+    ws_live--;
+}
+
+unsigned ws_spare_count(void)
+{
+    return spare.n;
+}
+
+void ws_spare_drain(void)
+{
+    while (spare.n)
+        ws_destroy(spare.list[--spare.n]);
 }
 
 static struct ws_conn *ws_get(struct conn *c)
@@ -415,14 +469,34 @@ static struct ws_conn *ws_get(struct conn *c)
         .on_frame_recv_end_callback = on_frame_end,
         .on_msg_recv_callback = on_msg,
     };
-    struct ws_conn *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
-    if (wslay_event_context_server_init(&w->ctx, &cb, w) != 0) {
-        free(w);
-        return NULL;
+    struct ws_conn *w;
+    if (spare.n) {
+        w = spare.list[--spare.n];
+        /* Everything but the context and the buffer starts as in a new state. */
+        wslay_event_context_ptr ctx = w->ctx;
+        uint8_t *msg = w->msg;
+        size_t msg_cap = w->msg_cap;
+        memset(w, 0, sizeof *w);
+        w->ctx = ctx;
+        if (msg_cap && msg_cap <= memory_limit - ws_memory) { /* (charge() without its warning) */
+            ws_memory += msg_cap;
+            w->msg = msg;
+            w->msg_cap = msg_cap;
+        } else {
+            free(msg);
+        }
+        /* The context's settings are per connection. */
+        wslay_event_config_set_allowed_rsv_bits(w->ctx, 0);
+    } else {
+        w = calloc(1, sizeof *w);
+        if (!w)
+            return NULL;
+        if (wslay_event_context_server_init(&w->ctx, &cb, w) != 0) {
+            free(w);
+            return NULL;
+        }
+        wslay_event_config_set_no_buffering(w->ctx, 1);
     }
-    wslay_event_config_set_no_buffering(w->ctx, 1);
     wslay_event_config_set_max_recv_msg_length(w->ctx, max_message);
     if (c->deflate_bits) {
         wslay_event_config_set_allowed_rsv_bits(w->ctx, WSLAY_RSV1_BIT);
@@ -578,6 +652,6 @@ int ws_feed_budget(struct conn *c, const uint8_t *data, size_t len, unsigned max
 
     /* Every byte made whole frames and no message is half-way: nothing is kept. */
     if (w->framed == w->fed && !w->fragmented && w->unit_len == 0 && w->pass == 0 && !w->in_len)
-        ws_free(c);
+        ws_release(c);
     return 0;
 }

@@ -38,6 +38,18 @@ void ws_set_memory_limit(size_t bytes);
  * buffers and queues), about 9 KB. */
 #define WS_STATE_COST 10240
 
+/* A connection holds its framing state only while a message is in progress. When a message
+ * ends at a frame boundary (nothing more fed), the state, wslay's context with it, is kept for
+ * the next message of any connection rather than freed, at most WS_SPARE_MAX of them: a server
+ * reading one message at a time from many peers then makes no context per message. A kept state
+ * is not charged to --message-memory; it holds no inflater and a reassembly buffer of at most
+ * its first size (1 KB). */
+#define WS_SPARE_MAX 4
+
+/* States kept now, and freeing them (at exit, and in tests). */
+unsigned ws_spare_count(void);
+void ws_spare_drain(void);
+
 /* Framing memory charged now, all connections together (for tests and the benchmark). */
 extern size_t ws_memory;
 
