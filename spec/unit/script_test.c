@@ -9,6 +9,7 @@
 
 #include "claims.h"
 #include "hub.h"
+#include "metrics.h"
 #include "script.h"
 #include "test.h"
 
@@ -470,4 +471,48 @@ TEST(script_claims_refuse_past_the_cap)
     CHECK_INT(claims_count(), CLAIMS_MAX);
     claims_clear();
     test_conn_close(c);
+    script_shutdown();
+}
+
+/* An event the script has no hook for enters no Lua at all (no call counted); one it has a hook
+ * for still does. (Joins and leaves inside a hook are nested calls, never counted: the
+ * disconnect, an outermost call, shows it.) */
+TEST(script_event_without_a_hook_calls_nothing)
+{
+    setup();
+    char err[256];
+    CHECK_INT(load("local confab = require 'confab'\n"
+                   "confab.on('message', function(ev) confab.join(ev.id, 'r')\n"
+                   "  confab.send(ev.id, 'got ' .. ev.data) end)\n",
+                   err, sizeof err),
+              0);
+    struct conn *c = test_conn_open();
+    uint64_t before[HOOK_KINDS];
+    memcpy(before, metrics.hook_calls, sizeof before);
+    CHECK_STR(ask(c, "hi"), "got hi");
+    script_disconnect(c, 1000, "bye"); /* leaves r, then disconnects: neither has a hook */
+    CHECK_INT(metrics.hook_calls[HOOK_MESSAGE] - before[HOOK_MESSAGE], 1);
+    CHECK_INT(metrics.hook_calls[HOOK_LEAVE] - before[HOOK_LEAVE], 0);
+    CHECK_INT(metrics.hook_calls[HOOK_DISCONNECT] - before[HOOK_DISCONNECT], 0);
+    /* With leave and disconnect hooks, each is called. */
+    CHECK_INT(load("local confab = require 'confab'\n"
+                   "confab.on('leave', function(ev) end)\n"
+                   "confab.on('disconnect', function(ev) end)\n"
+                   "confab.on('message', function(ev) confab.join(ev.id, ev.data) end)\n",
+                   err, sizeof err),
+              0);
+    ask(c, "x");
+    script_disconnect(c, 1000, "bye");
+    CHECK_INT(metrics.hook_calls[HOOK_LEAVE] - before[HOOK_LEAVE], 1);
+    CHECK_INT(metrics.hook_calls[HOOK_DISCONNECT] - before[HOOK_DISCONNECT], 1);
+    /* A script with no message hook: a message enters no Lua. */
+    CHECK_INT(load("local confab = require 'confab'\n"
+                   "confab.on('disconnect', function(ev) end)\n",
+                   err, sizeof err),
+              0);
+    uint64_t messages = metrics.hook_calls[HOOK_MESSAGE];
+    script_message(c, 0, (const uint8_t *)"hi", 2);
+    CHECK_INT(metrics.hook_calls[HOOK_MESSAGE] - messages, 0);
+    test_conn_close(c);
+    script_shutdown();
 }
