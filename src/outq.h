@@ -1,4 +1,4 @@
-/* outq: a connection's queue of frames waiting to be written, drained by writev. The array of
+/* outq: a connection's queue of frames waiting to be written, drained by send/sendmsg. The array of
  * entries exists only while something is queued, so an idle connection holds none.
  *
  * A queue empties after nearly every write and a broadcast refills a thousand of them at once,
