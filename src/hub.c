@@ -555,7 +555,8 @@ size_t hub_broadcast_msg(struct room *r, struct outmsg *m, const struct conn *ex
     size_t n = 0;
     for (uint32_t i = 0; i < r->members_len; i++) {
         struct conn *c = r->members[i];
-        if (!c || c == except || (c->flags & CONN_CLOSE_SENT))
+        /* Another node's members (presence's mirror) have no socket: their node delivers. */
+        if (!c || c == except || (c->flags & (CONN_CLOSE_SENT | CONN_REMOTE)))
             continue;
         struct frame *f = outmsg_frame(m, c);
         if (f && hub_send(c, f) == 0)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "outmsg.h"
 #include "test.h"
 
 static int queued_calls, overflow_calls, close_calls;
@@ -518,4 +519,35 @@ TEST(hub_compaction_keeps_every_membership_right)
     }
     for (int k = 0; k < 3; k++)
         CHECK(hub_room(names[k], 1) == NULL);
+}
+
+/* A room with another node's member (presence's mirror, no socket): a broadcast skips it, as a
+ * fan-out of a room message from Redis (hub_broadcast_msg) does. Before, hub_broadcast_msg
+ * queued every message to every mirrored member, put them on the server's flush list (where a
+ * member freed when its node died was then read: a crash), and kept the frames until the
+ * queue limit. */
+TEST(hub_broadcasts_skip_other_nodes_members)
+{
+    hub_init(1 << 20, 10, &cb);
+    struct conn *local = test_conn_open();
+    struct conn *remote = hub_add_remote(((uint64_t)7 << 32) | 1);
+    CHECK(remote != NULL);
+    CHECK_INT(hub_join(local, "r", 1), 1);
+    CHECK_INT(hub_join(remote, "r", 1), 1);
+    struct room *r = hub_room("r", 1);
+    CHECK_INT(hub_room_size(r), 2);
+    CHECK_INT(hub_room_local_size(r), 1);
+    queued_calls = 0;
+    struct outmsg m;
+    outmsg_init(&m, FRAME_TEXT, "hello", 5);
+    CHECK_INT(hub_broadcast_msg(r, &m, NULL), 1);
+    outmsg_release(&m);
+    struct frame *f = frame_ws(FRAME_TEXT, "again", 5);
+    CHECK_INT(hub_broadcast(r, f, NULL), 1);
+    frame_unref(f);
+    CHECK_INT(remote->out.count, 0);
+    CHECK_INT(local->out.count, 2);
+    CHECK_INT(queued_calls, 1);
+    hub_remove_remote(remote);
+    test_conn_close(local);
 }
