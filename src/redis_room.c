@@ -171,7 +171,9 @@ struct droom {
     int resync;     /* the read that makes `last` known failed: the sweep reads again */
     int fresh;      /* `last` came from that read and nothing was delivered since: a message at or
                      * below it may still come live (published after the join, before the read
-                     * ran: pub/sub and replies come on different links), and is the members' */
+                     * ran: pub/sub and replies come on different links), and is the members'.
+                     * Any delivery clears it: a repair may have delivered past `last` what then
+                     * comes live (a duplicate), and an older one would come out of order */
     struct held *held; /* sorted by id */
     unsigned nheld;
 };
@@ -329,6 +331,7 @@ static void drain(struct droom *d)
         d->nheld--;
         d->last = h->id;
         d->known = 1;
+        d->fresh = 0; /* see struct droom: something was delivered since the read */
         deliver(d->name, d->rlen, h->except, h->flags, h->data, h->len);
         free(h);
     }
@@ -479,6 +482,8 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
                     continue;
                 deliver(d->name, d->rlen, 0, 0, list[i].data, list[i].len);
                 d->last = list[i].id;
+                d->fresh = 0; /* a repair's answer can come before the live copies of what it
+                               * delivered (another link): those are duplicates now */
                 repaired++;
             }
             if (!rd->fn && repaired)

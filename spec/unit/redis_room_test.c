@@ -279,3 +279,40 @@ TEST(redis_room_reads_again_after_a_failed_read)
     redis_room_up = redis_up;
     hub_room_freed = NULL;
 }
+
+/* A room new here, its start read (80); then the command link comes back and every room is read
+ * again: 81 and 82 come in that read's answer, before their live copies on the subscriber link
+ * (another socket). The live copies are not delivered again, and 80 coming live after 81 and 82
+ * would be out of order: dropped too. Before: "m80 m81" went out a second time (a whole room's
+ * members got a message twice). */
+TEST(redis_room_a_repair_right_after_the_start_read_delivers_nothing_twice)
+{
+    hub_init(1 << 20, 10, &cb);
+    redis_room_eval = fake_eval;
+    redis_room_up = fake_up;
+    hub_room_freed = redis_room_forget;
+    asked.calls = 0;
+    struct conn *a = test_conn_open();
+    char got[512];
+    CHECK_INT(hub_join(a, "w", 1), 1);
+    redis_room_track("w", 1);
+    CHECK_INT(asked.calls, 1);
+    answer(80, 1, 0, 0);
+    redis_room_link_event(0, REDIS_EV_UP); /* the epoch's read, then the room's repair */
+    CHECK_INT(asked.calls, 3);
+    CHECK(strcmp(asked.after, "80") == 0);
+    answer(82, 1, 81, 82);
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m81 m82") == 0);
+    feed(80, "w");
+    feed(81, "w");
+    feed(82, "w");
+    feed(83, "w");
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m83") == 0);
+    test_conn_close(a);
+    redis_room_shutdown();
+    redis_room_eval = redis_eval;
+    redis_room_up = redis_up;
+    hub_room_freed = NULL;
+}
