@@ -169,6 +169,12 @@ static ev_timer *pace_timers;
 #define HIST_N 1000000
 static uint32_t *hist;
 static uint64_t hist_over, hist_count, lat_max_ns;
+/* Where a latency comes from, with several nodes: deliveries to members on the sender's node and
+ * on the others (every one goes through Redis), and each message's first delivery (the path
+ * through the server and Redis, before the fan-out to its members). */
+static uint32_t *hist_same, *hist_other;
+static uint64_t same_count, other_count;
+static uint64_t *first_ns;
 
 static ev_timer deadline_timer, poll_timer, abort_timer;
 static ev_signal sigint_w, sigterm_w;
@@ -571,6 +577,11 @@ static void on_bench_message(struct conn *c, const char *p, size_t n, uint64_t n
     uint64_t b = lat / HIST_BUCKET_NS;
     if (b < HIST_N) hist[b]++; else hist_over++;
     hist_count++;
+    if (lat < first_ns[seq]) first_ns[seq] = lat;
+    if (opt.naddrs > 1 && b < HIST_N) {
+        if ((int)(snd % (uint64_t)opt.naddrs) == c->idx % opt.naddrs) hist_same[b]++, same_count++;
+        else hist_other[b]++, other_count++;
+    }
     if (lat > lat_max_ns) lat_max_ns = lat;
     if ((int)snd == c->idx) {
         deliveries_echo++;
@@ -1068,16 +1079,41 @@ static void start_run(void)
 
 /* ---- reporting ---- */
 
-static double hist_pct(double p)
+static double hist_pct_of(const uint32_t *h, uint64_t count, double p)
 {
-    if (!hist_count) return 0;
-    uint64_t want = (uint64_t)(p * (double)hist_count + 0.5), acc = 0;
+    if (!count) return 0;
+    uint64_t want = (uint64_t)(p * (double)count + 0.5), acc = 0;
     if (want == 0) want = 1;
     for (size_t i = 0; i < HIST_N; i++) {
-        acc += hist[i];
+        acc += h[i];
         if (acc >= want) return (double)(i * HIST_BUCKET_NS + HIST_BUCKET_NS / 2) / 1e6;
     }
     return (double)lat_max_ns / 1e6;
+}
+
+static double hist_pct(double p)
+{
+    return hist_pct_of(hist, hist_count, p);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The p-quantile of the messages' first deliveries, in ms (sorts first_ns). */
+static double first_pct(double p)
+{
+    size_t n = 0;
+    for (int i = 0; i < opt.messages; i++)
+        if (first_ns[i] != UINT64_MAX) first_ns[n++] = first_ns[i];
+    if (!n) return 0;
+    qsort(first_ns, n, sizeof *first_ns, cmp_u64);
+    size_t k = (size_t)(p * (double)n + 0.5);
+    if (k > 0) k--;
+    if (k >= n) k = n - 1;
+    return (double)first_ns[k] / 1e6;
 }
 
 static void report_fanout(void)
@@ -1137,6 +1173,13 @@ static void report_fanout(void)
     printf("latency_p50_ms=%.2f\n", hist_pct(0.50));
     printf("latency_p99_ms=%.2f\n", hist_pct(0.99));
     printf("latency_max_ms=%.2f\n", (double)lat_max_ns / 1e6);
+    if (opt.naddrs > 1) {
+        printf("latency_same_node_p99_ms=%.2f\n", hist_pct_of(hist_same, same_count, 0.99));
+        printf("latency_other_node_p99_ms=%.2f\n", hist_pct_of(hist_other, other_count, 0.99));
+    }
+    double f50 = first_pct(0.50), f99 = first_pct(0.99); /* first_pct sorts: p50 before p99 is fine */
+    printf("first_delivery_p50_ms=%.2f\n", f50);
+    printf("first_delivery_p99_ms=%.2f\n", f99);
     printf("server_errors=%" PRIu64 "\n", server_errors);
     printf("other_frames=%" PRIu64 "\n", foreign);
     printf("connect_failed=%d\n", nfailed);
@@ -1396,7 +1439,16 @@ int main(int argc, char **argv)
         need_others = opt.rooms ? calloc((size_t)opt.messages, sizeof *need_others) : NULL;
         recv_others = calloc((size_t)opt.messages, sizeof *recv_others);
         hist = calloc(HIST_N, sizeof *hist);
-        if ((!opt.rooms && !seen) || (opt.rooms && !need_others) || !recv_others || !hist) { fprintf(stderr, "loadgen: out of memory\n"); return 1; }
+        hist_same = calloc(HIST_N, sizeof *hist_same);
+        hist_other = calloc(HIST_N, sizeof *hist_other);
+        first_ns = malloc((size_t)opt.messages * sizeof *first_ns);
+        if (first_ns)
+            for (int i = 0; i < opt.messages; i++) first_ns[i] = UINT64_MAX;
+        if ((!opt.rooms && !seen) || (opt.rooms && !need_others) || !recv_others || !hist ||
+            !hist_same || !hist_other || !first_ns) {
+            fprintf(stderr, "loadgen: out of memory\n");
+            return 1;
+        }
     }
 
     loop = ev_default_loop(EVBACKEND_EPOLL);

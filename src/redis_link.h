@@ -30,6 +30,7 @@ struct redis_link_stats {
     unsigned long connects, sub_connects; /* successful (re)connects of each link */
     unsigned long calls, timeouts, errors, refused, noscript;
     unsigned long repairs, repaired_messages; /* counted by redis_room */
+    unsigned long posts, post_calls; /* redis_room: messages posted, publish script calls */
 };
 
 /* Sets up the shards (no I/O yet). timeout: seconds, every call's deadline. */

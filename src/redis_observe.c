@@ -37,6 +37,8 @@ GETTER(refused)
 GETTER(noscript)
 GETTER(repairs)
 GETTER(repaired_messages)
+GETTER(posts)
+GETTER(post_calls)
 
 static void collect(struct metrics_out *o)
 {
@@ -61,6 +63,11 @@ static void collect(struct metrics_out *o)
               "Gaps in a room's ordered delivery repaired from the stream", get_repairs);
     per_shard(o, "confab_redis_repaired_messages_total", "counter",
               "Messages delivered by those repairs", get_repaired_messages);
+    per_shard(o, "confab_redis_posts_total", "counter", "Room messages posted (confab.post)",
+              get_posts);
+    per_shard(o, "confab_redis_post_calls_total", "counter",
+              "Publish script calls carrying them (a room's queued posts go in one)",
+              get_post_calls);
 }
 
 static int ready(char *why, size_t len)

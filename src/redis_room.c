@@ -734,6 +734,9 @@ static void batch_send(struct outbox *box)
     box->queued -= n;
     if (rc == 0) {
         box->in_flight = 1;
+        struct redis_link_stats *st = redis_stats_of(redis_shard_of(box->name, box->rlen));
+        st->posts += n;
+        st->post_calls++;
         return;
     }
     free(b);
