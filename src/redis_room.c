@@ -22,14 +22,28 @@
 
 /* The history limits, applied in Redis by both scripts below. An entry's stream id is "ID-T":
  * the room's id, and Redis's time (ms) when it was added, so its age is read off its id (ids stay
- * ours: a client resumes by them). The meta hash's 'm' is the sum of the stored entries' lengths.
- * trim(len, bytes, cap, mem, cut, extra) drops the oldest entries while there are more than cap,
- * their lengths sum to more than mem, or they were added before cut (ms; 0: no age), and stores
- * the sum. len and bytes: the stream's entries and their sum now; extra: entries to read beyond
- * those the count drops (a guess of how many the bytes or the age drop). Each entry is dropped
- * once, so a publish pays for the entries it pushes out, and a read for those that expired. */
+ * ours: a client resumes by them). The meta hash's 'm' is the sum of the stored entries' lengths:
+ * exact when 'x' is 1, else an upper bound (what count trims removed is not subtracted).
+ * trim(len, bytes, exact, cap, mem, cut, extra) drops the oldest entries while there are more
+ * than cap, their lengths sum to more than mem, or they were added before cut (ms; 0: no age),
+ * and stores the sum. len and bytes: the stream's entries and their sum now; extra: entries to
+ * read beyond those the count drops (a guess of how many the bytes or the age drop).
+ * While the bound is under mem and there is no age, the bytes cannot be what trims: the count
+ * alone trims (XTRIM MAXLEN, nothing read), as a stream capped by count costs. Past mem, or with
+ * an age, the sum is counted once (every entry read) and kept exact: each entry is read once more
+ * as it goes (one XRANGE, one XTRIM MINID). Back under half of mem, the bound takes over again,
+ * so a room that is not near its byte limit pays one full count per mem/2 bytes posted. */
 #define TRIM_LUA \
-    "local function trim(len, bytes, cap, mem, cut, extra)\n" \
+    "local function trim(len, bytes, exact, cap, mem, cut, extra)\n" \
+    "  if not exact and cut == 0 and bytes <= mem then\n" \
+    "    if len > cap then redis.call('XTRIM', KEYS[2], 'MAXLEN', cap) end\n" \
+    "    redis.call('HSET', KEYS[1], 'm', bytes, 'x', 0)\n" \
+    "    return\n" \
+    "  end\n" \
+    "  if not exact then\n" \
+    "    bytes = 0\n" \
+    "    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do bytes = bytes + #e[2][2] end\n" \
+    "  end\n" \
     "  local from, gone = '-', nil\n" \
     "  while len > 0 and (len > cap or bytes > mem or cut > 0) do\n" \
     "    local es = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', math.max(len - cap, 0) + extra)\n" \
@@ -49,7 +63,14 @@
     "    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', ms + 1) .. '-0')\n" \
     "  end\n" \
     "  if len == 0 then bytes = 0 end\n" \
-    "  redis.call('HSET', KEYS[1], 'm', bytes)\n" \
+    "  local x = 1\n" \
+    "  if cut == 0 and bytes * 2 <= mem then x = 0 end\n" \
+    "  redis.call('HSET', KEYS[1], 'm', bytes, 'x', x)\n" \
+    "end\n" \
+    "local function stored(len)\n" \
+    "  if len == 0 then return 0, true end\n" \
+    "  local v = redis.call('HMGET', KEYS[1], 'm', 'x')\n" \
+    "  return tonumber(v[1] or '0'), v[2] == '1'\n" \
     "end\n" \
     "local t = redis.call('TIME')\n" \
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -65,8 +86,7 @@ static const char publish_lua[] = TRIM_LUA
     "end\n"
     "local cap, mem, age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local len = redis.call('XLEN', KEYS[2])\n"
-    "local bytes = 0\n"
-    "if len > 0 then bytes = tonumber(redis.call('HGET', KEYS[1], 'm') or '0') end\n"
+    "local bytes, exact = stored(len)\n"
     "local room = ARGV[4]\n"
     "local ids = {}\n"
     "local added = 0\n"
@@ -84,7 +104,7 @@ static const char publish_lua[] = TRIM_LUA
     "end\n"
     "local cut = 0\n"
     "if age > 0 then cut = now - age end\n"
-    "trim(len, bytes, cap, mem, cut, added + 1)\n"
+    "trim(len, bytes, exact, cap, mem, cut, added + 1)\n"
     "if age > 0 then redis.call('PEXPIRE', KEYS[2], age) end\n"
     "return ids\n";
 
@@ -99,7 +119,8 @@ static const char read_lua[] = TRIM_LUA
     "if age > 0 then\n"
     "  local len = redis.call('XLEN', KEYS[2])\n"
     "  if len > 0 then\n"
-    "    trim(len, tonumber(redis.call('HGET', KEYS[1], 'm') or '0'), len, math.huge, now - age, 8)\n"
+    "    local bytes, exact = stored(len)\n"
+    "    trim(len, bytes, exact, len, math.huge, now - age, 8)\n"
     "  end\n"
     "end\n"
     "local after = tonumber(ARGV[1])\n"

@@ -243,6 +243,26 @@ class RedisRooms(ConfabTest):
         b.cmd(replay="r", after=big[0])
         self.assertEqual(b.recv_json(history="r")["complete"], True)
 
+    def test_history_count_trims_without_reading_entries_far_below_the_memory_limit(self):
+        # --history 5, 10,000 bytes: the count trims; the sum is an upper bound (x 0) until it
+        # passes the limit, then counted once and kept exact (x 1) near it.
+        srv = self.node("--history", "5", "--history-memory", "10000")
+        p = self.peer(srv)
+        p.join("r")
+        self.post_all(p, "r", ["a" * 100 for _ in range(12)])
+        kept = self.stored("r")
+        self.assertEqual(len(kept), 5)
+        size = sum(len(d.encode()) for _, _, d in kept)
+        m, x = self.redis.call("HMGET", "confab:{r}:n", "m", "x")
+        self.assertEqual(x, "0")
+        self.assertGreater(int(m), size)  # what the count dropped is still in the bound
+        self.assertLessEqual(int(m), 10000)
+        self.post_all(p, "r", ["b" * 1900 for _ in range(5)])  # 5 x ~1940 bytes: near the limit
+        kept = self.stored("r")
+        size = sum(len(d.encode()) for _, _, d in kept)
+        self.assertLessEqual(size, 10000)
+        self.assertEqual(self.redis.call("HMGET", "confab:{r}:n", "m", "x"), [str(size), "1"])
+
     def test_history_age_drops_old_entries_at_posts_and_reads(self):
         age = 1000  # ms
         a_srv, b_srv = self.node("--history-age", "1"), self.node("--history-age", "1")
