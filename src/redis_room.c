@@ -484,12 +484,7 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
         }
         int live_from_held = 0;
         if (d) {
-            if (!d->known && last == 0 && got == 0) {
-                /* The room had no message in Redis when the read ran: where its ids start is
-                 * not known yet (its first post sets it). The first message that comes live
-                 * starts it here, and those held go out in order from there; a "gap" from 0
-                 * would be repaired from a stream that may already have dropped them. */
-            } else if (!d->known) {
+            if (!d->known) {
                 d->known = 1;
                 d->last = rd->fn || rd->sync ? last : (got ? list[0].id - 1 : last);
                 /* A room new here, read only for where it starts: what came live since the join

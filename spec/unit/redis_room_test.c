@@ -317,39 +317,3 @@ TEST(redis_room_a_repair_right_after_the_start_read_delivers_nothing_twice)
     redis_room_up = redis_up;
     hub_room_freed = NULL;
 }
-
-/* A room that has no message in Redis yet when its start read runs (last 0): the messages that
- * come live meanwhile and after go to the member from the first one, with no repair from 0 (whose
- * answer, past a small history limit, had dropped them: the member lost all but the kept ones). */
-TEST(redis_room_a_room_new_in_redis_starts_at_its_first_live_message)
-{
-    hub_init(1 << 20, 10, &cb);
-    redis_room_eval = fake_eval;
-    redis_room_up = fake_up;
-    hub_room_freed = redis_room_forget;
-    asked.calls = 0;
-    struct conn *a = test_conn_open();
-    char got[512];
-    CHECK_INT(hub_join(a, "z", 1), 1);
-    redis_room_track("z", 1);
-    CHECK_INT(asked.calls, 1);
-    feed(501, "z");
-    feed(502, "z");
-    answer(0, 1, 0, 0);
-    CHECK_INT(asked.calls, 1); /* no repair */
-    feed(503, "z");
-    received(a, got, sizeof got);
-    CHECK(strcmp(got, "m501 m502 m503") == 0);
-    /* From there on a gap is repaired as usual. */
-    feed(505, "z");
-    CHECK_INT(asked.calls, 2);
-    CHECK(strcmp(asked.after, "503") == 0);
-    answer(505, 1, 504, 505);
-    received(a, got, sizeof got);
-    CHECK(strcmp(got, "m504 m505") == 0);
-    test_conn_close(a);
-    redis_room_shutdown();
-    redis_room_eval = redis_eval;
-    redis_room_up = redis_up;
-    hub_room_freed = NULL;
-}
