@@ -9,18 +9,24 @@
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-void handshake_accept_key(const char *key, size_t len, char *out)
+/* One context and one fetched SHA-1 for the process: a new context and an implicit fetch per
+ * handshake (OpenSSL 3 looks the algorithm up by name each time) cost more than the hash of 60
+ * bytes. Only the loop's thread computes keys. */
+static EVP_MD_CTX *md;
+static EVP_MD *sha1;
+
+void handshake_init(void)
 {
-    /* One context and one fetched SHA-1 for the process: a new context and an implicit fetch
-     * per handshake (OpenSSL 3 looks the algorithm up by name each time) cost more than the
-     * hash of 60 bytes. Only the loop's thread computes keys. */
-    static EVP_MD_CTX *md;
-    static EVP_MD *sha1;
-    unsigned char digest[SHA_DIGEST_LENGTH];
     if (!sha1)
         sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
     if (!md)
         md = EVP_MD_CTX_new();
+}
+
+void handshake_accept_key(const char *key, size_t len, char *out)
+{
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    handshake_init();
     EVP_MD_CTX *use = md ? md : EVP_MD_CTX_new(); /* out of memory once: try again now */
     if (!use) {
         out[0] = '\0'; /* no memory at all: the client refuses the 101 */

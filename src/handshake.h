@@ -33,6 +33,11 @@ struct hs_result {
 int handshake_check(const struct http_request *req, const struct hs_config *cfg,
                     struct hs_result *res);
 
+/* Fetches SHA-1 and makes the context handshake_accept_key uses (at start: the first fetch
+ * sets up much of OpenSSL, a one-time step in memory that belongs to no connection). Also done
+ * by the first handshake_accept_key. */
+void handshake_init(void);
+
 /* Base64 of SHA-1 of key + the RFC 6455 GUID into out (at least 29 bytes). */
 void handshake_accept_key(const char *key, size_t len, char *out);
 

@@ -1504,6 +1504,7 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
         return -1;
     }
     srv.ping_frame = frame_ws(FRAME_PING, "", 0);
+    handshake_init();
     common_meta = (struct conn_meta){.path = cfg->ws_path, .path_len = strlen(cfg->ws_path),
                                      .query = "", .subprotocol = ""};
 
