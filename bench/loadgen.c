@@ -226,18 +226,25 @@ static void buf_append(char **buf, size_t *len, size_t *cap, const void *data, s
     *len += n;
 }
 
-static long server_rss_kb(void)
+/* A field of the server's /proc/PID/status in kB ("VmRSS:", "RssAnon:"), or -1. */
+static long server_status_kb(const char *field)
 {
     char path[64], line[256];
+    size_t n = strlen(field);
     if (!opt.server_pid) return -1;
     snprintf(path, sizeof path, "/proc/%d/status", (int)opt.server_pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     long kb = -1;
     while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) { kb = strtol(line + 6, NULL, 10); break; }
+        if (!strncmp(line, field, n)) { kb = strtol(line + n, NULL, 10); break; }
     fclose(f);
     return kb;
+}
+
+static long server_rss_kb(void)
+{
+    return server_status_kb("VmRSS:");
 }
 
 /* utime + stime of one process, in clock ticks; returns 0 and sets *ok=false if unreadable */
@@ -1186,7 +1193,7 @@ static void report_fanout(void)
     printf("closed_by_server=%d\n", nclosed_by_server);
 }
 
-static long rss_before = -1;
+static long rss_before = -1, anon_before = -1;
 
 static void report_idle(long rss_after)
 {
@@ -1211,6 +1218,14 @@ static void report_idle(long rss_after)
         long d = (rss_after - rss_before) * 1024;
         printf("server_rss_delta_bytes=%ld\n", d);
         printf("server_rss_per_conn_bytes=%.0f\n", nopen ? (double)d / nopen : 0);
+        /* The heap alone: VmRSS also counts the code pages the first connections fault in
+         * (about 140 kB, once), which belong to no connection. */
+        long anon = server_status_kb("RssAnon:");
+        if (anon >= 0 && anon_before >= 0) {
+            printf("server_anon_before_kb=%ld\nserver_anon_after_kb=%ld\n", anon_before, anon);
+            printf("server_anon_per_conn_bytes=%.0f\n",
+                   nopen ? (double)(anon - anon_before) * 1024 / nopen : 0);
+        }
     }
 }
 
@@ -1465,6 +1480,7 @@ int main(int argc, char **argv)
     ev_unref(loop); ev_unref(loop);   /* the signal watchers alone do not keep the loop alive */
 
     rss_before = server_rss_kb();
+    anon_before = server_status_kb("RssAnon:");
     if (opt.server_pid && rss_before < 0) {
         fprintf(stderr, "loadgen: cannot read /proc/%d/status\n", (int)opt.server_pid);
         return 1;
