@@ -102,6 +102,15 @@ void caps_release(struct caps_addr *e)
     }
 }
 
+void caps_release_addr(const struct sockaddr *sa)
+{
+    struct caps_addr *e = NULL;
+    uint8_t key[16];
+    if (max_per_ip && addr_key(sa, key))
+        HASH_FIND_BYHASHVALUE(hh, table, key, sizeof key, key_hash(key), e);
+    caps_release(e);
+}
+
 void caps_addr_text(const struct sockaddr *sa, char *out, size_t len)
 {
     uint8_t key[16];

@@ -31,6 +31,10 @@ enum caps_verdict caps_admit(const struct sockaddr *sa, struct caps_addr **entry
 /* Gives back what caps_admit took for one connection. */
 void caps_release(struct caps_addr *entry);
 
+/* The same, found by the address the connection was admitted with (a connection need not keep
+ * the entry: the server keeps the peer's address anyway). */
+void caps_release_addr(const struct sockaddr *sa);
+
 /* The address key of sa as text ("a.b.c.d" or "x:x:x:x::/64"), for log lines. */
 void caps_addr_text(const struct sockaddr *sa, char *out, size_t len);
 

@@ -48,6 +48,23 @@ void conn_peer_set(struct conn_peer *p, const struct sockaddr *sa)
     }
 }
 
+struct sockaddr *conn_peer_sockaddr(const struct conn_peer *p, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (p->family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons(p->port);
+        memcpy(&a->sin_addr, p->addr, 4);
+    } else if (p->family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(p->port);
+        memcpy(&a->sin6_addr, p->addr, 16);
+    }
+    return (struct sockaddr *)ss;
+}
+
 const char *conn_peer_text(const struct conn_peer *p, char *out, size_t len)
 {
     char host[INET6_ADDRSTRLEN] = "?";

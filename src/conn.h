@@ -52,6 +52,9 @@ struct conn_peer {
 /* Keeps the address of sa (AF_INET or AF_INET6; anything else is unknown). */
 void conn_peer_set(struct conn_peer *p, const struct sockaddr *sa);
 
+/* The address back as a sockaddr (family AF_UNSPEC when unknown); returns it. */
+struct sockaddr *conn_peer_sockaddr(const struct conn_peer *p, struct sockaddr_storage *ss);
+
 /* "ip:port", "[ipv6]:port", or "?:0" when unknown, into out; returns out. */
 const char *conn_peer_text(const struct conn_peer *p, char *out, size_t len);
 
@@ -70,7 +73,6 @@ struct conn_meta *conn_meta_new(const char *path, size_t path_len,
 
 struct conn_room;
 struct attr;
-struct caps_addr;
 struct conn_rate;
 struct http_conn;
 struct ws_conn;
@@ -100,7 +102,6 @@ struct conn {
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
     struct conn_meta *meta;    /* server: what the upgrade said, NULL before it; the common
                                 * case (the --ws-path itself, nothing else) is one shared copy */
-    struct caps_addr *caps;    /* server: its address's count (caps.h), or NULL */
     struct conn_rate *rate;    /* server: inbound rate buckets, only with --rate-* set */
     struct tls_conn *tls;      /* server: TLS state (tls.h), NULL on a plain connection */
 };

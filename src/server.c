@@ -299,7 +299,8 @@ static void conn_free(struct conn *c)
     if (c->flags & CONN_RATE_PAUSED)
         srv.rate_paused--;
     if (c->flags & CONN_COUNTED) {
-        caps_release(c->caps);
+        struct sockaddr_storage ss;
+        caps_release_addr(conn_peer_sockaddr(&c->peer, &ss));
         log_debug("conn %d: freed, %zu connections admitted", c->fd, caps_total());
     }
     if (c->all_prev)
@@ -1285,7 +1286,7 @@ static int accept_one(struct listener *l, int draining)
     struct caps_addr *entry;
     int why = draining ? REFUSED_DRAINING : (int)caps_admit((struct sockaddr *)&ss, &entry);
     if (why == CAPS_OK) {
-        c->caps = entry;
+        (void)entry; /* released by the address (conn_free) */
         c->flags |= CONN_COUNTED;
     } else {
         refuse(c, why, (struct sockaddr *)&ss);

@@ -105,3 +105,30 @@ TEST(caps_many_addresses_come_and_go)
     caps_init(0, 0);
     caps_free();
 }
+
+/* A connection released by its address (the server keeps no entry pointer per connection). */
+TEST(caps_release_by_address)
+{
+    caps_init(0, 1);
+    struct caps_addr *a, *b;
+    CHECK_INT(admit("192.0.2.7", &a), CAPS_OK);
+    CHECK_INT(admit("2001:db8:5:6::1", &b), CAPS_OK);
+    CHECK_INT(caps_addresses(), 2);
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    s4->sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.7", &s4->sin_addr);
+    caps_release_addr((struct sockaddr *)&ss);
+    CHECK_INT(caps_total(), 1);
+    CHECK_INT(caps_addresses(), 1);
+    CHECK_INT(admit("192.0.2.7", &a), CAPS_OK); /* its slot came back */
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    memset(&ss, 0, sizeof ss);
+    s6->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, "2001:db8:5:6:ffff::2", &s6->sin6_addr); /* another of the same /64 */
+    caps_release_addr((struct sockaddr *)&ss);
+    caps_release(a);
+    CHECK_INT(caps_total(), 0);
+    CHECK_INT(caps_addresses(), 0);
+    caps_free();
+}

@@ -49,3 +49,26 @@ TEST(conn_meta_keeps_path_query_and_subprotocol)
     CHECK_STR(m->subprotocol, "chat.v2");
     free(m);
 }
+
+TEST(conn_peer_back_to_a_sockaddr)
+{
+    struct conn_peer p;
+    struct sockaddr_storage ss;
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(443)};
+    inet_pton(AF_INET6, "2001:db8::7", &a6.sin6_addr);
+    conn_peer_set(&p, (struct sockaddr *)&a6);
+    struct sockaddr_in6 *b6 = (struct sockaddr_in6 *)conn_peer_sockaddr(&p, &ss);
+    CHECK_INT(b6->sin6_family, AF_INET6);
+    CHECK_INT(ntohs(b6->sin6_port), 443);
+    CHECK(memcmp(&b6->sin6_addr, &a6.sin6_addr, 16) == 0);
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(9)};
+    inet_pton(AF_INET, "10.9.8.7", &a4.sin_addr);
+    conn_peer_set(&p, (struct sockaddr *)&a4);
+    struct sockaddr_in *b4 = (struct sockaddr_in *)conn_peer_sockaddr(&p, &ss);
+    CHECK_INT(b4->sin_family, AF_INET);
+    CHECK_INT(ntohs(b4->sin_port), 9);
+    CHECK(b4->sin_addr.s_addr == a4.sin_addr.s_addr);
+    struct sockaddr none = {.sa_family = AF_UNIX};
+    conn_peer_set(&p, &none);
+    CHECK_INT(conn_peer_sockaddr(&p, &ss)->sa_family, AF_UNSPEC);
+}
