@@ -195,6 +195,11 @@ struct droom {
                      * ran: pub/sub and replies come on different links), and is the members'.
                      * Any delivery clears it: a repair may have delivered past `last` what then
                      * comes live (a duplicate), and an older one would come out of order */
+    int empty;      /* its start read found no message in Redis (last 0) and the subscription has
+                     * stayed up since: the room's first message will come live, so the first one
+                     * held starts it (ids start at Redis's clock, not at 1: a "gap" from 0 is
+                     * none, and its repair, past a tiny history limit, could find them dropped).
+                     * Cleared by any delivery and by a link event */
     struct held *held; /* sorted by id */
     unsigned nheld;
 };
@@ -344,6 +349,8 @@ static void drain(struct droom *d)
             free(h);
             continue;
         }
+        if (d->known && d->empty && d->last == 0)
+            d->last = h->id - 1; /* see struct droom */
         if (d->known && h->id != d->last + 1) {
             repair(d);
             return;
@@ -352,8 +359,25 @@ static void drain(struct droom *d)
         d->nheld--;
         d->last = h->id;
         d->known = 1;
-        d->fresh = 0; /* see struct droom: something was delivered since the read */
+        d->fresh = d->empty = 0; /* see struct droom: something was delivered since the read */
         deliver(d->name, d->rlen, h->except, h->flags, h->data, h->len);
+        free(h);
+    }
+}
+
+/* Delivers, in order, the held messages up to id that follow the last one delivered: a read's
+ * answer does so before each entry of its list (see read_done). */
+static void deliver_held_upto(struct droom *d, uint64_t id)
+{
+    while (d->held && d->held->id <= id) {
+        struct held *h = d->held;
+        d->held = h->next;
+        d->nheld--;
+        if (h->id > d->last) {
+            d->last = h->id;
+            d->fresh = d->empty = 0;
+            deliver(d->name, d->rlen, h->except, h->flags, h->data, h->len);
+        }
         free(h);
     }
 }
@@ -495,15 +519,20 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
                     live_from_held = 1;
                 } else if (rd->sync) {
                     d->fresh = 1;
+                    d->empty = last == 0 && got == 0;
                 }
             }
             unsigned long repaired = 0;
             for (size_t i = 0; i < got; i++) {
+                /* What came live meanwhile goes first, and as it came (with its sender's
+                 * exclusion): the list may lack it, trimmed from the stream before the read ran
+                 * (a small --history-memory under a burst). */
+                deliver_held_upto(d, list[i].id);
                 if (list[i].id <= d->last)
                     continue;
                 deliver(d->name, d->rlen, 0, 0, list[i].data, list[i].len);
                 d->last = list[i].id;
-                d->fresh = 0; /* a repair's answer can come before the live copies of what it
+                d->fresh = d->empty = 0; /* a repair's answer can come before the live copies of what it
                                * delivered (another link): those are duplicates now */
                 repaired++;
             }
@@ -652,8 +681,10 @@ static void on_link_event(void *ctx, unsigned shard, int event)
     /* Messages may have been missed while a link was down: read every room of the shard. */
     struct droom *d, *tmp;
     HASH_ITER(hh, RR.rooms, d, tmp) {
-        if (redis_shard_of(d->name, d->rlen) == shard)
+        if (redis_shard_of(d->name, d->rlen) == shard) {
+            d->empty = 0; /* its first message may have gone with the link */
             repair(d);
+        }
     }
 }
 

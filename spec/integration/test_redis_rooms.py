@@ -199,12 +199,11 @@ class RedisRooms(ConfabTest):
         sec, usec = self.redis.call("TIME")
         return int(sec) * 1000 + int(usec) // 1000
 
-    def post_all(self, p, room, texts, member=True):
+    def post_all(self, p, room, texts):
         for i, t in enumerate(texts):
             p.cmd(post=room, text=t, cid=i)
         done = [p.recv_json(done=i)["id"] for i in range(len(texts))]
-        if member:
-            p.messages(room, len(texts))
+        p.messages(room, len(texts))
         return done
 
     def test_history_memory_bounds_the_bytes_of_each_rooms_stream(self):
@@ -212,11 +211,10 @@ class RedisRooms(ConfabTest):
         a_srv, b_srv = (self.node("--history-memory", "1000"),
                         self.node("--history-memory", "1000"))
         a, b = self.peer(a_srv), self.peer(b_srv)
-        # The poster is no member: what is stored is the point here (a member of a room new in
-        # Redis can miss its first messages when a tiny limit drops them before the node's
-        # repair reads them: a known limit, see docs/redis-design.md).
-        ids = self.post_all(a, "r", ["%d" % i + "x" * 200 for i in range(10)], member=False)
-        self.post_all(a, "r2", ["y" * 200], member=False)
+        a.join("r")
+        a.join("r2")
+        ids = self.post_all(a, "r", ["%d" % i + "x" * 200 for i in range(10)])
+        self.post_all(a, "r2", ["y" * 200])
         kept = self.stored("r")
         size = sum(len(d.encode()) for _, _, d in kept)
         self.assertEqual(int(self.redis.call("HGET", "confab:{r}:n", "m")), size)
@@ -236,7 +234,7 @@ class RedisRooms(ConfabTest):
         self.assertEqual((h["complete"], [m["m"] for m in h["list"]]),
                          (True, [i for i, _, _ in kept]))
         # A message longer than the whole limit is not stored (its id is used).
-        big = self.post_all(a, "r", ["z" * 1200], member=False)
+        big = self.post_all(a, "r", ["z" * 1200])
         self.assertEqual(self.stored("r"), [])
         self.assertEqual(self.redis.call("HGET", "confab:{r}:n", "m"), "0")
         b.cmd(replay="r", after=big[0] - 1)
@@ -250,7 +248,8 @@ class RedisRooms(ConfabTest):
         # passes the limit, then counted once and kept exact (x 1) near it.
         srv = self.node("--history", "5", "--history-memory", "10000")
         p = self.peer(srv)
-        self.post_all(p, "r", ["a" * 100 for _ in range(12)], member=False)
+        p.join("r")
+        self.post_all(p, "r", ["a" * 100 for _ in range(12)])
         kept = self.stored("r")
         self.assertEqual(len(kept), 5)
         size = sum(len(d.encode()) for _, _, d in kept)
@@ -258,7 +257,7 @@ class RedisRooms(ConfabTest):
         self.assertEqual(x, "0")
         self.assertGreater(int(m), size)  # what the count dropped is still in the bound
         self.assertLessEqual(int(m), 10000)
-        self.post_all(p, "r", ["b" * 1900 for _ in range(5)], member=False)  # 5 x ~1940 bytes: near the limit
+        self.post_all(p, "r", ["b" * 1900 for _ in range(5)])  # 5 x ~1940 bytes: near the limit
         kept = self.stored("r")
         size = sum(len(d.encode()) for _, _, d in kept)
         self.assertLessEqual(size, 10000)
@@ -268,7 +267,8 @@ class RedisRooms(ConfabTest):
         age = 1000  # ms
         a_srv, b_srv = self.node("--history-age", "1"), self.node("--history-age", "1")
         a, b = self.peer(a_srv), self.peer(b_srv)
-        ids = self.post_all(a, "r", ["old0", "old1"], member=False)
+        a.join("r")
+        ids = self.post_all(a, "r", ["old0", "old1"])
         stored = self.stored("r")
         self.assertEqual([i for i, _, _ in stored], ids)
         # The stream expires that long after its last post (an idle room's history goes too).
@@ -283,7 +283,7 @@ class RedisRooms(ConfabTest):
         h = b.recv_json(history="r")
         self.assertEqual((h["complete"], h["list"]), (False, []))
         self.assertEqual(self.stored("r"), [])
-        new = self.post_all(a, "r", ["new"], member=False)
+        new = self.post_all(a, "r", ["new"])
         stored = self.stored("r")
         self.assertEqual([i for i, _, _ in stored], new)
         new_at = stored[0][1]

@@ -317,3 +317,122 @@ TEST(redis_room_a_repair_right_after_the_start_read_delivers_nothing_twice)
     redis_room_up = redis_up;
     hub_room_freed = NULL;
 }
+
+/* A room new here whose stream keeps little (a small --history-memory): its start read comes back
+ * after the posts that came live since the join (held meanwhile) were trimmed from the stream.
+ * The held ones go out first, in order, then the list's; none is lost, none twice. Before, the
+ * list's 107..110 went out and the held 101..106 were dropped as older. */
+TEST(redis_room_a_start_read_of_a_trimmed_stream_keeps_what_came_live)
+{
+    hub_init(1 << 20, 10, &cb);
+    redis_room_eval = fake_eval;
+    redis_room_up = fake_up;
+    hub_room_freed = redis_room_forget;
+    asked.calls = 0;
+    struct conn *a = test_conn_open();
+    char got[512];
+    CHECK_INT(hub_join(a, "t", 1), 1);
+    redis_room_track("t", 1);
+    CHECK_INT(asked.calls, 1);
+    for (unsigned long long id = 101; id <= 106; id++)
+        feed(id, "t");
+    answer(110, 0, 107, 110);
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m101 m102 m103 m104 m105 m106 m107 m108 m109 m110") == 0);
+    for (unsigned long long id = 107; id <= 111; id++)
+        feed(id, "t");
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m111") == 0);
+    CHECK_INT(asked.calls, 1); /* no repair */
+    test_conn_close(a);
+    redis_room_shutdown();
+    redis_room_eval = redis_eval;
+    redis_room_up = redis_up;
+    hub_room_freed = NULL;
+}
+
+/* The same for a repair: a gap (102) starts one; 103..106 come live while it is in flight, and the
+ * stream has dropped 102..106 by the time it runs. The held ones go out, then the list's (102 is
+ * lost for good: not stored, never seen). Before, 103..106 were dropped as older than the list. */
+TEST(redis_room_a_repair_of_a_trimmed_stream_keeps_what_came_live)
+{
+    hub_init(1 << 20, 10, &cb);
+    redis_room_eval = fake_eval;
+    redis_room_up = fake_up;
+    hub_room_freed = redis_room_forget;
+    asked.calls = 0;
+    struct conn *a = test_conn_open();
+    char got[512];
+    CHECK_INT(hub_join(a, "u", 1), 1);
+    redis_room_track("u", 1);
+    answer(100, 1, 0, 0);
+    feed(101, "u");
+    feed(103, "u");
+    CHECK_INT(asked.calls, 2);
+    CHECK(strcmp(asked.after, "101") == 0);
+    for (unsigned long long id = 104; id <= 106; id++)
+        feed(id, "u");
+    answer(110, 0, 107, 110);
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m101 m103 m104 m105 m106 m107 m108 m109 m110") == 0);
+    for (unsigned long long id = 107; id <= 111; id++)
+        feed(id, "u");
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m111") == 0);
+    CHECK_INT(asked.calls, 2);
+    test_conn_close(a);
+    redis_room_shutdown();
+    redis_room_eval = redis_eval;
+    redis_room_up = redis_up;
+    hub_room_freed = NULL;
+}
+
+/* A room with no message in Redis when its start read ran (last 0): its ids start at Redis's
+ * clock (ms x 10 + 1), and its first message comes live: it starts the room, with no repair from
+ * 0 (whose answer, under a tiny history limit, could lack it). After the subscriber link came
+ * back that no longer holds (the first message may have gone with the link): a repair reads. */
+TEST(redis_room_a_room_empty_in_redis_starts_at_its_first_live_message)
+{
+    hub_init(1 << 20, 10, &cb);
+    redis_room_eval = fake_eval;
+    redis_room_up = fake_up;
+    hub_room_freed = redis_room_forget;
+    asked.calls = 0;
+    struct conn *a = test_conn_open();
+    char got[512];
+    CHECK_INT(hub_join(a, "v", 1), 1);
+    redis_room_track("v", 1);
+    answer(0, 1, 0, 0);
+    feed(5001, "v");
+    feed(5002, "v");
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m5001 m5002") == 0);
+    CHECK_INT(asked.calls, 1);
+    feed(5004, "v"); /* a gap from there is repaired as usual */
+    CHECK_INT(asked.calls, 2);
+    CHECK(strcmp(asked.after, "5002") == 0);
+    answer(5004, 1, 5003, 5004);
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m5003 m5004") == 0);
+    test_conn_close(a); /* v goes: the link event below reads y alone */
+
+    struct conn *b = test_conn_open();
+    CHECK_INT(hub_join(b, "y", 1), 1);
+    redis_room_track("y", 1);
+    CHECK_INT(asked.calls, 3);
+    answer(0, 1, 0, 0);
+    redis_room_link_event(0, REDIS_EV_SUBSCRIBED); /* every room read again */
+    CHECK_INT(asked.calls, 4);
+    answer(0, 1, 0, 0); /* y's: still nothing */
+    feed(7001, "y");
+    CHECK_INT(asked.calls, 5); /* no longer taken as the first: read */
+    CHECK(strcmp(asked.after, "0") == 0);
+    answer(7001, 1, 7001, 7001);
+    received(b, got, sizeof got);
+    CHECK(strcmp(got, "m7001") == 0);
+    test_conn_close(b);
+    redis_room_shutdown();
+    redis_room_eval = redis_eval;
+    redis_room_up = redis_up;
+    hub_room_freed = NULL;
+}
