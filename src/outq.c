@@ -1,17 +1,9 @@
 #include "outq.h"
+#include "pool.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define POISON(b, n) ASAN_POISON_MEMORY_REGION((b), (n))
-#define UNPOISON(b, n) ASAN_UNPOISON_MEMORY_REGION((b), (n))
-#else
-#define POISON(b, n) ((void)(b), (void)(n))
-#define UNPOISON(b, n) ((void)(b), (void)(n))
-#endif
 
 static size_t frame_max;
 
@@ -38,7 +30,7 @@ static struct frame **ring_get(uint32_t need, uint32_t *cap)
         struct spare_head h;
         memcpy(&h, a, sizeof h);
         if (h.cap >= need) {
-            UNPOISON(a, (size_t)h.cap * sizeof *a);
+            POOL_UNPOISON(a, (size_t)h.cap * sizeof *a);
             spare.head = h.next;
             spare.bytes -= (size_t)h.cap * sizeof *a;
             spare.st.count--;
@@ -64,7 +56,7 @@ static void ring_put(struct frame **a, uint32_t cap)
     struct spare_head h = {spare.head, cap};
     memcpy(a, &h, sizeof h);
     /* The link stays readable: LeakSanitizer follows it to the arrays behind. */
-    POISON((char *)a + sizeof h, size - sizeof h);
+    POOL_POISON((char *)a + sizeof h, size - sizeof h);
     spare.head = a;
     spare.bytes += size;
     spare.st.count++;

@@ -22,6 +22,17 @@ struct pool {
     uint64_t gets, hits; /* blocks handed out, and how many came from the list */
 };
 
+/* Marks a block's bytes unusable (or usable again) for AddressSanitizer while it is kept; nothing
+ * in other builds. The pools and outq's spare queue arrays use them. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POOL_POISON(b, n) ASAN_POISON_MEMORY_REGION((b), (n))
+#define POOL_UNPOISON(b, n) ASAN_UNPOISON_MEMORY_REGION((b), (n))
+#else
+#define POOL_POISON(b, n) ((void)(b), (void)(n))
+#define POOL_UNPOISON(b, n) ((void)(b), (void)(n))
+#endif
+
 #define POOL_INIT(bytes, most) {NULL, 0, (most), (bytes), 0, 0}
 
 /* A block of p->size bytes (contents undefined): one from the list, else a new one. NULL when

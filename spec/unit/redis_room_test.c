@@ -66,6 +66,25 @@ static void answer(unsigned long long last, int complete, unsigned long long fro
     fn(asked.ctx, &r, NULL);
 }
 
+/* Each test starts with an empty hub whose rooms go through redis_room with the fakes above (and
+ * redis_room told when a room is freed, as main.c does), and ends by putting the real calls back. */
+static void fake_redis_begin(void)
+{
+    hub_init(1 << 20, 10, &cb);
+    redis_room_eval = fake_eval;
+    redis_room_up = fake_up;
+    hub_room_freed = redis_room_forget;
+    asked.calls = 0;
+}
+
+static void fake_redis_end(void)
+{
+    redis_room_shutdown();
+    redis_room_eval = redis_eval;
+    redis_room_up = redis_up;
+    hub_room_freed = NULL;
+}
+
 static void feed(unsigned long long id, const char *room)
 {
     char buf[128];
@@ -108,10 +127,7 @@ static void on_replay(void *ctx, const struct redis_entry *list, size_t n, int c
 
 TEST(redis_room_orders_repairs_and_holds_for_replays)
 {
-    hub_init(1 << 20, 10, &cb);
-    redis_room_eval = fake_eval;
-    redis_room_up = fake_up;
-    hub_room_freed = redis_room_forget; /* as main.c does */
+    fake_redis_begin();
     struct conn *a = test_conn_open();
     char got[512];
     CHECK_INT(hub_join(a, "r", 1), 1);
@@ -185,21 +201,14 @@ TEST(redis_room_orders_repairs_and_holds_for_replays)
     CHECK(strcmp(got, "m200 m201") == 0);
     CHECK_INT(asked.calls, 5);
     test_conn_close(b);
-    redis_room_shutdown();
-    redis_room_eval = redis_eval;
-    redis_room_up = redis_up;
-    hub_room_freed = NULL;
+    fake_redis_end();
 }
 
 /* A read that fails is made again by the sweep: the tail of a burst missed while the subscriber
  * link was down has nothing after it to show the gap, so a failed repair must not be the end. */
 TEST(redis_room_reads_again_after_a_failed_read)
 {
-    hub_init(1 << 20, 10, &cb);
-    redis_room_eval = fake_eval;
-    redis_room_up = fake_up;
-    hub_room_freed = redis_room_forget;
-    asked.calls = 0;
+    fake_redis_begin();
     struct conn *a = test_conn_open();
     char got[512];
     CHECK_INT(hub_join(a, "r", 1), 1);
@@ -275,10 +284,7 @@ TEST(redis_room_reads_again_after_a_failed_read)
     test_conn_close(a);
     test_conn_close(b);
     test_conn_close(c);
-    redis_room_shutdown();
-    redis_room_eval = redis_eval;
-    redis_room_up = redis_up;
-    hub_room_freed = NULL;
+    fake_redis_end();
 }
 
 /* A room new here, its start read (80); then the command link comes back and every room is read
@@ -288,11 +294,7 @@ TEST(redis_room_reads_again_after_a_failed_read)
  * members got a message twice). */
 TEST(redis_room_a_repair_right_after_the_start_read_delivers_nothing_twice)
 {
-    hub_init(1 << 20, 10, &cb);
-    redis_room_eval = fake_eval;
-    redis_room_up = fake_up;
-    hub_room_freed = redis_room_forget;
-    asked.calls = 0;
+    fake_redis_begin();
     struct conn *a = test_conn_open();
     char got[512];
     CHECK_INT(hub_join(a, "w", 1), 1);
@@ -312,10 +314,7 @@ TEST(redis_room_a_repair_right_after_the_start_read_delivers_nothing_twice)
     received(a, got, sizeof got);
     CHECK(strcmp(got, "m83") == 0);
     test_conn_close(a);
-    redis_room_shutdown();
-    redis_room_eval = redis_eval;
-    redis_room_up = redis_up;
-    hub_room_freed = NULL;
+    fake_redis_end();
 }
 
 /* A room new here whose stream keeps little (a small --history-memory): its start read comes back
@@ -324,11 +323,7 @@ TEST(redis_room_a_repair_right_after_the_start_read_delivers_nothing_twice)
  * list's 107..110 went out and the held 101..106 were dropped as older. */
 TEST(redis_room_a_start_read_of_a_trimmed_stream_keeps_what_came_live)
 {
-    hub_init(1 << 20, 10, &cb);
-    redis_room_eval = fake_eval;
-    redis_room_up = fake_up;
-    hub_room_freed = redis_room_forget;
-    asked.calls = 0;
+    fake_redis_begin();
     struct conn *a = test_conn_open();
     char got[512];
     CHECK_INT(hub_join(a, "t", 1), 1);
@@ -345,10 +340,7 @@ TEST(redis_room_a_start_read_of_a_trimmed_stream_keeps_what_came_live)
     CHECK(strcmp(got, "m111") == 0);
     CHECK_INT(asked.calls, 1); /* no repair */
     test_conn_close(a);
-    redis_room_shutdown();
-    redis_room_eval = redis_eval;
-    redis_room_up = redis_up;
-    hub_room_freed = NULL;
+    fake_redis_end();
 }
 
 /* The same for a repair: a gap (102) starts one; 103..106 come live while it is in flight, and the
@@ -356,11 +348,7 @@ TEST(redis_room_a_start_read_of_a_trimmed_stream_keeps_what_came_live)
  * lost for good: not stored, never seen). Before, 103..106 were dropped as older than the list. */
 TEST(redis_room_a_repair_of_a_trimmed_stream_keeps_what_came_live)
 {
-    hub_init(1 << 20, 10, &cb);
-    redis_room_eval = fake_eval;
-    redis_room_up = fake_up;
-    hub_room_freed = redis_room_forget;
-    asked.calls = 0;
+    fake_redis_begin();
     struct conn *a = test_conn_open();
     char got[512];
     CHECK_INT(hub_join(a, "u", 1), 1);
@@ -381,10 +369,7 @@ TEST(redis_room_a_repair_of_a_trimmed_stream_keeps_what_came_live)
     CHECK(strcmp(got, "m111") == 0);
     CHECK_INT(asked.calls, 2);
     test_conn_close(a);
-    redis_room_shutdown();
-    redis_room_eval = redis_eval;
-    redis_room_up = redis_up;
-    hub_room_freed = NULL;
+    fake_redis_end();
 }
 
 /* A room with no message in Redis when its start read ran (last 0): its ids start at Redis's
@@ -393,11 +378,7 @@ TEST(redis_room_a_repair_of_a_trimmed_stream_keeps_what_came_live)
  * back that no longer holds (the first message may have gone with the link): a repair reads. */
 TEST(redis_room_a_room_empty_in_redis_starts_at_its_first_live_message)
 {
-    hub_init(1 << 20, 10, &cb);
-    redis_room_eval = fake_eval;
-    redis_room_up = fake_up;
-    hub_room_freed = redis_room_forget;
-    asked.calls = 0;
+    fake_redis_begin();
     struct conn *a = test_conn_open();
     char got[512];
     CHECK_INT(hub_join(a, "v", 1), 1);
@@ -431,8 +412,5 @@ TEST(redis_room_a_room_empty_in_redis_starts_at_its_first_live_message)
     received(b, got, sizeof got);
     CHECK(strcmp(got, "m7001") == 0);
     test_conn_close(b);
-    redis_room_shutdown();
-    redis_room_eval = redis_eval;
-    redis_room_up = redis_up;
-    hub_room_freed = NULL;
+    fake_redis_end();
 }
