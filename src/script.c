@@ -426,8 +426,9 @@ static int run_protected(lua_State *L)
  * script_dispatch's result, or -1 when building the event failed (logged). */
 static int run_event(struct event *ev)
 {
-    /* No hook for it: nothing to build, time or call (as if every hook returned nothing). */
-    if (cur->hooks[ev->e] == 0)
+    /* No hook for it: nothing to build, time or call (as if every hook returned nothing): no
+     * table, no time limit armed (two timer_settime calls), no Lua call. */
+    if (!cur || cur->hooks[ev->e] == 0)
         return 0;
     lua_State *L = cur->L;
     const char *what = script_hook_names[ev->e];
@@ -505,12 +506,8 @@ void script_epoch_changed(int64_t epoch)
     }
 }
 
-static int hooked(enum hook_event e);
-
 void script_roster(const char *room, size_t len, int sync)
 {
-    if (!hooked(H_ROSTER))
-        return;
     struct event ev = {.e = H_ROSTER, .room = room, .room_len = len, .code = sync != 0};
     run_event(&ev);
 }
@@ -521,18 +518,9 @@ void script_shutdown(void)
     cur = NULL;
 }
 
-/* Has the running script a hook for e? An event nobody hooks is not built nor run: no table,
- * no time limit armed (two timer_settime calls), no Lua call. */
-static int hooked(enum hook_event e)
-{
-    return cur && cur->hooks[e] > 0;
-}
-
 int script_connect(struct conn *c, const struct http_request *req, const char *protocol,
                    char *reason, size_t reason_len)
 {
-    if (!hooked(H_CONNECT))
-        return 0;
     struct event ev = {.e = H_CONNECT, .c = c, .req = req,
                        .protocol = protocol, .why = reason, .why_len = reason_len};
     int rc = run_event(&ev);
@@ -561,14 +549,10 @@ void script_disconnect(struct conn *c, uint16_t code, const char *reason)
         memcpy(room, hub_conn_room(c, n - 1), len);
         if (hub_leave(c, room, len) != 1)
             break; /* cannot be: it is one of its rooms; hub_remove drops the rest */
-        if (!hooked(H_LEAVE))
-            continue;
         struct event leave = {.e = H_LEAVE, .c = c, .room = room, .room_len = len,
                               .reason = "disconnect"};
         run_event(&leave);
     }
-    if (!hooked(H_DISCONNECT))
-        return;
     struct event ev = {.e = H_DISCONNECT, .c = c, .code = code, .reason = reason};
     run_event(&ev);
 }
