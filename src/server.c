@@ -876,11 +876,9 @@ static int upgrade(struct conn *c, const struct http_request *req)
     }
 
     c->deflate_bits = (uint8_t)hs.deflate.server_bits;
-    if (!debug)
-        ;
-    else if (hs.deflate.server_bits)
+    if (debug && hs.deflate.server_bits)
         log_debug("conn from %s: permessage-deflate (%s)", remote, hs.deflate.response);
-    else if (hs.deflate.declined)
+    else if (debug && hs.deflate.declined)
         log_debug("conn from %s: permessage-deflate offer declined: %s", remote,
                   hs.deflate.declined);
 
