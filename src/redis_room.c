@@ -541,6 +541,9 @@ static void read_done(void *ctx, const redisReply *r, const char *err)
             if (!complete && !rd->fn)
                 log_warn("redis: room %s: messages after %llu no longer stored: skipped", d->name,
                          (unsigned long long)rd->after);
+            /* What came live up to the room's last id, past the list's end (or with no list:
+             * nothing stored, a history smaller than a message), goes out before the jump. */
+            deliver_held_upto(d, last);
             if (d->last < last && !live_from_held)
                 d->last = last;
         }

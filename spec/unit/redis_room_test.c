@@ -317,11 +317,10 @@ TEST(redis_room_a_repair_right_after_the_start_read_delivers_nothing_twice)
     fake_redis_end();
 }
 
-/* A room new here whose stream keeps little (a small --history-memory): its start read comes back
- * after the posts that came live since the join (held meanwhile) were trimmed from the stream.
- * The held ones go out first, in order, then the list's; none is lost, none twice. Before, the
- * list's 107..110 went out and the held 101..106 were dropped as older. */
-TEST(redis_room_a_start_read_of_a_trimmed_stream_keeps_what_came_live)
+/* A room new here: its start read (which answers with the room's last id only) comes back after
+ * messages came live since the join (held meanwhile): they go out, in order, and what comes live
+ * after them follows; none is lost, none twice. */
+TEST(redis_room_a_start_read_delivers_what_came_live_since_the_join)
 {
     fake_redis_begin();
     struct conn *a = test_conn_open();
@@ -331,14 +330,41 @@ TEST(redis_room_a_start_read_of_a_trimmed_stream_keeps_what_came_live)
     CHECK_INT(asked.calls, 1);
     for (unsigned long long id = 101; id <= 106; id++)
         feed(id, "t");
-    answer(110, 0, 107, 110);
+    answer(110, 1, 0, 0);
     received(a, got, sizeof got);
-    CHECK(strcmp(got, "m101 m102 m103 m104 m105 m106 m107 m108 m109 m110") == 0);
+    CHECK(strcmp(got, "m101 m102 m103 m104 m105 m106") == 0);
     for (unsigned long long id = 107; id <= 111; id++)
         feed(id, "t");
     received(a, got, sizeof got);
-    CHECK(strcmp(got, "m111") == 0);
+    CHECK(strcmp(got, "m107 m108 m109 m110 m111") == 0);
     CHECK_INT(asked.calls, 1); /* no repair */
+    test_conn_close(a);
+    fake_redis_end();
+}
+
+/* A repair answered with no entries at all (nothing stored: a history smaller than a message, or
+ * all of it past --history-age): the messages held meanwhile up to the room's last id go out, in
+ * order, before the last id moves past them. Before, they were dropped as older. */
+TEST(redis_room_a_repair_with_nothing_stored_keeps_what_came_live)
+{
+    fake_redis_begin();
+    struct conn *a = test_conn_open();
+    char got[512];
+    CHECK_INT(hub_join(a, "s", 1), 1);
+    redis_room_track("s", 1);
+    answer(100, 1, 0, 0);
+    feed(101, "s");
+    feed(103, "s");
+    CHECK_INT(asked.calls, 2);
+    for (unsigned long long id = 104; id <= 106; id++)
+        feed(id, "s");
+    answer(106, 0, 0, 0);
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m101 m103 m104 m105 m106") == 0);
+    feed(107, "s");
+    received(a, got, sizeof got);
+    CHECK(strcmp(got, "m107") == 0);
+    CHECK_INT(asked.calls, 2);
     test_conn_close(a);
     fake_redis_end();
 }
