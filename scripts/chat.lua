@@ -65,7 +65,6 @@ local member = {}    -- id -> { [room] = true } (mirror of the core's rooms_of, 
 local flood = {}     -- id -> { tokens =, at = } (created on a connection's first message)
 local typing = {}    -- id -> { [room] = ms of the last typing notice sent }
 local roster = {}    -- room -> { tokens =, at =, timer = } for members broadcasts
-local listed = {}    -- room -> confab.now() when this node last sent its list (many nodes only)
 local keys = {}      -- id -> the key of its hello (keyed users only)
 local uids = {}      -- id -> uid (the connection id itself for users without a key)
 local pending = {}   -- skeleton -> { name=, key=, uid=, value=, rooms = { [room] = true }, timer= }: in grace
@@ -390,7 +389,6 @@ end
 local function members_changed(room, joiner)
   local r = roster[room]
   local now = confab.now()
-  if confab.node() ~= 0 then listed[room] = now end
   if not r then
     r = { tokens = MEMBERS_BURST, at = now }
     roster[room] = r
@@ -407,7 +405,6 @@ local function members_changed(room, joiner)
     r.timer = confab.after((1 - r.tokens) * every / 1000, function()
       r.timer = nil
       r.tokens, r.at = 0, confab.now()
-      if listed[room] then listed[room] = r.at end
       if #confab.members(room) > 0 then
         confab.broadcast(room, members_frame(room))
       else
@@ -1195,11 +1192,11 @@ end)
 -- after the stale one: same node). After the mirror was read again whole (`sync`: the subscriber
 -- link was down, the joined/left sent meanwhile are lost for this node's clients) it goes anyway.
 confab.on("roster", function(ev)
-  local at = listed[ev.room]
-  if at and confab.now() - at >= ROSTER_WINDOW then
-    listed[ev.room], at = nil, nil
+  -- roster[room].at: when this node last sent the room's list (or a pending timer will send it).
+  local r = roster[ev.room]
+  if ev.sync or (r and (r.timer or confab.now() - r.at < ROSTER_WINDOW)) then
+    members_changed(ev.room)
   end
-  if at or ev.sync then members_changed(ev.room) end
 end)
 
 -- After a hot reload the caches are empty: rebuild them from the core. Grace periods running at
