@@ -64,7 +64,7 @@ struct pool;
 /* The pool of frames of class k (for tests and figures), NULL past the last class. */
 const struct pool *frame_pool(unsigned k);
 
-/* Frees the frames kept for reuse (at exit, and in tests). */
+/* Frees the frames kept for reuse (in tests: what a test leaves kept is not a leak). */
 void frame_pool_drain(void);
 
 #endif

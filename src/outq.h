@@ -90,7 +90,7 @@ struct outq_spare_stats {
 };
 struct outq_spare_stats outq_spare_stats(void);
 
-/* Frees the spare arrays (at exit, and in tests). */
+/* Frees the spare arrays (in tests: what a test leaves kept is not a leak). */
 void outq_spare_drain(void);
 
 #endif

@@ -60,10 +60,10 @@ void script_roster(const char *room, size_t len, int sync);
 size_t script_memory_used(void);
 
 struct pool;
-/* The pool of Lua's blocks of (k + 1) * 16 bytes (for tests and figures), NULL past the last. */
+/* The pool of Lua's blocks of (k + 1) * 16 bytes (for tests), NULL past the last. */
 const struct pool *script_pool(unsigned k);
 
-/* Frees the blocks kept for reuse (at exit, and in tests). */
+/* Frees the blocks kept for reuse (in tests: what a test leaves kept is not a leak). */
 void script_pool_drain(void);
 
 /* The path of the running script, NULL before the first load. */

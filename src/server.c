@@ -834,7 +834,6 @@ static const struct hs_config *hs_config_for(struct conn *c, const struct http_r
         inet_ntop(AF_INET, &a4->sin_addr, addr, sizeof addr);
         hs.local_loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
     }
-    hs.local_addr = addr;
     return &hs;
 }
 

@@ -46,7 +46,7 @@ void ws_set_memory_limit(size_t bytes);
  * its first size (1 KB). */
 #define WS_SPARE_MAX 4
 
-/* States kept now, and freeing them (at exit, and in tests). */
+/* States kept now, and freeing them (for tests). */
 unsigned ws_spare_count(void);
 void ws_spare_drain(void);
 

@@ -147,8 +147,6 @@ class ClusterPresence(ClusterTest):
         self.assert_no_left((alice, bob), "carol")
         self.assert_no_left((alice, bob), "dan")
         self.assertEqual(alice.take_all("joined") + bob.take_all("joined"), [])
-        self.assertIsNotNone(carol)
-        self.assertIsNotNone(dan)
 
     def reaper(self, watchers, timeout=DEATH_WAIT):
         """The node among watchers that declared the dead node dead (it ran the hooks): every
@@ -248,7 +246,6 @@ class ClusterPresence(ClusterTest):
         self.assertEqual(seq["dan2"], after_last)
         for x in (alice, carol, bob2, dan2):
             self.assertEqual(who(x), ["alice", "bob", "carol", "dan"])
-        self.assertIsNotNone(other)
 
     def test_two_nodes_claiming_one_name_at_once_exactly_one_wins(self):
         _, (a, b) = self.nodes(2)
@@ -355,7 +352,6 @@ class ClusterPresence(ClusterTest):
             if sorted(got["members"]) == ["carol", "wendy"]:
                 break
         self.assertEqual(who(wendy), ["carol", "wendy"])
-        self.assertIsNotNone(carol)
 
     def test_a_restarted_nodes_users_leave_once_and_come_back(self):
         r, (a, b) = self.nodes(2)
@@ -384,7 +380,6 @@ class ClusterPresence(ClusterTest):
         self.assertEqual(alice.take_all("joined"), [])
         self.assertEqual(who(alice), ["alice", "bob", "dan"])
         self.assertEqual(who(dan2), ["alice", "bob", "dan"])
-        self.assertIsNotNone(r)
 
 
 if __name__ == "__main__":
