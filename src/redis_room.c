@@ -366,10 +366,11 @@ static void drain(struct droom *d)
 }
 
 /* Delivers, in order, the held messages up to id that follow the last one delivered: a read's
- * answer does so before each entry of its list (see read_done). */
+ * answer does so before each entry of its list (see read_done). Not while another read is in
+ * flight: a replay's history must reach its connection before what is held (drain() then). */
 static void deliver_held_upto(struct droom *d, uint64_t id)
 {
-    while (d->held && d->held->id <= id) {
+    while (d->held && d->held->id <= id && d->reads == 0) {
         struct held *h = d->held;
         d->held = h->next;
         d->nheld--;
