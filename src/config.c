@@ -76,6 +76,10 @@ static const char usage[] =
     "  --deflate-min BYTES       messages shorter than this are sent uncompressed (default 64)\n"
     "  --send-queue BYTES        outbound bytes queued per connection, 1008 beyond (default 1M);\n"
     "                            HTTP requests wait while their responses fill it\n"
+    "  --flush-delay MS          hold a WebSocket's outgoing messages up to MS milliseconds so\n"
+    "                            that several go out in one write: fewer system calls under\n"
+    "                            moderate load, for up to MS of latency; closes, pings, pongs\n"
+    "                            and a queue past 16K go at once (default 0: no delay; 0..10000)\n"
     "  --history N               messages kept per room (default 100)\n"
     "  --history-memory BYTES    history kept, all rooms together; oldest go first (default 64M)\n"
     "  --history-age SEC         drop history older than this (default: kept until evicted)\n"
@@ -436,6 +440,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--allow-origin") || IS("--subprotocol") || IS("--handshake-timeout") ||
                     IS("--ping-interval") || IS("--pong-timeout") || IS("--max-message") ||
                     IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
+                    IS("--flush-delay") ||
                     IS("--request-memory") || IS("--message-memory") ||
                     IS("--deflate") || IS("--deflate-min") ||
                     IS("--history") || IS("--history-memory") || IS("--history-age") ||
@@ -507,6 +512,8 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             bad = parse_size(val, &cfg->deflate_min);
         else if (IS("--send-queue"))
             bad = parse_size(val, &cfg->send_queue) || cfg->send_queue < 1024;
+        else if (IS("--flush-delay"))
+            bad = parse_uint(val, 10000, &cfg->flush_delay_ms);
         else if (IS("--history"))
             bad = parse_uint(val, 1000000, &cfg->history);
         else if (IS("--history-memory"))

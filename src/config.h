@@ -34,6 +34,8 @@ struct config {
     int deflate;               /* permessage-deflate offered to clients (--deflate on|off) */
     size_t deflate_min;        /* messages shorter than this are sent uncompressed */
     size_t send_queue;         /* bytes queued per connection before it is cut off (1008) */
+    unsigned flush_delay_ms;   /* WebSocket output held this long to go out in fewer writes
+                                * (0: written in the loop pass that queued it) */
     unsigned history;          /* messages kept per room */
     size_t history_memory;     /* bytes of history kept, all rooms together */
     double history_age;        /* seconds a history entry is kept; 0: until evicted */

@@ -35,6 +35,8 @@ enum {
     CONN_RATE_PAUSED = 1 << 11, /* over its inbound rate: not read until its timer fires */
     CONN_SERVED = 1 << 12,      /* HTTP: a response was queued (an idle keep-alive when empty) */
     CONN_REMOTE = 1 << 13,      /* presence: another node's connection mirrored into the hub */
+    CONN_HELD = 1 << 14,        /* its output is held for --flush-delay (on the server's held
+                                 * list, through next_flush: never on the flush list too) */
 };
 
 /* The peer's address as accept gave it, kept compact (20 bytes) and written out only when
@@ -91,7 +93,7 @@ struct conn {
     struct dl_node timeout;    /* server: request, silence or closing deadline */
     struct dl_node ping;       /* server: next ping due (WebSocket only) */
     struct outq out;           /* hub: frames waiting to be written */
-    struct conn *next_flush;   /* server: list of connections with output */
+    struct conn *next_flush;   /* server: list of connections with output (or held) */
     struct conn *next_close;   /* server: list of connections to tear down */
     struct conn *next_input;   /* server: list of connections with input held by ws */
     struct conn *all_prev, *all_next; /* server: the list of every connection */

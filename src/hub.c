@@ -23,6 +23,7 @@ static struct {
     struct room *rooms;   /* uthash by name */
     uint64_t next_id;
     size_t queue_limit;
+    int queued_each;      /* hub_queued_each */
     unsigned history_cap;
     struct hub_callbacks cb;
     struct hub_limits lim;
@@ -43,6 +44,11 @@ void hub_init(size_t queue_limit, unsigned history_cap, const struct hub_callbac
     hub.cb = *cb;
     if (!hub.next_id)
         hub.next_id = 1;
+}
+
+void hub_queued_each(int on)
+{
+    hub.queued_each = on;
 }
 
 static double now_monotonic(void)
@@ -532,7 +538,7 @@ int hub_send(struct conn *c, struct frame *f)
         METRIC_INC(deliveries);
     if (admitted == OUTQ_BIG)
         outq_mark_big(&c->out);
-    if (was_empty)
+    if (was_empty || hub.queued_each)
         hub.cb.queued(c);
     return 0;
 }

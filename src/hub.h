@@ -26,7 +26,8 @@
 #define HUB_ATTRS_PER_CONN 256  /* attribute keys of one connection */
 
 struct hub_callbacks {
-    void (*queued)(struct conn *c);   /* c's queue went from empty to non-empty */
+    void (*queued)(struct conn *c);   /* c's queue went from empty to non-empty (every frame
+                                       * queued, after hub_queued_each(1)) */
     void (*overflow)(struct conn *c); /* c's queue would pass the limit: cut it off */
     void (*close)(struct conn *c, uint16_t code, const char *reason); /* script's request */
 };
@@ -91,6 +92,11 @@ extern void (*hub_room_freed)(const char *name, size_t len);
 
 /* Sets the queue limit (bytes), the history capacity per room and the callbacks. */
 void hub_init(size_t queue_limit, unsigned history_cap, const struct hub_callbacks *cb);
+
+/* With on, the queued callback is called for every frame queued, not only for the first of an
+ * empty queue: a server that holds output back (--flush-delay) sees each control frame and the
+ * queue's growth, which end the hold. Off by default (one call per queue that fills). */
+void hub_queued_each(int on);
 
 /* Sets the limits (until then there are none, except the counts per connection). With a loop and
  * a history age, a timer (not keeping the loop alive) drops expired entries even when no room is

@@ -70,6 +70,12 @@ void outq_mark_pong(struct outq *q);
  * to f. Returns 1 when replaced, 0 when there is no such pong (push f instead). */
 int outq_replace_pong(struct outq *q, struct frame *f);
 
+/* The frame queued last (q not empty). */
+static inline const struct frame *outq_last(const struct outq *q)
+{
+    return q->items[(q->head + q->count - 1) & (q->cap - 1)];
+}
+
 /* Fills up to max iovecs with the queued bytes, in order. Returns the number filled. */
 int outq_iov(const struct outq *q, struct iovec *iov, int max);
 

@@ -72,6 +72,9 @@ static struct {
     ev_idle idle;              /* active while the safe point has work left: the loop won't block */
     ev_timer grace;
     struct conn *flush_list;  /* connections with output to write this loop pass */
+    struct conn *held_list;   /* --flush-delay: connections whose output waits for hold_timer */
+    ev_timer hold_timer;      /* running while held_list is not empty */
+    size_t hold_bytes;        /* a queue charged this much is written without waiting */
     struct conn *close_list;  /* connections to report gone and/or free */
     struct conn *input_list;  /* WebSocket input held by ws (its budget used): fed next pass */
     struct conn *all;         /* every connection, whatever its state */
@@ -126,15 +129,63 @@ static void safe_point_arm(void)
         ev_idle_start(srv.loop, &srv.idle);
 }
 
-/* c has output: write it at the safe point, unless it already waits for the socket. */
+static void held_release(void);
+
+/* c has output: write it at the safe point, unless it already waits for the socket. Output that
+ * must not wait ends the hold of every held connection, c's included (see held_release). */
 static void flush_list_add(struct conn *c)
 {
-    if (!(c->flags & (CONN_IN_FLUSH | CONN_WANT_WRITE))) {
+    if (c->flags & CONN_HELD) {
+        held_release();
+    } else if (!(c->flags & (CONN_IN_FLUSH | CONN_WANT_WRITE))) {
         c->flags |= CONN_IN_FLUSH;
         c->next_flush = srv.flush_list;
         srv.flush_list = c;
         safe_point_arm();
     }
+}
+
+/* --flush-delay: output held back so that what the next passes queue for c goes in the same
+ * write. One timer serves every held connection: it starts with the first hold and, when it
+ * fires, all of them are written at the next safe point. So nothing waits longer than the delay
+ * (what joins late in the window waits less), and a thousand held connections cost one timer,
+ * not a thousand. */
+static void hold_add(struct conn *c)
+{
+    if (c->flags & (CONN_IN_FLUSH | CONN_WANT_WRITE | CONN_HELD))
+        return; /* written this pass already, or waiting for the socket, or held */
+    c->flags |= CONN_HELD;
+    c->next_flush = srv.held_list;
+    srv.held_list = c;
+    if (!ev_is_active(&srv.hold_timer)) {
+        ev_timer_set(&srv.hold_timer, srv.cfg->flush_delay_ms / 1000.0, 0);
+        ev_timer_start(srv.loop, &srv.hold_timer);
+    }
+}
+
+/* Every held connection goes to the flush list: when the delay is over, and as soon as one of
+ * them has something that must not wait (a close, a ping or pong, a full queue) or dies. All of
+ * them rather than the one: the list has one link per connection (no unlinking from the middle
+ * without a walk), they were all going to be written within the delay anyway, and these events
+ * are rare next to messages. */
+static void held_release(void)
+{
+    if (!srv.held_list)
+        return;
+    ev_timer_stop(srv.loop, &srv.hold_timer);
+    while (srv.held_list) {
+        struct conn *c = srv.held_list;
+        srv.held_list = c->next_flush;
+        c->flags = (uint16_t)((c->flags & ~CONN_HELD) | CONN_IN_FLUSH);
+        c->next_flush = srv.flush_list;
+        srv.flush_list = c;
+    }
+    safe_point_arm();
+}
+
+static void on_hold_timer(EV_P_ ev_timer *w, int revents)
+{
+    held_release();
 }
 
 static void close_list_add(struct conn *c)
@@ -184,6 +235,8 @@ static void conn_kill(struct conn *c, uint16_t code)
         c->close_code = code;
     conn_set_state(c, CONN_DEAD);
     c->flags |= CONN_CLOSE_SENT; /* nothing more is queued for it */
+    if (c->flags & CONN_HELD)
+        held_release(); /* off the held list before it is freed (the flush list skips the dead) */
     ev_io_stop(srv.loop, &c->io);
     dl_remove(&c->timeout);
     dl_remove(&c->ping);
@@ -279,6 +332,12 @@ static void conn_free(struct conn *c)
         close(c->fd);
     dl_remove(&c->timeout);
     dl_remove(&c->ping);
+    if (c->flags & CONN_HELD) { /* not expected: conn_kill releases it */
+        struct conn **p = &srv.held_list;
+        while (*p != c)
+            p = &(*p)->next_flush;
+        *p = c->next_flush;
+    }
     if (c->flags & CONN_INPUT_HELD) {
         struct conn **p = &srv.input_list;
         while (*p != c)
@@ -565,6 +624,8 @@ static void conn_flush(struct conn *c)
         int n = outq_iov(&c->out, iov, IOV_MAX);
         int blocked = 0;
         ssize_t w = io_writev(c, iov, n, &blocked);
+        if (c->id) /* a WebSocket (hub_add gave it an id): how well its writes batch */
+            METRIC_INC(ws_writes);
         if (w < 0) {
             conn_kill(c, 1006);
             return;
@@ -587,9 +648,27 @@ static void conn_flush(struct conn *c)
 
 /* ---- hub callbacks ------------------------------------------------------------------- */
 
+/* With --flush-delay, whether what c's queue holds goes out without waiting: a control frame (a
+ * close is queued by conn_queue_raw, never held; a ping or pong comes through the hub: the peer
+ * measures or awaits it), or a queue that already makes a write worth its cost. A write costs
+ * about 6 us here whatever it carries, so at 16 KB (some 100 chat frames) the call is a small
+ * part of it and holding more buys little but latency; the queue is also kept well below
+ * --send-queue, so holding never makes a peer a slow consumer; and one sendmsg takes at most
+ * IOV_MAX frames. */
+static int output_urgent(const struct conn *c)
+{
+    return (outq_last(&c->out)->data[0] & 0x08) || c->out.count >= IOV_MAX ||
+           c->out.bytes + (size_t)c->out.count * OUTQ_FRAME_COST >= srv.hold_bytes;
+}
+
+/* Without --flush-delay, called when c's queue fills (written at this pass's safe point); with
+ * it, for every frame queued (hub_queued_each): held, or written now when it must not wait. */
 static void on_hub_queued(struct conn *c)
 {
-    flush_list_add(c);
+    if (srv.cfg->flush_delay_ms && !output_urgent(c))
+        hold_add(c);
+    else
+        flush_list_add(c);
 }
 
 /* A peer that cannot keep up: its pending frames are dropped (memory stays bounded), a close
@@ -1508,6 +1587,9 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
 
     static const struct hub_callbacks hub_cb = {on_hub_queued, on_hub_overflow, on_hub_close};
     hub_init(cfg->send_queue, cfg->history, &hub_cb);
+    hub_queued_each(cfg->flush_delay_ms != 0);
+    srv.hold_bytes = cfg->send_queue / 4 < 16384 ? cfg->send_queue / 4 : 16384;
+    ev_init(&srv.hold_timer, on_hold_timer);
     static const struct ws_handlers ws_cb = {on_ws_message};
     ws_init(cfg->max_message, &ws_cb);
     /* A reply as large as any message accepted always fits an empty queue. */
@@ -1675,6 +1757,7 @@ void server_free(void)
     ev_timer_stop(srv.loop, &srv.grace);
     ev_timer_stop(srv.loop, &srv.drain);
     ev_timer_stop(srv.loop, &srv.refusal_log);
+    ev_timer_stop(srv.loop, &srv.hold_timer);
     free(srv.drain_ids);
     srv.drain_ids = NULL;
     caps_free();

@@ -96,6 +96,32 @@ TEST(hub_broadcast_shares_one_frame)
     CHECK_INT(frame_live, live_before);
 }
 
+/* With --flush-delay the server holds output and must see every frame queued (a pong, a close,
+ * the queue's growth end the hold): hub_queued_each makes the callback come for each. */
+TEST(hub_queued_each_calls_for_every_frame)
+{
+    hub_init(1 << 20, 10, &cb);
+    struct conn *a = test_conn_open();
+    struct frame *f = frame_ws(FRAME_TEXT, "hi", 2);
+    struct frame *ping = frame_ws(FRAME_PING, "", 0);
+    queued_calls = 0;
+    CHECK_INT(hub_send(a, f), 0);
+    CHECK_INT(hub_send(a, f), 0);
+    CHECK_INT(queued_calls, 1); /* by default once, for the queue that filled */
+    hub_queued_each(1);
+    CHECK_INT(hub_send(a, f), 0);
+    CHECK_INT(hub_send(a, ping), 0);
+    CHECK_INT(queued_calls, 3);
+    CHECK(outq_last(&a->out) == ping);
+    hub_queued_each(0);
+    CHECK_INT(hub_send(a, f), 0);
+    CHECK_INT(queued_calls, 3);
+    CHECK(outq_last(&a->out) == f);
+    frame_unref(f);
+    frame_unref(ping);
+    test_conn_close(a);
+}
+
 TEST(hub_queue_limit_cuts_off_slow_consumer)
 {
     hub_init(200, 10, &cb); /* the first frame, and behind it 200 bytes counting OUTQ_FRAME_COST each */
