@@ -12,6 +12,7 @@
 
 #include "conn_ids.h"
 #include "metrics.h"
+#include "pool.h"
 
 /* Last ids of freed rooms, indexed by a hash of the name: a slot holds the highest last id of the
  * rooms freed into it, and a room created again starts there (ids never go back; a resume from
@@ -111,6 +112,59 @@ static size_t entry_cost(size_t len)
     return sizeof(struct hist_entry) + len + 1;
 }
 
+/* A room at its history capacity drops an entry for every entry added, and a full budget drops
+ * the oldest entries of any room: the blocks of entries of up to HIST_POOL_MAX bytes go to a
+ * bounded free list per size class (pool.h, at most HIST_POOL_BYTES per class) and the next
+ * entries of their class come from there, so a busy room replaces its entries without malloc
+ * and free. The classes are 24, 40, 56, ... bytes (16n + 8): glibc hands out that much for any
+ * request from 16n - 7 to 16n + 8 (a chunk of 16n + 16 with its 8-byte header), so rounding an
+ * entry up to its class costs no memory there. The budget still charges entry_cost(len), as
+ * before; a block on a list is no entry's and is not charged (at most 1 MB on all the lists). */
+#define HIST_POOL_MAX (2048 + 8)
+#define HIST_POOL_CLASSES ((HIST_POOL_MAX - 8) / 16)
+#define HIST_POOL_BYTES (8 * 1024)
+static struct pool hist_pools[HIST_POOL_CLASSES];
+
+/* The pool for blocks of `bytes` (at least 1), or NULL past HIST_POOL_MAX. */
+static struct pool *hist_pool(size_t bytes)
+{
+    if (bytes > HIST_POOL_MAX)
+        return NULL;
+    size_t k = bytes <= 24 ? 0 : (bytes - 9) / 16; /* class k holds 16k + 24 bytes */
+    struct pool *p = &hist_pools[k];
+    if (!p->size) {
+        p->size = 16 * k + 24;
+        p->max = (uint32_t)(HIST_POOL_BYTES / p->size);
+    }
+    return p;
+}
+
+const struct pool *hub_history_pool(size_t len)
+{
+    return hist_pool(entry_cost(len));
+}
+
+static struct hist_entry *entry_alloc(size_t len)
+{
+    struct pool *p = hist_pool(entry_cost(len));
+    return p ? pool_get(p) : malloc(entry_cost(len));
+}
+
+static void entry_free(struct hist_entry *e)
+{
+    struct pool *p = hist_pool(entry_cost(e->len));
+    if (p)
+        pool_put(p, e);
+    else
+        free(e);
+}
+
+static void hist_pools_drain(void)
+{
+    for (size_t k = 0; k < HIST_POOL_CLASSES; k++)
+        pool_drain(&hist_pools[k]);
+}
+
 /* A room holding history is charged to the history budget too (it may have no member left). */
 static size_t room_cost(const struct room *r)
 {
@@ -149,7 +203,7 @@ static void entry_drop(struct room *r)
     else
         hub.newest = e->older;
     hub.hist_bytes -= entry_cost(e->len);
-    free(e);
+    entry_free(e);
 }
 
 void (*hub_room_freed)(const char *name, size_t len);
@@ -206,6 +260,7 @@ void hub_shutdown(void)
         room_free(r);
     }
     memset(hub.freed_last, 0, sizeof hub.freed_last);
+    hist_pools_drain();
     conn_ids_free(&hub.conns);
     if (hub.loop) {
         ev_ref(hub.loop);
@@ -655,7 +710,7 @@ int hub_history_add(const char *name, size_t rlen, uint64_t id, const char *data
         room_release(r);
         return 0;
     }
-    struct hist_entry *e = malloc(cost);
+    struct hist_entry *e = entry_alloc(len);
     if (!e) {
         room_release(r);
         return -2;

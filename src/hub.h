@@ -193,6 +193,11 @@ void hub_attr_del(struct conn *c, const char *key);
  * last id, -2 on no memory. With history capacity 0 only the id is kept. */
 int hub_history_add(const char *room, size_t rlen, uint64_t id, const char *data, size_t len);
 
+/* The free list that the blocks of history entries of len bytes of data come from and go back
+ * to, or NULL for entries too large to be kept on one (for tests). */
+struct pool;
+const struct pool *hub_history_pool(size_t len);
+
 /* The last id added to the room; for a room not kept (never used, or freed), the highest last id
  * of a freed room whose name shares its slot in the hub's table (0 if none). */
 uint64_t hub_history_last(const char *room, size_t rlen);

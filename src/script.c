@@ -32,13 +32,16 @@ char script_key_hooks, script_key_format;
 
 /* Lua allocates and frees small blocks all the time (the strings and tables of each event, what
  * cjson builds): those of up to LUA_POOL_MAX bytes come from a pool per 16-byte size class
- * (pool.h) and go back there, at most LUA_POOL_BYTES per class, instead of going through
- * malloc and free for every event. The cap counts what Lua asked for, as before: a block in a
- * pool is not Lua's. Lua passes a block's size back when it frees or resizes it, so its class
- * is known without a header. */
+ * (pool.h) and go back there instead of going through malloc and free for every event. The
+ * pools share one budget, SCRIPT_POOLS_BYTES on all the lists together, rather than a share per
+ * class: a collection gives back what the heap grew by since the last one (about 300 KB with
+ * chat.lua and 1,000 members, mostly in two or three classes), and a share of 128 KB per class
+ * freed most of it, only for the heap to malloc it again on its way to the next collection.
+ * The cap counts what Lua asked for, as before: a block in a pool is not Lua's. Lua passes a
+ * block's size back when it frees or resizes it, so its class is known without a header. */
 #define LUA_POOL_MAX 512
-#define LUA_POOL_BYTES (128 * 1024)
 static struct pool lua_pools[LUA_POOL_MAX / 16];
+static size_t lua_pooled; /* bytes on the lists (by their classes' sizes) */
 
 /* The pool for blocks of n bytes, or NULL for 0 or more than LUA_POOL_MAX. */
 static struct pool *lua_pool(size_t n)
@@ -48,9 +51,28 @@ static struct pool *lua_pool(size_t n)
     struct pool *p = &lua_pools[(n - 1) / 16];
     if (!p->size) {
         p->size = ((n - 1) / 16 + 1) * 16;
-        p->max = (uint32_t)(LUA_POOL_BYTES / p->size);
+        p->max = (uint32_t)(SCRIPT_POOLS_BYTES / p->size); /* the budget is the bound */
     }
     return p;
+}
+
+static void *lua_block_get(struct pool *p)
+{
+    uint32_t listed = p->n;
+    void *b = pool_get(p);
+    if (p->n < listed)
+        lua_pooled -= p->size;
+    return b;
+}
+
+static void lua_block_put(struct pool *p, void *b)
+{
+    if (lua_pooled + p->size > SCRIPT_POOLS_BYTES) {
+        free(b);
+        return;
+    }
+    pool_put(p, b);
+    lua_pooled += p->size;
 }
 
 const struct pool *script_pool(unsigned k)
@@ -58,10 +80,16 @@ const struct pool *script_pool(unsigned k)
     return k < LUA_POOL_MAX / 16 ? lua_pool((size_t)(k + 1) * 16) : NULL;
 }
 
+size_t script_pool_bytes(void)
+{
+    return lua_pooled;
+}
+
 void script_pool_drain(void)
 {
     for (size_t k = 0; k < LUA_POOL_MAX / 16; k++)
         pool_drain(&lua_pools[k]);
+    lua_pooled = 0;
 }
 
 static void *block_resize(void *ptr, size_t old, size_t nsize)
@@ -71,7 +99,7 @@ static void *block_resize(void *ptr, size_t old, size_t nsize)
         return realloc(ptr, nsize); /* (ptr is NULL when old is 0) */
     if (po == pn)
         return ptr; /* the same class: the block is large enough */
-    void *p = pn ? pool_get(pn) : malloc(nsize);
+    void *p = pn ? lua_block_get(pn) : malloc(nsize);
     if (!p)
         /* A smaller block could not be had: the larger one serves (and goes to the pool of
          * the smaller size later, which it is large enough for). */
@@ -79,7 +107,7 @@ static void *block_resize(void *ptr, size_t old, size_t nsize)
     if (ptr) {
         memcpy(p, ptr, old < nsize ? old : nsize);
         if (po)
-            pool_put(po, ptr);
+            lua_block_put(po, ptr);
         else
             free(ptr);
     }
@@ -93,7 +121,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize == 0) {
         struct pool *po = lua_pool(old);
         if (po)
-            pool_put(po, ptr);
+            lua_block_put(po, ptr);
         else
             free(ptr);
         s->mem_used -= old;

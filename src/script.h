@@ -63,6 +63,10 @@ struct pool;
 /* The pool of Lua's blocks of (k + 1) * 16 bytes (for tests), NULL past the last. */
 const struct pool *script_pool(unsigned k);
 
+/* Bytes on the pools' lists, all classes together: at most SCRIPT_POOLS_BYTES. */
+#define SCRIPT_POOLS_BYTES (4 * 1024 * 1024)
+size_t script_pool_bytes(void);
+
 /* Frees the blocks kept for reuse (in tests: what a test leaves kept is not a leak). */
 void script_pool_drain(void);
 

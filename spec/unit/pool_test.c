@@ -346,9 +346,10 @@ TEST(script_pools_keep_the_memory_count_exact_and_bounded)
     for (unsigned k = 0; script_pool(k); k++) {
         const struct pool *p = script_pool(k);
         CHECK(p->n <= p->max);
-        kept += p->n;
+        kept += p->n * p->size;
     }
     CHECK(kept > 0);
+    CHECK_INT(script_pool_bytes(), kept);
     /* The strings of each event (ev.data .. i: 24-byte header + about 12 bytes, class 48) are
      * made from blocks the collector gave back. */
     CHECK(script_pool(2)->hits > 0);
@@ -359,5 +360,135 @@ TEST(script_pools_keep_the_memory_count_exact_and_bounded)
     script_pool_drain();
     for (unsigned k = 0; script_pool(k); k++)
         CHECK_INT(script_pool(k)->n, 0);
+    CHECK_INT(script_pool_bytes(), 0);
     unlink(path);
+}
+
+/* The pools share one budget: a collection that gives back more blocks of one class than the
+ * budget holds keeps the budget's worth and frees the rest; the other classes are not starved
+ * by a share of their own (what a share per class did: it freed what the next events made
+ * again). */
+TEST(script_pools_share_one_budget)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    struct script_config cfg = {.hook_timeout_ms = 1000, .memory = 64 * 1024 * 1024};
+    script_init(loop, &cfg);
+    hub_init(1 << 20, 10, &hub_cb);
+    script_pool_drain();
+    char path[] = "/tmp/confab-pool-XXXXXX.lua";
+    int fd = mkstemps(path, 4);
+    /* Each message makes 20,000 tables of one class (an empty table: about 56 bytes) and drops
+     * them: 1.1 MB, more than a share of 128 KB, less than the whole budget; "big" makes
+     * 100,000 (5.6 MB, more than the budget). */
+    static const char src[] =
+        "local confab = require 'confab'\n"
+        "confab.on('message', function(ev)\n"
+        "  local t = {}\n"
+        "  for i = 1, ev.data == 'big' and 100000 or 20000 do t[i] = {} end\n"
+        "  t = nil\n"
+        "  collectgarbage()\n"
+        "end)\n";
+    CHECK(write(fd, src, sizeof src - 1) == (ssize_t)(sizeof src - 1));
+    close(fd);
+    char err[256];
+    CHECK_INT(script_load(path, err, sizeof err), 0);
+    struct conn *c = test_conn_open();
+    script_message(c, 0, (const uint8_t *)"x", 1);
+    const struct pool *tables = NULL;
+    for (unsigned k = 0; script_pool(k); k++)
+        if (!tables || script_pool(k)->n > tables->n)
+            tables = script_pool(k);
+    CHECK(tables->n >= 20000);
+    CHECK(tables->n * tables->size > 128 * 1024);
+    CHECK(script_pool_bytes() <= SCRIPT_POOLS_BYTES);
+    /* The next message's tables all come from the list. */
+    uint64_t hits = tables->hits;
+    script_message(c, 0, (const uint8_t *)"x", 1);
+    CHECK(tables->hits - hits >= 20000);
+    /* More than the budget at once: the lists stop at it. */
+    script_message(c, 0, (const uint8_t *)"big", 3);
+    CHECK(script_pool_bytes() <= SCRIPT_POOLS_BYTES);
+    CHECK(script_pool_bytes() > SCRIPT_POOLS_BYTES - 1024);
+    test_conn_close(c);
+    script_shutdown();
+    CHECK(script_pool_bytes() <= SCRIPT_POOLS_BYTES);
+    script_pool_drain();
+    CHECK_INT(script_pool_bytes(), 0);
+    unlink(path);
+}
+
+/* ---- history entries ----------------------------------------------------------------- */
+
+struct last_entry {
+    uint64_t id;
+    size_t len;
+    char data[256];
+};
+
+static void keep_last(const struct hist_entry *e, void *arg)
+{
+    struct last_entry *l = arg;
+    l->id = e->id;
+    l->len = e->len;
+    memcpy(l->data, e->data, e->len + 1);
+}
+
+static double hist_clock_now;
+static double hist_clock(void) { return hist_clock_now; }
+
+TEST(history_at_its_cap_replaces_entries_without_allocating)
+{
+    hub_init(1 << 20, 3, &hub_cb);
+    char text[120];
+    memset(text, 'm', sizeof text);
+    /* Lengths 100..107 are one size class: each add at the cap takes the block the previous
+     * add's eviction put back. */
+    const struct pool *p = hub_history_pool(100);
+    CHECK(p != NULL && p == hub_history_pool(107));
+    CHECK(p->size >= sizeof(struct hist_entry) + 107 + 1);
+    for (uint64_t id = 1; id <= 3; id++)
+        CHECK_INT(hub_history_add("r", 1, id, text, 100), 0);
+    size_t bytes = hub_history_bytes();
+    uint64_t misses = p->gets - p->hits;
+    for (uint64_t id = 4; id <= 1000; id++) {
+        text[0] = (char)('a' + id % 26);
+        CHECK_INT(hub_history_add("r", 1, id, text, 100 + id % 8), 0);
+        CHECK(p->n <= 1);
+    }
+    /* One block was new (the first eviction came after the first add at the cap's get). */
+    CHECK(p->gets - p->hits - misses <= 1);
+    /* What is charged is exact, as before: three entries of the lengths kept, and the room. */
+    size_t lens = (100 + 998 % 8) + (100 + 999 % 8) + (100 + 1000 % 8);
+    CHECK_INT(hub_history_bytes(), bytes - 3 * 100 + lens);
+    /* A reused block holds the new entry, not the old one's bytes. */
+    struct last_entry last = {0};
+    CHECK_INT(hub_history_each("r", 1, 999, keep_last, &last), 1);
+    CHECK(last.id == 1000 && last.len == 100 + 1000 % 8 && last.data[0] == 'a' + 1000 % 26);
+    CHECK(last.data[1] == 'm' && last.data[last.len] == '\0');
+    hub_shutdown();
+    CHECK_INT(hub_history_bytes(), 0);
+    CHECK_INT(p->n, 0); /* the lists are emptied with the history */
+    /* Entries larger than the largest class are plain allocations. */
+    CHECK(hub_history_pool(4096) == NULL);
+}
+
+TEST(history_pools_stay_within_their_bound)
+{
+    hub_init(1 << 20, 1000, &hub_cb);
+    hub_set_limits(NULL, &(struct hub_limits){SIZE_MAX, 10, SIZE_MAX, hist_clock});
+    const struct pool *p = hub_history_pool(50);
+    hist_clock_now = 100;
+    size_t n = p->max + 20;
+    char text[50] = {0};
+    for (uint64_t id = 1; id <= n; id++)
+        CHECK_INT(hub_history_add("r", 1, id, text, sizeof text), 0);
+    /* Every entry expires at once: the list keeps its bound, the rest is freed. */
+    hist_clock_now = 200;
+    hub_expire();
+    CHECK_INT(hub_history_bytes(), 0);
+    CHECK_INT(p->n, p->max);
+    CHECK(p->max * p->size <= 8 * 1024);
+    hub_shutdown();
+    CHECK_INT(p->n, 0);
+    hub_set_limits(NULL, &(struct hub_limits){SIZE_MAX, 0, SIZE_MAX, NULL});
 }
