@@ -30,7 +30,7 @@ endif
 
 BUILD   ?= build
 # Everything but main.c goes into a library the unit tests link against.
-CORE    := log config pool frame utf8 outq conn conn_ids hub deadline http handshake webroot static ws script sandbox \
+CORE    := log config pool frame utf8 outq conn conn_ids poller hub deadline http handshake webroot static ws script sandbox \
 	confab_lib script_timer script_limit server watch
 CORE    += paths urldecode
 CORE    += pattern

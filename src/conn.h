@@ -22,7 +22,7 @@ enum conn_state {
 /* conn.flags */
 enum {
     CONN_IN_FLUSH = 1 << 0,     /* on the server's list of connections with output to write */
-    CONN_WANT_WRITE = 1 << 1,   /* io watcher also waits for EPOLLOUT */
+    CONN_WANT_WRITE = 1 << 1,   /* the poller also waits for the socket to take output */
     CONN_CLOSE_SENT = 1 << 2,   /* a close frame was queued: nothing else may follow it */
     CONN_HTTP_CLOSE = 1 << 3,   /* close the socket once the HTTP response is written */
     CONN_SHUT_WR = 1 << 4,      /* shutdown(SHUT_WR) done: only reading until EOF remains */
@@ -84,12 +84,13 @@ struct conn {
     uint64_t id;               /* hub: Lua's handle for it, never reused */
     int fd;                    /* server */
     uint8_t state;             /* server: enum conn_state, changed only by its setter */
+    uint8_t io_want, io_set;   /* poller: the events waited for, and those the kernel's set has */
+    uint8_t io_fed;            /* poller: events fed and not yet delivered */
     uint16_t flags;            /* server */
     uint16_t close_code;       /* server: the code reported to the disconnect hook */
     uint8_t deflate_bits;      /* server: permessage-deflate negotiated, with this window for
                                 * what the server sends (9..15); 0: not negotiated */
     struct conn_peer peer;     /* server: the peer's address, from accept */
-    ev_io io;                  /* server */
     struct dl_node timeout;    /* server: request, silence or closing deadline */
     struct dl_node ping;       /* server: next ping due (WebSocket only) */
     struct outq out;           /* hub: frames waiting to be written */

@@ -27,6 +27,7 @@
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
+#include "poller.h"
 #include "script.h"
 #include "static.h"
 #include "tls.h"
@@ -113,7 +114,7 @@ static uint8_t readbuf[64 * 1024];
 /* Bytes read from every connection so far (a read that made progress). */
 static size_t bytes_read;
 
-static void on_conn_io(EV_P_ ev_io *w, int revents);
+static void on_conn_io(struct conn *c, int revents);
 static void conn_flush(struct conn *c);
 static void http_free(struct conn *c);
 static void read_pause(struct conn *c, int on);
@@ -237,7 +238,7 @@ static void conn_kill(struct conn *c, uint16_t code)
     c->flags |= CONN_CLOSE_SENT; /* nothing more is queued for it */
     if (c->flags & CONN_HELD)
         held_release(); /* off the held list before it is freed (the flush list skips the dead) */
-    ev_io_stop(srv.loop, &c->io);
+    poller_want(c, 0);
     dl_remove(&c->timeout);
     dl_remove(&c->ping);
     if (c->rate)
@@ -291,6 +292,12 @@ static struct conn *conn_new(int fd, const struct sockaddr *peer)
     if (!c)
         return NULL;
     c->fd = fd;
+    if (poller_want(c, EV_READ) < 0) {
+        int err = errno;
+        free(c);
+        errno = err;
+        return NULL;
+    }
     conn_peer_set(&c->peer, peer);
     c->state = CONN_HTTP;
     c->all_next = srv.all;
@@ -299,8 +306,6 @@ static struct conn *conn_new(int fd, const struct sockaddr *peer)
     srv.all = c;
     srv.nconns++;
     metrics.conns[CONN_HTTP]++;
-    ev_io_init(&c->io, on_conn_io, fd, EV_READ);
-    ev_io_start(srv.loop, &c->io);
     return c;
 }
 
@@ -327,9 +332,9 @@ static void meta_free(struct conn *c)
 
 static void conn_free(struct conn *c)
 {
-    ev_io_stop(srv.loop, &c->io);
+    poller_forget(c);
     if (c->fd >= 0)
-        close(c->fd);
+        close(c->fd); /* which takes it out of the poller's set */
     dl_remove(&c->timeout);
     dl_remove(&c->ping);
     if (c->flags & CONN_HELD) { /* not expected: conn_kill releases it */
@@ -487,22 +492,16 @@ static int write_event(const struct conn *c)
     return c->tls && tls_write_wants_read(c->tls) ? EV_READ : EV_WRITE;
 }
 
-/* Sets what c's io watcher waits for from its flags: reading unless paused, writing when
- * output is waiting for the socket. */
+/* Sets what c waits for from its flags: reading unless paused, writing when output is waiting
+ * for the socket. A connection the kernel will not watch is closed (it could never be read). */
 static void io_update(struct conn *c)
 {
-    int events = read_event(c) | write_event(c);
-    if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == events)
+    if (c->state == CONN_DEAD)
         return;
-    /* Stopping a watcher drops its pending event, such as the read fed by read_pause: keep it. */
-    int pending = ev_clear_pending(srv.loop, &c->io);
-    ev_io_stop(srv.loop, &c->io);
-    if (events) {
-        ev_io_set(&c->io, c->fd, events);
-        ev_io_start(srv.loop, &c->io);
+    if (poller_want(c, read_event(c) | write_event(c)) < 0) {
+        log_warn("conn %d: cannot watch the socket: %s; closed", c->fd, strerror(errno));
+        conn_kill(c, 1011);
     }
-    if (pending)
-        ev_feed_event(srv.loop, &c->io, pending);
 }
 
 static void want_write(struct conn *c, int on)
@@ -529,7 +528,7 @@ static void read_pause(struct conn *c, int on)
     c->flags ^= CONN_READ_PAUSED;
     io_update(c);
     if (!on)
-        ev_feed_event(srv.loop, &c->io, EV_READ);
+        poller_feed(c, EV_READ);
 }
 
 /* Keeps a response body flowing: its next chunk joins the queue once the queue is almost empty,
@@ -1185,12 +1184,11 @@ static void conn_read(struct conn *c)
      * made progress, so that it ends). */
     if (c->tls && c->state != CONN_DEAD && !(c->flags & (CONN_READ_PAUSED | CONN_INPUT_HELD)) &&
         bytes_read != before && tls_has_buffered_input(c->tls))
-        ev_feed_event(srv.loop, &c->io, EV_READ);
+        poller_feed(c, EV_READ);
 }
 
-static void on_conn_io(EV_P_ ev_io *w, int revents)
+static void on_conn_io(struct conn *c, int revents)
 {
-    struct conn *c = container_of(w, struct conn, io);
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
     if (!c->tls) {
         if (revents & EV_WRITE)
@@ -1340,11 +1338,12 @@ static int accept_one(struct listener *l, int draining)
         return 0;
     }
     struct tls_conn *t = l->tls ? tls_conn_new(fd) : NULL;
+    errno = ENOMEM;
     struct conn *c = l->tls && !t ? NULL : conn_new(fd, (struct sockaddr *)&ss);
     if (!c) {
+        log_warn("connection refused: %s", strerror(errno));
         tls_conn_free(t);
         close(fd);
-        log_warn("connection refused: out of memory");
         return -1;
     }
     if (t) {
@@ -1576,7 +1575,13 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     deflate_set_min(cfg->deflate_min);
     if (cfg->tls_cert && tls_init(cfg->tls_cert, cfg->tls_key, err, errlen) < 0)
         return -1;
+    if (poller_init(loop, on_conn_io) < 0) {
+        snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
+        tls_free();
+        return -1;
+    }
     if (listeners_open(cfg, err, errlen) < 0) {
+        poller_free();
         tls_free();
         return -1;
     }
@@ -1771,6 +1776,7 @@ void server_free(void)
         if (srv.listeners[i].fd >= 0)
             close(srv.listeners[i].fd);
     }
+    poller_free();
     tls_free();
 }
 
