@@ -583,7 +583,7 @@ int hub_send(struct conn *c, struct frame *f)
         hub.cb.overflow(c);
         return -1;
     }
-    int was_empty = c->out.count == 0;
+    int was_empty = outq_count(&c->out) == 0;
     if (outq_push(&c->out, f) < 0) {
         METRIC_INC(frames_dropped);
         hub.cb.overflow(c);

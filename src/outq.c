@@ -7,57 +7,62 @@
 
 static size_t frame_max;
 
-/* Arrays given back by queues that emptied, the latest first (outq.h). A spare array holds the
- * next one's address in its first word and its own capacity in the second. */
+/* Arrays given back by queues that emptied, the latest first (outq.h). A spare keeps its
+ * capacity in its header and the next spare's address in its first entry. */
 static struct {
-    struct frame **head;
+    struct outq_ring *head;
     size_t bytes;
     struct outq_spare_stats st;
 } spare;
 
-struct spare_head {
-    struct frame **next;
-    uint32_t cap;
-};
-
-/* An array of at least need entries (a power of two, at least 4): the latest one given back if
- * it is large enough, else a new one. Its capacity goes to *cap. */
-static struct frame **ring_get(uint32_t need, uint32_t *cap)
+static size_t ring_size(uint32_t cap)
 {
-    struct frame **a = spare.head;
-    spare.st.gets++;
-    if (a) {
-        struct spare_head h;
-        memcpy(&h, a, sizeof h);
-        if (h.cap >= need) {
-            POOL_UNPOISON(a, (size_t)h.cap * sizeof *a);
-            spare.head = h.next;
-            spare.bytes -= (size_t)h.cap * sizeof *a;
-            spare.st.count--;
-            spare.st.hits++;
-            *cap = h.cap;
-            return a;
-        }
-    }
-    a = malloc((size_t)need * sizeof *a);
-    *cap = need;
-    return a;
+    return sizeof(struct outq_ring) + (size_t)cap * sizeof(struct frame *);
 }
 
-static void ring_put(struct frame **a, uint32_t cap)
+static struct outq_ring *spare_next(const struct outq_ring *r)
 {
-    if (!a)
+    struct outq_ring *next;
+    memcpy(&next, r->items, sizeof next);
+    return next;
+}
+
+/* An empty ring of at least need entries (a power of two, at least 4): the latest one given
+ * back if it is large enough, else a new one. */
+static struct outq_ring *ring_get(uint32_t need)
+{
+    struct outq_ring *r = spare.head;
+    spare.st.gets++;
+    if (r && r->cap >= need) {
+        POOL_UNPOISON(r->items, (size_t)r->cap * sizeof *r->items);
+        spare.head = spare_next(r);
+        spare.bytes -= ring_size(r->cap);
+        spare.st.count--;
+        spare.st.hits++;
+    } else {
+        r = malloc(ring_size(need));
+        if (!r)
+            return NULL;
+        r->cap = need;
+    }
+    r->head = r->count = r->off = r->pong = r->big = 0;
+    r->bytes = 0;
+    return r;
+}
+
+static void ring_put(struct outq_ring *r)
+{
+    if (!r)
         return;
-    size_t size = (size_t)cap * sizeof *a;
-    if (cap > OUTQ_SPARE_CAP_MAX || spare.bytes + size > OUTQ_SPARE_BYTES) {
-        free(a);
+    size_t size = ring_size(r->cap);
+    if (r->cap > OUTQ_SPARE_CAP_MAX || spare.bytes + size > OUTQ_SPARE_BYTES) {
+        free(r);
         return;
     }
-    struct spare_head h = {spare.head, cap};
-    memcpy(a, &h, sizeof h);
-    /* The link stays readable: LeakSanitizer follows it to the arrays behind. */
-    POOL_POISON((char *)a + sizeof h, size - sizeof h);
-    spare.head = a;
+    memcpy(r->items, &spare.head, sizeof spare.head);
+    /* The header and the link stay readable: LeakSanitizer follows it to the rings behind. */
+    POOL_POISON(r->items + 1, (size_t)(r->cap - 1) * sizeof *r->items);
+    spare.head = r;
     spare.bytes += size;
     spare.st.count++;
 }
@@ -72,11 +77,9 @@ struct outq_spare_stats outq_spare_stats(void)
 void outq_spare_drain(void)
 {
     while (spare.head) {
-        struct frame **a = spare.head;
-        struct spare_head h;
-        memcpy(&h, a, sizeof h);
-        spare.head = h.next;
-        free(a);
+        struct outq_ring *r = spare.head;
+        spare.head = spare_next(r);
+        free(r);
     }
     spare.bytes = 0;
     spare.st.count = 0;
@@ -87,23 +90,25 @@ void outq_set_frame_max(size_t len)
     frame_max = len;
 }
 
-/* The frame at position i (0: the first). */
-static struct frame *entry(const struct outq *q, uint32_t i)
+/* The queue is empty: its ring goes back. */
+static void ring_release(struct outq *q)
 {
-    return q->items[(q->head + i) & (q->cap - 1)];
+    ring_put(q->r);
+    q->r = NULL;
 }
 
 int outq_admit(const struct outq *q, size_t len, size_t limit)
 {
     int big_enough = len <= frame_max;
-    if (q->count == 0)
+    const struct outq_ring *r = q->r;
+    if (!r)
         return big_enough || len + OUTQ_FRAME_COST <= limit ? OUTQ_FITS : 0;
     /* What waits behind the first entry (the one being written, or next) and the big frame. */
-    size_t counted = q->bytes - (entry(q, 0)->len - q->off) +
-                     (size_t)(q->count - 1) * OUTQ_FRAME_COST;
-    int big_waits = q->big > 1;
+    size_t counted = r->bytes - (outq_at(q, 0)->len - r->off) +
+                     (size_t)(r->count - 1) * OUTQ_FRAME_COST;
+    int big_waits = r->big > 1;
     if (big_waits)
-        counted -= entry(q, q->big - 1)->len + OUTQ_FRAME_COST;
+        counted -= outq_at(q, r->big - 1)->len + OUTQ_FRAME_COST;
     if (counted + len + OUTQ_FRAME_COST <= limit)
         return OUTQ_FITS;
     /* Only a frame that is big next to the limit may wait outside it: a small one that does
@@ -113,40 +118,46 @@ int outq_admit(const struct outq *q, size_t len, size_t limit)
 
 void outq_mark_big(struct outq *q)
 {
-    q->big = q->count;
+    q->r->big = q->r->count;
 }
 
 int outq_push(struct outq *q, struct frame *f)
 {
-    if (q->count == q->cap) {
-        uint32_t ncap;
-        struct frame **n = ring_get(q->cap ? q->cap * 2 : 4, &ncap);
+    struct outq_ring *r = q->r;
+    if (!r || r->count == r->cap) {
+        struct outq_ring *n = ring_get(r ? r->cap * 2 : 4);
         if (!n)
             return -1;
-        for (uint32_t i = 0; i < q->count; i++)
-            n[i] = q->items[(q->head + i) & (q->cap - 1)];
-        ring_put(q->items, q->cap);
-        q->items = n;
-        q->head = 0;
-        q->cap = ncap;
+        if (r) {
+            for (uint32_t i = 0; i < r->count; i++)
+                n->items[i] = outq_at(q, i);
+            n->count = r->count;
+            n->off = r->off;
+            n->pong = r->pong;
+            n->big = r->big;
+            n->bytes = r->bytes;
+            ring_put(r);
+        }
+        q->r = r = n;
     }
-    q->items[(q->head + q->count) & (q->cap - 1)] = frame_ref(f);
-    q->count++;
-    q->bytes += f->len;
+    r->items[(r->head + r->count) & (r->cap - 1)] = frame_ref(f);
+    r->count++;
+    r->bytes += f->len;
     return 0;
 }
 
 void outq_mark_pong(struct outq *q)
 {
-    q->pong = q->count;
+    q->r->pong = q->r->count;
 }
 
 int outq_replace_pong(struct outq *q, struct frame *f)
 {
-    if (q->pong == 0 || (q->pong == 1 && q->off > 0))
+    struct outq_ring *r = q->r;
+    if (!r || r->pong == 0 || (r->pong == 1 && r->off > 0))
         return 0; /* none, or already on the wire */
-    struct frame **slot = &q->items[(q->head + q->pong - 1) & (q->cap - 1)];
-    q->bytes = q->bytes - (*slot)->len + f->len;
+    struct frame **slot = &r->items[(r->head + r->pong - 1) & (r->cap - 1)];
+    r->bytes = r->bytes - (*slot)->len + f->len;
     frame_unref(*slot);
     *slot = frame_ref(f);
     return 1;
@@ -155,9 +166,10 @@ int outq_replace_pong(struct outq *q, struct frame *f)
 int outq_iov(const struct outq *q, struct iovec *iov, int max)
 {
     int n = 0;
-    for (uint32_t i = 0; i < q->count && n < max; i++) {
-        struct frame *f = q->items[(q->head + i) & (q->cap - 1)];
-        uint32_t skip = i == 0 ? q->off : 0;
+    uint32_t count = outq_count(q);
+    for (uint32_t i = 0; i < count && n < max; i++) {
+        struct frame *f = outq_at(q, i);
+        uint32_t skip = i == 0 ? q->r->off : 0;
         iov[n].iov_base = f->data + skip;
         iov[n].iov_len = f->len - skip;
         n++;
@@ -167,58 +179,57 @@ int outq_iov(const struct outq *q, struct iovec *iov, int max)
 
 void outq_consume(struct outq *q, size_t n)
 {
-    assert(n <= q->bytes);
-    q->bytes -= n;
+    struct outq_ring *r = q->r;
+    if (!r)
+        return;
+    assert(n <= r->bytes);
+    r->bytes -= n;
     while (n > 0) {
-        struct frame *f = q->items[q->head];
-        size_t left = f->len - q->off;
+        struct frame *f = r->items[r->head];
+        size_t left = f->len - r->off;
         if (n < left) {
-            q->off += (uint32_t)n;
+            r->off += (uint32_t)n;
             return;
         }
         n -= left;
-        q->off = 0;
-        q->head = (q->head + 1) & (q->cap - 1);
-        q->count--;
-        if (q->pong)
-            q->pong--; /* 1 → 0: the pong itself went out */
-        if (q->big)
-            q->big--;
+        r->off = 0;
+        r->head = (r->head + 1) & (r->cap - 1);
+        r->count--;
+        if (r->pong)
+            r->pong--; /* 1 → 0: the pong itself went out */
+        if (r->big)
+            r->big--;
         frame_unref(f);
     }
-    /* Zero-length frames (never built today) would linger; the array goes once empty. */
-    if (q->count == 0) {
-        ring_put(q->items, q->cap);
-        q->items = NULL;
-        q->head = q->cap = 0;
-    }
+    /* Zero-length frames (never built today) would linger; the ring goes once empty. */
+    if (r->count == 0)
+        ring_release(q);
 }
 
 void outq_drop_unsent(struct outq *q)
 {
-    uint32_t keep = q->off > 0 ? 1 : 0;
-    for (uint32_t i = keep; i < q->count; i++) {
-        struct frame *f = q->items[(q->head + i) & (q->cap - 1)];
-        q->bytes -= f->len;
+    struct outq_ring *r = q->r;
+    if (!r)
+        return;
+    uint32_t keep = r->off > 0 ? 1 : 0;
+    for (uint32_t i = keep; i < r->count; i++) {
+        struct frame *f = outq_at(q, i);
+        r->bytes -= f->len;
         frame_unref(f);
     }
-    q->count = keep;
-    if (q->pong > keep)
-        q->pong = 0;
-    if (q->big > keep)
-        q->big = 0;
-    if (keep == 0) {
-        ring_put(q->items, q->cap);
-        q->items = NULL;
-        q->head = q->cap = 0;
-        q->bytes = 0;
-    }
+    r->count = keep;
+    if (r->pong > keep)
+        r->pong = 0;
+    if (r->big > keep)
+        r->big = 0;
+    if (keep == 0)
+        ring_release(q);
 }
 
 void outq_clear(struct outq *q)
 {
-    for (uint32_t i = 0; i < q->count; i++)
-        frame_unref(q->items[(q->head + i) & (q->cap - 1)]);
-    ring_put(q->items, q->cap);
-    *q = (struct outq){0};
+    uint32_t count = outq_count(q);
+    for (uint32_t i = 0; i < count; i++)
+        frame_unref(outq_at(q, i));
+    ring_release(q);
 }

@@ -1,9 +1,10 @@
 /* outq: a connection's queue of frames waiting to be written, drained by send/sendmsg. The array of
- * entries exists only while something is queued, so an idle connection holds none.
+ * entries, with the queue's state in front, exists only while something is queued, so an idle
+ * connection holds one NULL pointer.
  *
  * A queue empties after nearly every write and a broadcast refills a thousand of them at once,
- * so the arrays are not freed but given back to a list of spares, the latest first, and the
- * next queue to need one takes the latest if it is large enough (else a new one is made). A
+ * so the arrays are not freed but given back to a list of spares, the latest first, and the next
+ * queue to need one takes the latest if it is large enough (else a new one is made). A
  * queue that grew in the last burst leaves an array of the size the next burst needs, so the
  * steady state of a busy server neither allocates nor regrows arrays. The list keeps arrays of
  * at most OUTQ_SPARE_CAP_MAX entries and OUTQ_SPARE_BYTES in all; past that they are freed.
@@ -32,16 +33,38 @@
 #define OUTQ_SPARE_CAP_MAX 1024
 #define OUTQ_SPARE_BYTES (4 * 1024 * 1024)
 
-struct outq {
-    struct frame **items; /* ring of frame references; NULL while empty */
-    uint32_t head;        /* index of the first entry */
-    uint32_t count;       /* entries queued */
-    uint32_t cap;         /* size of items, a power of two */
-    uint32_t off;         /* bytes of the first entry already written */
-    uint32_t pong;        /* 1 + position (from head) of a pong not yet started, 0 if none */
-    uint32_t big;         /* 1 + position (from head) of the big frame outside the limit, or 0 */
-    size_t bytes;         /* bytes queued and not yet written */
+/* A queue's state and entries, in one allocation that exists only while something is queued. */
+struct outq_ring {
+    uint32_t head;  /* index of the first entry */
+    uint32_t count; /* entries queued, at least 1 */
+    uint32_t cap;   /* size of items, a power of two */
+    uint32_t off;   /* bytes of the first entry already written */
+    uint32_t pong;  /* 1 + position (from head) of a pong not yet started, 0 if none */
+    uint32_t big;   /* 1 + position (from head) of the big frame outside the limit, or 0 */
+    size_t bytes;   /* bytes queued and not yet written */
+    struct frame *items[];
 };
+
+/* An empty queue is one NULL pointer: 8 bytes in every connection, the rest only while busy. */
+struct outq {
+    struct outq_ring *r;
+};
+
+static inline uint32_t outq_count(const struct outq *q)
+{
+    return q->r ? q->r->count : 0;
+}
+
+static inline size_t outq_bytes(const struct outq *q)
+{
+    return q->r ? q->r->bytes : 0;
+}
+
+/* The frame at position i (0: the first), i < outq_count(q). */
+static inline struct frame *outq_at(const struct outq *q, uint32_t i)
+{
+    return q->r->items[(q->r->head + i) & (q->r->cap - 1)];
+}
 
 /* Sets the largest frame an empty queue always takes, even beyond the limit given to
  * outq_admit: one carrying the largest message the server accepts (0 until set). */
@@ -73,7 +96,7 @@ int outq_replace_pong(struct outq *q, struct frame *f);
 /* The frame queued last (q not empty). */
 static inline const struct frame *outq_last(const struct outq *q)
 {
-    return q->items[(q->head + q->count - 1) & (q->cap - 1)];
+    return outq_at(q, q->r->count - 1);
 }
 
 /* Fills up to max iovecs with the queued bytes, in order. Returns the number filled. */

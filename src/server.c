@@ -516,7 +516,7 @@ static void want_write(struct conn *c, int on)
  * response would overtake it) nor while its output holds --send-queue bytes or more. */
 static int http_has_room(const struct conn *c)
 {
-    return c->out.bytes < srv.cfg->send_queue && !(c->http && c->http->body.fd >= 0);
+    return outq_bytes(&c->out) < srv.cfg->send_queue && !(c->http && c->http->body.fd >= 0);
 }
 
 /* Stops or resumes reading c's requests. Resuming also replays a read event, for the requests
@@ -535,7 +535,7 @@ static void read_pause(struct conn *c, int on)
  * so a body costs one chunk of memory whatever the file's size. */
 static void body_fill(struct conn *c)
 {
-    while (c->http && c->http->body.fd >= 0 && c->out.bytes < STATIC_CHUNK) {
+    while (c->http && c->http->body.fd >= 0 && outq_bytes(&c->out) < STATIC_CHUNK) {
         struct frame *f = static_next(&c->http->body);
         if (!f) {
             log_warn("conn %d: file shrank or could not be read while sent; closed", c->fd);
@@ -618,7 +618,7 @@ static void conn_flush(struct conn *c)
         body_fill(c);
         if (c->state == CONN_DEAD)
             return;
-        if (!c->out.count && !(c->tls && tls_output_pending(c->tls)))
+        if (!outq_count(&c->out) && !(c->tls && tls_output_pending(c->tls)))
             break;
         int n = outq_iov(&c->out, iov, IOV_MAX);
         int blocked = 0;
@@ -656,8 +656,9 @@ static void conn_flush(struct conn *c)
  * IOV_MAX frames. */
 static int output_urgent(const struct conn *c)
 {
-    return (outq_last(&c->out)->data[0] & 0x08) || c->out.count >= IOV_MAX ||
-           c->out.bytes + (size_t)c->out.count * OUTQ_FRAME_COST >= srv.hold_bytes;
+    uint32_t count = outq_count(&c->out);
+    return (outq_last(&c->out)->data[0] & 0x08) || count >= IOV_MAX ||
+           outq_bytes(&c->out) + (size_t)count * OUTQ_FRAME_COST >= srv.hold_bytes;
 }
 
 /* Without --flush-delay, called when c's queue fills (written at this pass's safe point); with
@@ -679,11 +680,11 @@ static void on_hub_overflow(struct conn *c)
         return;
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
     log_warn("conn %llu: slow consumer closed (%zu bytes queued, limit %zu)",
-             (unsigned long long)c->id, c->out.bytes, srv.cfg->send_queue);
+             (unsigned long long)c->id, outq_bytes(&c->out), srv.cfg->send_queue);
     METRIC_INC(slow_consumers);
-    uint32_t queued = c->out.count;
+    uint32_t queued = outq_count(&c->out);
     outq_drop_unsent(&c->out);
-    METRIC_ADD(frames_dropped, queued - c->out.count);
+    METRIC_ADD(frames_dropped, queued - outq_count(&c->out));
     conn_close_ws(c, 1008, "slow consumer: send queue full");
     log_ctx = prev;
 }
@@ -1392,7 +1393,7 @@ static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
 {
     struct conn *c = container_of(node, struct conn, timeout);
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
-    if (c->out.count || (c->http && c->http->body.fd >= 0)) {
+    if (outq_count(&c->out) || (c->http && c->http->body.fd >= 0)) {
         log_info("conn %d: no more requests after %.1f s; finishing the response", c->fd,
                  l->timeout);
         c->flags |= CONN_HTTP_CLOSE;
@@ -1648,7 +1649,7 @@ static void stop_accepting(void)
  * not reset. No other request is read. */
 static void end_http(struct conn *c)
 {
-    int sending = c->out.count || (c->http && c->http->body.fd >= 0);
+    int sending = outq_count(&c->out) || (c->http && c->http->body.fd >= 0);
     if (!sending && (c->flags & CONN_SERVED) && !(c->http && c->http->len)) {
         conn_kill(c, 1001);
         return;

@@ -447,8 +447,8 @@ static void check_conn(struct conn *c)
     static int verbose = -1;
     if (verbose < 0)
         verbose = getenv("FUZZ_VERBOSE") != NULL;
-    for (uint32_t k = 0; verbose && k < q->count; k++) {
-        const struct frame *f = q->items[(q->head + k) & (q->cap - 1)];
+    for (uint32_t k = 0; verbose && k < outq_count(q); k++) {
+        const struct frame *f = outq_at(q, k);
         const uint8_t *p;
         size_t len;
         int op = fuzz_check_server_frame(f, &p, &len);
@@ -457,8 +457,8 @@ static void check_conn(struct conn *c)
                 op == 1 ? (const char *)p : "");
     }
     if (is_chat)
-        for (uint32_t k = 0; k < q->count; k++) {
-            const struct frame *f = q->items[(q->head + k) & (q->cap - 1)];
+        for (uint32_t k = 0; k < outq_count(q); k++) {
+            const struct frame *f = outq_at(q, k);
             const uint8_t *p;
             size_t len;
             if (fuzz_check_server_frame(f, &p, &len) == 0x1) {

@@ -132,15 +132,16 @@ size_t fuzz_check_queue(const struct conn *c, int *last_opcode)
     const struct outq *q = &c->out;
     size_t bytes = 0;
     *last_opcode = 0;
-    for (uint32_t i = 0; i < q->count; i++) {
-        const struct frame *f = q->items[(q->head + i) & (q->cap - 1)];
+    for (uint32_t i = 0; i < outq_count(q); i++) {
+        const struct frame *f = outq_at(q, i);
         FUZZ_CHECK(*last_opcode != 0x8, "a frame follows a close frame");
         const uint8_t *p;
         size_t len;
         *last_opcode = fuzz_check_server_frame(f, &p, &len);
         bytes += f->len;
     }
-    FUZZ_CHECK(bytes - q->off == q->bytes, "queue says %zu bytes, frames hold %zu", q->bytes,
-               bytes - q->off);
-    return q->count;
+    size_t off = q->r ? q->r->off : 0;
+    FUZZ_CHECK(bytes - off == outq_bytes(q), "queue says %zu bytes, frames hold %zu",
+               outq_bytes(q), bytes - off);
+    return outq_count(q);
 }

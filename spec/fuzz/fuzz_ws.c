@@ -51,7 +51,7 @@ static void on_message(struct conn *c, int binary, const uint8_t *p, size_t len)
 }
 
 static void q_queued(struct conn *c) {}
-static void q_overflow(struct conn *c) { fuzz_fail("queue overflow (%zu bytes)", c->out.bytes); }
+static void q_overflow(struct conn *c) { fuzz_fail("queue overflow (%zu bytes)", outq_bytes(&c->out)); }
 static void q_close(struct conn *c, uint16_t code, const char *reason) {}
 static const struct hub_callbacks hub_cb = {q_queued, q_overflow, q_close};
 static const struct ws_handlers handlers = {on_message};
@@ -125,10 +125,10 @@ static void feed(const uint8_t *data, size_t size, int whole, struct outcome *o)
     o->rc = rc;
     o->messages = run.messages;
     o->hash = run.hash;
-    o->out_bytes = c->out.bytes;
+    o->out_bytes = outq_bytes(&c->out);
     uint64_t h = 14695981039346656037u, lh = h;
-    for (uint32_t i = 0; i < c->out.count; i++) {
-        const struct frame *f = c->out.items[(c->out.head + i) & (c->out.cap - 1)];
+    for (uint32_t i = 0; i < outq_count(&c->out); i++) {
+        const struct frame *f = outq_at(&c->out, i);
         lh = 14695981039346656037u;
         for (uint32_t j = 0; j < f->len; j++) {
             h = (h ^ f->data[j]) * 1099511628211u;

@@ -114,9 +114,9 @@ static void teardown(struct conn *c)
 
 static int queued_close_code(struct conn *c)
 {
-    if (!c->out.count)
+    if (!outq_count(&c->out))
         return -1;
-    struct frame *f = c->out.items[(c->out.head + c->out.count - 1) & (c->out.cap - 1)];
+    struct frame *f = outq_at(&c->out, outq_count(&c->out) - 1);
     if (f->len < 4 || f->data[0] != 0x88)
         return -1;
     return f->data[2] << 8 | f->data[3];
@@ -270,7 +270,7 @@ TEST(deflate_broadcast_compresses_once_per_window_and_shares_frames)
     CHECK_INT(frame_live - live, 3);
     struct frame *f[6];
     for (int i = 0; i < 6; i++)
-        f[i] = m[i]->out.items[m[i]->out.head];
+        f[i] = outq_at(&m[i]->out, 0);
     CHECK(f[0] == f[1] && f[1] == f[3] && f[2] == f[5] && f[4] != f[0] && f[2] != f[0]);
     CHECK_INT(f[0]->data[0], 0xc1); /* FIN, RSV1, text */
     CHECK_INT(f[4]->data[0], 0xc1);

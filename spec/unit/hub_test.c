@@ -84,8 +84,8 @@ TEST(hub_broadcast_shares_one_frame)
     /* One frame, one reference per recipient plus ours: no copies. */
     CHECK_INT(frame_live, live_before + 1);
     CHECK_INT(f->refs, 5);
-    CHECK_INT(m[2]->out.count, 0);
-    CHECK(m[0]->out.count == 1 && m[0]->out.items[m[0]->out.head] == f);
+    CHECK_INT(outq_count(&m[2]->out), 0);
+    CHECK(outq_count(&m[0]->out) == 1 && outq_at(&m[0]->out, 0) == f);
     CHECK_INT(queued_calls, 4);
     /* A second frame on a non-empty queue does not wake the server again. */
     CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 5);
@@ -135,7 +135,7 @@ TEST(hub_queue_limit_cuts_off_slow_consumer)
     /* The third would pass 200 bytes behind the first: both overflow, nothing more is queued. */
     CHECK_INT(hub_broadcast(hub_room("r", 1), f, NULL), 0);
     CHECK_INT(overflow_calls, 2);
-    CHECK(slow->out.bytes <= 100);
+    CHECK(outq_bytes(&slow->out) <= 100);
     CHECK_INT(hub_send(slow, f), -1);
     CHECK_INT(overflow_calls, 2); /* closed connections are skipped, not re-reported */
     frame_unref(f);
@@ -149,21 +149,21 @@ TEST(hub_outq_partial_writes)
     struct frame *a = frame_bytes("abc", 3), *b = frame_bytes("defgh", 5);
     outq_push(&q, a);
     outq_push(&q, b);
-    CHECK_INT(q.bytes, 8);
+    CHECK_INT(outq_bytes(&q), 8);
     struct iovec iov[4];
     CHECK_INT(outq_iov(&q, iov, 4), 2);
     outq_consume(&q, 4); /* "abc" and "d" written */
-    CHECK_INT(q.count, 1);
+    CHECK_INT(outq_count(&q), 1);
     CHECK_INT(outq_iov(&q, iov, 4), 1);
     CHECK(iov[0].iov_len == 4 && memcmp(iov[0].iov_base, "efgh", 4) == 0);
     CHECK_INT(a->refs, 1);
     outq_push(&q, a);
     outq_drop_unsent(&q); /* keeps the half-written "defgh", drops "abc" */
-    CHECK_INT(q.count, 1);
-    CHECK_INT(q.bytes, 4);
+    CHECK_INT(outq_count(&q), 1);
+    CHECK_INT(outq_bytes(&q), 4);
     CHECK_INT(a->refs, 1);
     outq_consume(&q, 4);
-    CHECK(q.items == NULL && q.bytes == 0);
+    CHECK(q.r == NULL && outq_bytes(&q) == 0);
     frame_unref(a);
     frame_unref(b);
 }
@@ -571,8 +571,8 @@ TEST(hub_broadcasts_skip_other_nodes_members)
     struct frame *f = frame_ws(FRAME_TEXT, "again", 5);
     CHECK_INT(hub_broadcast(r, f, NULL), 1);
     frame_unref(f);
-    CHECK_INT(remote->out.count, 0);
-    CHECK_INT(local->out.count, 2);
+    CHECK_INT(outq_count(&remote->out), 0);
+    CHECK_INT(outq_count(&local->out), 2);
     CHECK_INT(queued_calls, 1);
     hub_remove_remote(remote);
     test_conn_close(local);

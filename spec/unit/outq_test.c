@@ -54,7 +54,7 @@ TEST(outq_empty_queue_takes_a_frame_as_large_as_a_message)
     outq_mark_big(&q);
     CHECK_INT(outq_admit(&q, 100, limit), OUTQ_FITS);
     outq_drop_unsent(&q); /* nothing started: all dropped, the mark with them */
-    CHECK(q.count == 0 && q.big == 0);
+    CHECK(outq_count(&q) == 0 && q.r == NULL);
     outq_clear(&q);
     CHECK(big->refs == 1 && big2->refs == 1 && small->refs == 1);
     frame_unref(big);
@@ -92,9 +92,9 @@ TEST(outq_one_pong_waits)
     outq_push(&q, data);
     /* A newer pong takes the older one's place (and bytes), the queue keeps its order. */
     CHECK_INT(outq_replace_pong(&q, p2), 1);
-    CHECK_INT(q.count, 3);
-    CHECK(q.items[(q.head + 1) & (q.cap - 1)] == p2);
-    CHECK_INT(q.bytes, 14);
+    CHECK_INT(outq_count(&q), 3);
+    CHECK(outq_at(&q, 1) == p2);
+    CHECK_INT(outq_bytes(&q), 14);
     CHECK_INT(p1->refs, 1);
     /* Once written, there is no pong to replace; once it is the first entry and partly
      * written, neither. */
@@ -105,7 +105,7 @@ TEST(outq_one_pong_waits)
     outq_push(&q, p3);
     outq_mark_pong(&q);
     outq_drop_unsent(&q); /* keeps the partly written first frame, drops the pong */
-    CHECK_INT(q.count, 1);
+    CHECK_INT(outq_count(&q), 1);
     CHECK_INT(outq_replace_pong(&q, p1), 0);
     outq_clear(&q);
     CHECK(data->refs == 1 && p1->refs == 1 && p2->refs == 1 && p3->refs == 1);

@@ -87,33 +87,33 @@ TEST(outq_array_of_a_drained_queue_is_reused)
     struct frame *f = frame_bytes("abcdef", 6);
     struct outq q = {0};
     CHECK_INT(outq_push(&q, f), 0);
-    struct frame **first = q.items;
-    CHECK_INT(q.cap, 4);
+    struct outq_ring *first = q.r;
+    CHECK_INT(q.r->cap, 4);
     outq_consume(&q, 6);
     /* Empty: the queue holds no array, the spare list does. */
-    CHECK(q.items == NULL && q.cap == 0);
+    CHECK(q.r == NULL);
     CHECK_INT(outq_spare_stats().count, 1);
-    CHECK_INT(outq_spare_stats().bytes, 4 * sizeof(struct frame *));
+    CHECK_INT(outq_spare_stats().bytes, sizeof(struct outq_ring) + 4 * sizeof(struct frame *));
     /* Another queue takes that same array. */
     struct outq r = {0};
     CHECK_INT(outq_push(&r, f), 0);
-    CHECK(r.items == first);
+    CHECK(r.r == first);
     CHECK_INT(outq_spare_stats().count, 0);
     CHECK_INT(outq_spare_stats().hits - st0.hits, 1);
     /* A queue that grew gives back its larger array, which the next queue starts with: the
      * next burst needs no growing. */
     for (int i = 0; i < 20; i++)
         CHECK_INT(outq_push(&r, f), 0);
-    CHECK_INT(r.cap, 32);
-    struct frame **big = r.items;
+    CHECK_INT(r.r->cap, 32);
+    struct outq_ring *big = r.r;
     outq_clear(&r);
     struct outq s = {0};
     CHECK_INT(outq_push(&s, f), 0);
-    CHECK(s.items == big && s.cap == 32);
+    CHECK(s.r == big && s.r->cap == 32);
     /* Two queues never share an array: the next one gets what is left, or a new one. */
     struct outq t = {0};
     CHECK_INT(outq_push(&t, f), 0);
-    CHECK(t.items != s.items);
+    CHECK(t.r != s.r);
     outq_clear(&s);
     outq_clear(&t);
     CHECK(f->refs == 1);
@@ -132,8 +132,8 @@ TEST(outq_spare_arrays_stay_within_their_bound)
     for (int i = 0; i < N + BIG; i++)
         for (int k = 0; k < (i < N ? 1024 : 1025); k++)
             outq_push(&q[i], f);
-    CHECK_INT(q[0].cap, 1024);
-    CHECK_INT(q[N].cap, 2048);
+    CHECK_INT(q[0].r->cap, 1024);
+    CHECK_INT(q[N].r->cap, 2048);
     CHECK(outq_spare_stats().bytes <= OUTQ_SPARE_BYTES); /* what growing gave back */
     outq_spare_drain();
     /* Arrays of more than OUTQ_SPARE_CAP_MAX entries are never kept. */
@@ -145,7 +145,7 @@ TEST(outq_spare_arrays_stay_within_their_bound)
         outq_clear(&q[i]);
         CHECK(outq_spare_stats().bytes <= OUTQ_SPARE_BYTES);
     }
-    size_t fit = OUTQ_SPARE_BYTES / (1024 * sizeof(struct frame *));
+    size_t fit = OUTQ_SPARE_BYTES / (sizeof(struct outq_ring) + 1024 * sizeof(struct frame *));
     CHECK_INT(outq_spare_stats().count, N < fit ? N : fit);
     outq_spare_drain();
     free(q);
@@ -231,9 +231,9 @@ static size_t client_frame(uint8_t *out, int rsv1, const char *text)
 
 static int last_close(struct conn *c)
 {
-    if (!c->out.count)
+    if (!outq_count(&c->out))
         return -1;
-    struct frame *f = c->out.items[(c->out.head + c->out.count - 1) & (c->out.cap - 1)];
+    struct frame *f = outq_at(&c->out, outq_count(&c->out) - 1);
     return f->len >= 4 && f->data[0] == 0x88 ? f->data[2] << 8 | f->data[3] : -1;
 }
 

@@ -61,7 +61,7 @@ TEST(presence_state_round_trip_to_a_mirror)
     CHECK(lobby && hub_room_size(lobby) == 2 && hub_room_local_size(lobby) == 1);
     struct frame *f = frame_ws(FRAME_TEXT, "hi", 2);
     CHECK_INT(hub_broadcast(lobby, f, NULL), 1);
-    CHECK_INT(m->out.count, 0);
+    CHECK_INT(outq_count(&m->out), 0);
     frame_unref(f);
 
     /* Left everything: the mirror follows; removed: gone from the hub. */

@@ -44,8 +44,8 @@ static const char *ask(struct conn *c, const char *text)
     outq_clear(&c->out);
     script_message(c, 0, (const uint8_t *)text, strlen(text));
     reply[0] = '\0';
-    if (c->out.count) {
-        struct frame *f = c->out.items[(c->out.head + c->out.count - 1) & (c->out.cap - 1)];
+    if (outq_count(&c->out)) {
+        struct frame *f = outq_at(&c->out, outq_count(&c->out) - 1);
         size_t hdr = (f->data[1] & 0x7f) == 126 ? 4 : 2;
         size_t n = f->len - hdr < sizeof reply - 1 ? f->len - hdr : sizeof reply - 1;
         memcpy(reply, f->data + hdr, n);
@@ -259,11 +259,11 @@ TEST(script_timers)
                    "  confab.after(0.005, function() confab.send(ev.id, 'new timer') end)\n"
                    "end)\n", err, sizeof err), 0);
     ask(c, "arm");
-    for (int i = 0; i < 200 && c->out.count == 0; i++)
+    for (int i = 0; i < 200 && outq_count(&c->out) == 0; i++)
         ev_run(loop, EVRUN_ONCE);
-    CHECK_INT(c->out.count, 1);
-    if (c->out.count == 1) {
-        struct frame *f = c->out.items[c->out.head];
+    CHECK_INT(outq_count(&c->out), 1);
+    if (outq_count(&c->out) == 1) {
+        struct frame *f = outq_at(&c->out, 0);
         CHECK(f->len == 11 && memcmp(f->data + 2, "new timer", 9) == 0);
     }
     test_conn_close(c);

@@ -74,9 +74,9 @@ static void teardown(struct conn *c)
 /* The close code in the last frame queued for c, or -1. */
 static int queued_close_code(struct conn *c)
 {
-    if (!c->out.count)
+    if (!outq_count(&c->out))
         return -1;
-    struct frame *f = c->out.items[(c->out.head + c->out.count - 1) & (c->out.cap - 1)];
+    struct frame *f = outq_at(&c->out, outq_count(&c->out) - 1);
     if (f->len < 4 || f->data[0] != 0x88)
         return -1;
     return f->data[2] << 8 | f->data[3];
@@ -114,8 +114,8 @@ TEST(ws_split_and_fragmented_messages)
     CHECK(got.len == 11 && memcmp(got.data, "hello world", 11) == 0);
     CHECK(c->ws == NULL);
     /* The ping was answered with a pong carrying its payload. */
-    CHECK_INT(c->out.count, 1);
-    struct frame *pong = c->out.items[c->out.head];
+    CHECK_INT(outq_count(&c->out), 1);
+    struct frame *pong = outq_at(&c->out, 0);
     CHECK_INT(pong->len, 3);
     CHECK_INT(pong->data[0], 0x8a);
     CHECK_INT(pong->data[pong->len - 1], 'p');
@@ -207,7 +207,7 @@ TEST(ws_violations_wslay_answers_badly_get_1002)
             test_failed_checks++;
         }
         /* Only our close frame is queued: no pong, no echo of the bad close. */
-        CHECK_INT(c->out.count, 1);
+        CHECK_INT(outq_count(&c->out), 1);
         teardown(c);
     }
 
@@ -255,9 +255,9 @@ static size_t heap_in_use(void)
 /* The i-th frame queued for c (from the front), or NULL. */
 static struct frame *queued(struct conn *c, uint32_t i)
 {
-    if (i >= c->out.count)
+    if (i >= outq_count(&c->out))
         return NULL;
-    return c->out.items[(c->out.head + i) & (c->out.cap - 1)];
+    return outq_at(&c->out, i);
 }
 
 TEST(ws_unfinished_fragments_cost_at_most_the_message_limit)
@@ -303,7 +303,7 @@ TEST(ws_pings_keep_one_pong_waiting)
     }
     CHECK_INT(ws_feed(c, buf, n / 2), 0);
     CHECK_INT(ws_feed(c, buf + n / 2, n - n / 2), 0);
-    CHECK_INT(c->out.count, 1);
+    CHECK_INT(outq_count(&c->out), 1);
     struct frame *pong = queued(c, 0);
     CHECK(pong && pong->len == 5 && pong->data[0] == 0x8a && memcmp(pong->data + 2, "999", 3) == 0);
 
@@ -311,7 +311,7 @@ TEST(ws_pings_keep_one_pong_waiting)
     outq_consume(&c->out, 1);
     n = client_frame(buf, 1, 9, "new", 3, 1);
     CHECK_INT(ws_feed(c, buf, n), 0);
-    CHECK_INT(c->out.count, 2);
+    CHECK_INT(outq_count(&c->out), 2);
     CHECK(memcmp(queued(c, 1)->data + 2, "new", 3) == 0);
     teardown(c);
 }
@@ -335,7 +335,7 @@ TEST(ws_pong_goes_before_the_reply_to_the_interrupted_message)
     n += client_frame(buf + n, 1, 9, "p", 1, 1);
     n += client_frame(buf + n, 1, 0, "cd", 2, 1);
     CHECK_INT(ws_feed(c, buf, n), 0); /* all three frames in one read */
-    CHECK_INT(c->out.count, 2);
+    CHECK_INT(outq_count(&c->out), 2);
     CHECK(queued(c, 0) && queued(c, 0)->data[0] == 0x8a);           /* pong "p" */
     CHECK(queued(c, 1) && queued(c, 1)->data[0] == 0x81 &&
           memcmp(queued(c, 1)->data + 2, "abcd", 4) == 0);           /* then the echo */
@@ -346,7 +346,7 @@ TEST(ws_pong_goes_before_the_reply_to_the_interrupted_message)
  * last frame is not a close. */
 static const uint8_t *queued_close_reason(struct conn *c, size_t *len)
 {
-    struct frame *f = queued(c, c->out.count ? c->out.count - 1 : 0);
+    struct frame *f = queued(c, outq_count(&c->out) ? outq_count(&c->out) - 1 : 0);
     if (!f || f->data[0] != 0x88 || f->len < 4)
         return NULL;
     *len = f->len - 4;
@@ -441,7 +441,7 @@ TEST(ws_nothing_after_the_close_is_delivered_or_answered)
     n += client_frame(buf + n, 1, 9, "p", 1, 1);
     CHECK_INT(ws_feed(c, buf, n), 1000);
     CHECK_INT(got.count, 0);
-    CHECK_INT(c->out.count, 1);
+    CHECK_INT(outq_count(&c->out), 1);
     CHECK_INT(queued_close_code(c), 1000);
     teardown(c);
 
@@ -450,7 +450,7 @@ TEST(ws_nothing_after_the_close_is_delivered_or_answered)
     c->flags |= CONN_CLOSE_SENT;
     n = client_frame(buf, 1, 9, "p", 1, 1);
     ws_feed(c, buf, n);
-    CHECK_INT(c->out.count, 0);
+    CHECK_INT(outq_count(&c->out), 0);
     teardown(c);
 }
 
