@@ -73,7 +73,15 @@ struct conn_meta {
 struct conn_meta *conn_meta_new(const char *path, size_t path_len,
                                 const char *query, size_t query_len, const char *subprotocol);
 
-struct conn_room;
+struct room;
+
+/* One membership (hub): the room and the connection's slot in room->members, which holds the
+ * connection itself. */
+struct conn_room {
+    struct room *room;
+    uint32_t idx; /* position in room->members */
+};
+
 struct attr;
 struct conn_rate;
 struct http_conn;
@@ -88,26 +96,34 @@ struct conn {
     uint8_t io_fed;            /* poller: events fed and not yet delivered */
     uint16_t flags;            /* server */
     uint16_t close_code;       /* server: the code reported to the disconnect hook */
+    uint16_t pings;            /* server: pings sent since the peer was last heard */
     uint8_t deflate_bits;      /* server: permessage-deflate negotiated, with this window for
                                 * what the server sends (9..15); 0: not negotiated */
     struct conn_peer peer;     /* server: the peer's address, from accept */
-    struct dl_node timeout;    /* server: request, silence or closing deadline */
-    struct dl_node ping;       /* server: next ping due (WebSocket only) */
+    uint16_t rooms_len, rooms_cap; /* hub */
+    struct dl_node timeout;    /* server: request, keepalive (ping or silence) or closing deadline */
     struct outq out;           /* hub: frames waiting to be written */
     struct conn *next_flush;   /* server: list of connections with output (or held) */
     struct conn *next_close;   /* server: list of connections to tear down */
     struct conn *next_input;   /* server: list of connections with input held by ws */
-    struct conn *all_prev, *all_next; /* server: the list of every connection */
     struct http_conn *http;    /* server: request buffer, only while reading a request */
     struct ws_conn *ws;        /* ws: wslay state, only while a message is in progress */
-    struct conn_room *rooms;   /* hub: memberships, rooms_len of rooms_cap used */
-    uint16_t rooms_len, rooms_cap;
+    union {                    /* hub: memberships, rooms_len of rooms_cap used (conn_rooms) */
+        struct conn_room one;  /* rooms_cap 1: the usual single room, with no allocation */
+        struct conn_room *many;/* rooms_cap > 1 */
+    } rooms;
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
     struct conn_meta *meta;    /* server: what the upgrade said, NULL before it; the common
                                 * case (the --ws-path itself, nothing else) is one shared copy */
     struct conn_rate *rate;    /* server: inbound rate buckets, only with --rate-* set */
     struct tls_conn *tls;      /* server: TLS state (tls.h), NULL on a plain connection */
 };
+
+/* c's memberships, rooms_len of them (writable when c is, as with strchr). */
+static inline struct conn_room *conn_rooms(const struct conn *c)
+{
+    return c->rooms_cap <= 1 ? (struct conn_room *)&c->rooms.one : c->rooms.many;
+}
 
 /* The one definition of "open": a WebSocket whose close has not started. Only an open connection
  * gets messages delivered or new frames queued. */

@@ -86,6 +86,21 @@ void dl_touch(struct dl_list *list, struct dl_node *node)
         dl_arm(list);
 }
 
+void dl_each(struct dl_list *list, void (*fn)(struct dl_node *node, void *arg), void *arg)
+{
+    struct dl_node *last = list->head.prev, *node = list->head.next;
+    if (node == &list->head)
+        return;
+    for (;;) {
+        struct dl_node *next = node->next;
+        int was_last = node == last;
+        fn(node, arg);
+        if (was_last)
+            return;
+        node = next;
+    }
+}
+
 void dl_stop(struct dl_list *list)
 {
     ev_timer_stop(list->loop, &list->timer);

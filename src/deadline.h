@@ -38,6 +38,11 @@ void dl_touch(struct dl_list *list, struct dl_node *node);
 /* Takes node out of its list (no-op when it is in none). */
 void dl_remove(struct dl_node *node);
 
+/* Calls fn for each node of list, oldest first, up to the one that was last when it began. fn
+ * may remove the node it is given or move it to any list (this one included), and nothing
+ * else. */
+void dl_each(struct dl_list *list, void (*fn)(struct dl_node *node, void *arg), void *arg);
+
 /* Stops the list's timer; nodes stay linked. */
 void dl_stop(struct dl_list *list);
 

@@ -455,9 +455,10 @@ static void members_compact(struct room *r)
             if (n != i) {
                 r->members[n] = c;
                 /* its membership of r says where it now is (a connection is in few rooms) */
+                struct conn_room *m = conn_rooms(c);
                 for (uint32_t j = 0; j < c->rooms_len; j++)
-                    if (c->rooms[j].room == r)
-                        c->rooms[j].idx = n;
+                    if (m[j].room == r)
+                        m[j].idx = n;
             }
             n++;
         }
@@ -467,10 +468,59 @@ static void members_compact(struct room *r)
     shrink((void **)&r->members, r->members_len, &r->members_cap, sizeof *r->members);
 }
 
+/* Room for one more membership in c: the first is kept in c itself, the second moves both to
+ * an array. Returns 0, or -1 on no memory. */
+static int memberships_grow(struct conn *c)
+{
+    if (c->rooms_len < c->rooms_cap)
+        return 0;
+    if (c->rooms_cap == 0) {
+        c->rooms_cap = 1;
+        return 0;
+    }
+    uint32_t ncap = c->rooms_cap * 2u;
+    struct conn_room *n;
+    if (c->rooms_cap == 1) {
+        n = malloc(ncap * sizeof *n);
+        if (n)
+            n[0] = c->rooms.one;
+    } else {
+        n = realloc(c->rooms.many, ncap * sizeof *n);
+    }
+    if (!n)
+        return -1;
+    c->rooms.many = n;
+    c->rooms_cap = (uint16_t)ncap;
+    return 0;
+}
+
+/* Gives back what c's memberships no longer need: an array with one left goes back into c;
+ * one at most a quarter used is halved. */
+static void memberships_shrink(struct conn *c)
+{
+    if (c->rooms_cap <= 1) {
+        if (c->rooms_len == 0)
+            c->rooms_cap = 0;
+        return;
+    }
+    if (c->rooms_len <= 1) {
+        struct conn_room *many = c->rooms.many;
+        if (c->rooms_len)
+            c->rooms.one = many[0];
+        free(many);
+        c->rooms_cap = c->rooms_len;
+        return;
+    }
+    uint32_t ccap = c->rooms_cap;
+    shrink((void **)&c->rooms.many, c->rooms_len, &ccap, sizeof *c->rooms.many);
+    c->rooms_cap = (uint16_t)ccap;
+}
+
 int hub_join(struct conn *c, const char *name, size_t len)
 {
+    struct conn_room *m = conn_rooms(c);
     for (uint32_t i = 0; i < c->rooms_len; i++) {
-        struct room *r = c->rooms[i].room;
+        struct room *r = m[i].room;
         if (strlen(r->name) == len && memcmp(r->name, name, len) == 0)
             return 0;
     }
@@ -479,20 +529,15 @@ int hub_join(struct conn *c, const char *name, size_t len)
     struct room *r = room_get(name, len);
     if (!r)
         return -1;
-    uint32_t ccap = c->rooms_cap;
     if (r->members_len == r->members_cap)
         members_compact(r);
-    /* Most connections are in one room: their array starts with one slot (the smallest
-     * allocation), a room's with four. */
     if ((r->members_len == r->members_cap &&
          grow((void **)&r->members, &r->members_cap, sizeof *r->members, 4) < 0) ||
-        (c->rooms_len == c->rooms_cap &&
-         grow((void **)&c->rooms, &ccap, sizeof *c->rooms, 1) < 0)) {
+        memberships_grow(c) < 0) {
         room_release(r);
         return -1;
     }
-    c->rooms_cap = (uint16_t)ccap;
-    c->rooms[c->rooms_len++] = (struct conn_room){r, r->members_len};
+    conn_rooms(c)[c->rooms_len++] = (struct conn_room){r, r->members_len};
     r->members[r->members_len++] = c;
     if (c->flags & CONN_REMOTE)
         r->members_remote++;
@@ -503,11 +548,12 @@ int hub_join(struct conn *c, const char *name, size_t len)
 /* Takes c out of its k-th room. */
 static void member_remove(struct conn *c, uint32_t k)
 {
-    struct room *r = c->rooms[k].room;
+    struct conn_room *m = conn_rooms(c);
+    struct room *r = m[k].room;
     /* Room order is join order (members() promises it): leave a hole, and close the holes
      * once they are half the slots, so that N members leaving costs O(N), not O(N^2).
      * Connection order does not matter: swap. */
-    r->members[c->rooms[k].idx] = NULL;
+    r->members[m[k].idx] = NULL;
     r->members_gone++;
     if (c->flags & CONN_REMOTE)
         r->members_remote--;
@@ -519,24 +565,17 @@ static void member_remove(struct conn *c, uint32_t k)
         members_compact(r);
     else
         shrink((void **)&r->members, r->members_len, &r->members_cap, sizeof *r->members);
-    c->rooms[k] = c->rooms[--c->rooms_len];
-    if (c->rooms_len == 0) {
-        free(c->rooms);
-        c->rooms = NULL;
-        c->rooms_cap = 0;
-    } else {
-        uint32_t ccap = c->rooms_cap;
-        shrink((void **)&c->rooms, c->rooms_len, &ccap, sizeof *c->rooms);
-        c->rooms_cap = (uint16_t)ccap;
-    }
+    m[k] = m[--c->rooms_len];
+    memberships_shrink(c);
     room_release(r);
     changed(c);
 }
 
 int hub_leave(struct conn *c, const char *name, size_t len)
 {
+    struct conn_room *m = conn_rooms(c);
     for (uint32_t i = 0; i < c->rooms_len; i++) {
-        struct room *r = c->rooms[i].room;
+        struct room *r = m[i].room;
         if (strlen(r->name) == len && memcmp(r->name, name, len) == 0) {
             member_remove(c, i);
             return 1;
@@ -798,7 +837,7 @@ size_t hub_conn_room_count(const struct conn *c)
 
 const char *hub_conn_room(const struct conn *c, size_t i)
 {
-    return c->rooms[i].room->name;
+    return conn_rooms(c)[i].room->name;
 }
 
 const char *hub_attr_string(const struct attr *a, size_t *len)

@@ -34,13 +34,6 @@ struct hub_callbacks {
 
 struct room;
 
-/* One membership, kept in the connection's array (no allocation of its own): the room and the
- * connection's slot in room->members, which holds the connection itself. */
-struct conn_room {
-    struct room *room;
-    uint32_t idx; /* position in room->members */
-};
-
 struct hist_entry {
     struct hist_entry *next;         /* the room's next newer entry */
     struct hist_entry *older, *newer; /* every room's entries, in the order they were added */

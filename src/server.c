@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <http_parser.h>
 #include <limits.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -78,10 +79,10 @@ static struct {
     size_t hold_bytes;        /* a queue charged this much is written without waiting */
     struct conn *close_list;  /* connections to report gone and/or free */
     struct conn *input_list;  /* WebSocket input held by ws (its budget used): fed next pass */
-    struct conn *all;         /* every connection, whatever its state */
     struct dl_list requests;  /* HTTP: time allowed for a request */
-    struct dl_list silence;   /* WebSocket: time since the peer last sent anything */
-    struct dl_list pings;     /* WebSocket: time since the last ping or traffic */
+    struct dl_list pings;     /* WebSocket: --ping-interval since the peer or the last ping */
+    struct dl_list silence;   /* WebSocket: the rest of --pong-timeout after the last ping */
+    uint16_t pings_max;       /* pings sent to a silent peer before it waits in silence */
     struct dl_list closing;   /* closing: time allowed to finish */
     struct frame *ping_frame; /* one ping frame shared by every connection */
     size_t nconns;
@@ -240,7 +241,6 @@ static void conn_kill(struct conn *c, uint16_t code)
         held_release(); /* off the held list before it is freed (the flush list skips the dead) */
     poller_want(c, 0);
     dl_remove(&c->timeout);
-    dl_remove(&c->ping);
     if (c->rate)
         ev_timer_stop(srv.loop, &c->rate->timer);
     http_free(c); /* its request buffer goes back to --request-memory at once */
@@ -254,12 +254,22 @@ static void conn_closing(struct conn *c, uint16_t code)
         return;
     c->flags |= CONN_CLOSE_SENT;
     c->close_code = code;
-    dl_remove(&c->ping);
     dl_touch(&srv.closing, &c->timeout);
     /* A peer paused by its rate is read again: what it sent before its close is discarded
      * (RFC 6455 1.4) and its end is awaited within the closing time. */
     rate_resume(c);
     close_list_add(c); /* to report the disconnect at the safe point */
+}
+
+/* Keepalive with one deadline per WebSocket: heard from, a peer waits --ping-interval in
+ * srv.pings; each time that passes in silence it is pinged and waits again, until pings_max
+ * pings went unanswered; then it waits what is left of --pong-timeout in srv.silence and is
+ * closed. That rest is the same for every peer, so both lists stay in order of their stamps
+ * and a close comes --pong-timeout after the peer was last heard, as with two deadlines. */
+static void keepalive_heard(struct conn *c)
+{
+    c->pings = 0;
+    dl_touch(srv.pings_max ? &srv.pings : &srv.silence, &c->timeout);
 }
 
 static void conn_queue_raw(struct conn *c, struct frame *f)
@@ -300,10 +310,6 @@ static struct conn *conn_new(int fd, const struct sockaddr *peer)
     }
     conn_peer_set(&c->peer, peer);
     c->state = CONN_HTTP;
-    c->all_next = srv.all;
-    if (srv.all)
-        srv.all->all_prev = c;
-    srv.all = c;
     srv.nconns++;
     metrics.conns[CONN_HTTP]++;
     return c;
@@ -336,7 +342,6 @@ static void conn_free(struct conn *c)
     if (c->fd >= 0)
         close(c->fd); /* which takes it out of the poller's set */
     dl_remove(&c->timeout);
-    dl_remove(&c->ping);
     if (c->flags & CONN_HELD) { /* not expected: conn_kill releases it */
         struct conn **p = &srv.held_list;
         while (*p != c)
@@ -367,12 +372,6 @@ static void conn_free(struct conn *c)
         caps_release_addr(conn_peer_sockaddr(&c->peer, &ss));
         log_debug("conn %d: freed, %zu connections admitted", c->fd, caps_total());
     }
-    if (c->all_prev)
-        c->all_prev->all_next = c->all_next;
-    else
-        srv.all = c->all_next;
-    if (c->all_next)
-        c->all_next->all_prev = c->all_prev;
     metrics.conns[c->state]--;
     free(c);
     srv.nconns--;
@@ -407,10 +406,11 @@ static void report_disconnect(struct conn *c)
 }
 
 /* The safe point: runs before the loop blocks. Reports disconnects to the script, writes what
- * every connection has queued (one writev each), then frees the connections that are done (only
- * after the flush list let go of them). Disconnect hooks may queue output and close others, so
- * it goes round until nothing is left, a bounded number of times; what is left then keeps the
- * idle watcher active, so the loop polls without blocking and comes back here at once. */
+ * every connection has queued (one send or sendmsg each), then frees the connections that are
+ * done (only after the flush list let go of them). Disconnect hooks may queue output and close
+ * others, so it goes round until nothing is left, a bounded number of times; what is left then
+ * keeps the idle watcher active, so the loop polls without blocking and comes back here at
+ * once. */
 static void on_prepare(EV_P_ ev_prepare *w, int revents)
 {
     struct log_ctx prev = log_ctx;
@@ -826,8 +826,7 @@ static void on_ws_message(struct conn *c, int binary, const uint8_t *data, size_
 
 static void ws_input(struct conn *c, const uint8_t *data, size_t len)
 {
-    dl_touch(&srv.silence, &c->timeout);
-    dl_touch(&srv.pings, &c->ping);
+    keepalive_heard(c);
     int rc = ws_feed_budget(c, data, len, rate_budget(c));
     if (rc < 0) {
         log_error("conn %llu: out of memory in framing", (unsigned long long)c->id);
@@ -986,8 +985,7 @@ static int upgrade(struct conn *c, const struct http_request *req)
     METRIC_INC(upgrades);
     metrics.http_responses[1]++;
     if (c->state == CONN_WS) {
-        dl_touch(&srv.silence, &c->timeout);
-        dl_touch(&srv.pings, &c->ping);
+        keepalive_heard(c);
         rate_start(c);
         if (debug)
             log_debug("conn %llu: WebSocket open from %s", (unsigned long long)c->id, remote);
@@ -1418,7 +1416,7 @@ static void on_silence_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
 {
     struct conn *c = container_of(node, struct conn, timeout);
     if (c->flags & CONN_RATE_PAUSED) { /* it is not silent: we are not reading it */
-        dl_touch(l, node);
+        keepalive_heard(c);
         return;
     }
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
@@ -1429,9 +1427,12 @@ static void on_silence_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
 
 static void on_ping_due(struct dl_list *l, struct dl_node *node, ev_tstamp now)
 {
-    struct conn *c = container_of(node, struct conn, ping);
+    struct conn *c = container_of(node, struct conn, timeout);
     hub_send(c, srv.ping_frame);
-    dl_touch(l, node);
+    if (++c->pings >= srv.pings_max)
+        dl_touch(&srv.silence, node); /* the rest of --pong-timeout */
+    else
+        dl_touch(l, node);
 }
 
 static void on_closing_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)
@@ -1603,7 +1604,12 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     ws_set_memory_limit(cfg->message_memory);
 
     dl_init(loop, &srv.requests, cfg->handshake_timeout, on_request_timeout);
-    dl_init(loop, &srv.silence, cfg->pong_timeout, on_silence_timeout);
+    /* Keepalive (keepalive_heard): the pings due before --pong-timeout, and what is left of it
+     * after the last. */
+    double pings = ceil(cfg->pong_timeout / cfg->ping_interval - 1e-9) - 1;
+    srv.pings_max = pings < 0 ? 0 : pings > UINT16_MAX ? UINT16_MAX : (uint16_t)pings;
+    double rest = cfg->pong_timeout - srv.pings_max * cfg->ping_interval;
+    dl_init(loop, &srv.silence, rest > 0 ? rest : cfg->pong_timeout, on_silence_timeout);
     dl_init(loop, &srv.pings, cfg->ping_interval, on_ping_due);
     dl_init(loop, &srv.closing, CLOSE_WAIT_SECONDS, on_closing_timeout);
 
@@ -1663,6 +1669,62 @@ static void end_http(struct conn *c)
     c->flags |= CONN_HTTP_CLOSE;
 }
 
+/* Every connection not dead is in exactly one deadline list: requests while HTTP (and while a
+ * WebSocket's connect hook runs), pings or silence while open, closing while closing. So those
+ * lists are the list of connections. */
+
+struct conns_each_call {
+    void (*fn)(struct conn *c, void *arg);
+    void *arg;
+};
+
+static void conns_each_node(struct dl_node *node, void *arg)
+{
+    struct conns_each_call *call = arg;
+    call->fn(container_of(node, struct conn, timeout), call->arg);
+}
+
+/* Calls fn for each connection not dead (one that fn closes may come again, closing); fn may
+ * close or kill the one it is given and no other. */
+static void conns_each(void (*fn)(struct conn *c, void *arg), void *arg)
+{
+    struct conns_each_call call = {fn, arg};
+    dl_each(&srv.requests, conns_each_node, &call);
+    dl_each(&srv.pings, conns_each_node, &call);
+    dl_each(&srv.silence, conns_each_node, &call);
+    dl_each(&srv.closing, conns_each_node, &call);
+}
+
+static void shutdown_each(struct conn *c, void *arg)
+{
+    if (conn_is_open(c))
+        conn_close_ws(c, 1001, "server shutting down");
+    else if (c->state == CONN_HTTP)
+        end_http(c);
+}
+
+static void count_each(struct conn *c, void *arg)
+{
+    *(size_t *)arg += conn_is_open(c);
+}
+
+static void drain_each(struct conn *c, void *arg)
+{
+    if (conn_is_open(c)) {
+        if (srv.drain_ids)
+            srv.drain_ids[srv.drain_count++] = c->id;
+        else
+            conn_close_ws(c, 1012, "service restart");
+    } else if (c->state == CONN_HTTP) {
+        end_http(c);
+    }
+}
+
+static void kill_each(struct conn *c, void *arg)
+{
+    conn_kill(c, 1001);
+}
+
 static void on_grace_over(EV_P_ ev_timer *w, int revents)
 {
     log_warn("%zu connections still open after the grace period; exiting", srv.nconns);
@@ -1676,12 +1738,7 @@ void server_shutdown(double grace)
     srv.shutting_down = 1;
     stop_accepting();
     /* Open WebSockets get close 1001; connections still in HTTP end now. */
-    for (struct conn *c = srv.all; c; c = c->all_next) {
-        if (conn_is_open(c))
-            conn_close_ws(c, 1001, "server shutting down");
-        else if (c->state == CONN_HTTP)
-            end_http(c);
-    }
+    conns_each(shutdown_each, NULL);
     ev_timer_init(&srv.grace, on_grace_over, grace, 0);
     ev_timer_start(srv.loop, &srv.grace);
     log_info("shutting down: %zu connections to close", srv.nconns);
@@ -1714,22 +1771,12 @@ void server_drain(double drain_time, double grace)
     srv.shutting_down = 1;
     stop_accepting();
     size_t n = 0;
-    for (struct conn *c = srv.all; c; c = c->all_next)
-        n += conn_is_open(c);
+    conns_each(count_each, &n);
     srv.drain_ids = n ? malloc(n * sizeof *srv.drain_ids) : NULL;
     if (n && !srv.drain_ids)
         drain_time = 0; /* without the list, everyone at once */
     srv.drain_count = 0;
-    for (struct conn *c = srv.all; c; c = c->all_next) {
-        if (conn_is_open(c)) {
-            if (srv.drain_ids)
-                srv.drain_ids[srv.drain_count++] = c->id;
-            else
-                conn_close_ws(c, 1012, "service restart");
-        } else if (c->state == CONN_HTTP) {
-            end_http(c);
-        }
-    }
+    conns_each(drain_each, NULL);
     log_info("draining: close 1012 to %zu connections over %.1f s, %zu connections in all",
              srv.drain_count, drain_time, srv.nconns);
     srv.drain_next = 0;
@@ -1747,8 +1794,7 @@ void server_drain(double drain_time, double grace)
 
 void server_free(void)
 {
-    for (struct conn *c = srv.all; c; c = c->all_next)
-        conn_kill(c, 1001);
+    conns_each(kill_each, NULL);
     srv.flush_list = NULL;
     while (srv.close_list) {
         struct conn *c = srv.close_list;

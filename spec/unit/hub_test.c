@@ -25,8 +25,8 @@ static const struct hub_callbacks cb = {t_queued, t_overflow, t_close};
 static uint32_t slot_in(const struct conn *c, const struct room *r)
 {
     for (uint32_t j = 0; j < c->rooms_len; j++)
-        if (c->rooms[j].room == r)
-            return c->rooms[j].idx;
+        if (conn_rooms(c)[j].room == r)
+            return conn_rooms(c)[j].idx;
     return UINT32_MAX;
 }
 
@@ -66,6 +66,37 @@ TEST(hub_rooms_both_ways)
     test_conn_close(b);
     test_conn_close(c);
     CHECK(hub_room("lobby", 5) == NULL);
+    CHECK_INT(hub_count(), 0);
+}
+
+/* One room is kept in the connection itself; a second moves both to an array, and leaving down
+ * to one brings it back, with each membership still pointing at its slot in the room. */
+TEST(hub_single_membership_lives_in_the_connection)
+{
+    hub_init(1 << 20, 10, &cb);
+    struct conn *a = test_conn_open(), *b = test_conn_open();
+    CHECK_INT(hub_join(b, "x", 1), 1);
+    CHECK_INT(hub_join(a, "x", 1), 1);
+    CHECK_INT(a->rooms_cap, 1);
+    CHECK(conn_rooms(a) == &a->rooms.one);
+    CHECK_INT(hub_join(a, "y", 1), 1);
+    CHECK_INT(hub_join(a, "z", 1), 1);
+    CHECK_INT(a->rooms_len, 3);
+    CHECK(a->rooms_cap >= 3 && conn_rooms(a) == a->rooms.many);
+    struct room *x = hub_room("x", 1), *z = hub_room("z", 1);
+    CHECK(slot_in(a, x) == 1 && hub_room_member(x, 1) == a->id);
+    CHECK_INT(hub_leave(a, "x", 1), 1);
+    CHECK_INT(hub_leave(a, "y", 1), 1);
+    CHECK_INT(a->rooms_cap, 1); /* back in the connection */
+    CHECK(conn_rooms(a) == &a->rooms.one && conn_rooms(a)[0].room == z);
+    CHECK(slot_in(a, z) == 0 && hub_room_member(z, 0) == a->id);
+    CHECK_INT(hub_leave(a, "z", 1), 1);
+    CHECK_INT(a->rooms_len, 0);
+    CHECK_INT(a->rooms_cap, 0);
+    CHECK_INT(hub_join(a, "x", 1), 1); /* and in again, after b */
+    CHECK(slot_in(a, hub_room("x", 1)) == 1);
+    test_conn_close(a);
+    test_conn_close(b);
     CHECK_INT(hub_count(), 0);
 }
 
