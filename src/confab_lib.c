@@ -13,6 +13,7 @@
 #include "redis_link.h"
 #include "redis_room.h"
 #include "script_int.h"
+#include "server.h"
 #include "urldecode.h"
 #include "utf8.h"
 
@@ -414,7 +415,7 @@ static int l_info(lua_State *L)
     struct conn *c = check_known(L, 1);
     if (!c || (c->flags & CONN_REMOTE))
         return stale(L);
-    const struct conn_meta *m = c->meta;
+    const struct conn_meta *m = server_conn_meta(c);
     lua_createtable(L, 0, 4);
     if (m) {
         char remote[CONN_PEER_TEXT];

@@ -37,6 +37,7 @@ enum {
     CONN_REMOTE = 1 << 13,      /* presence: another node's connection mirrored into the hub */
     CONN_HELD = 1 << 14,        /* its output is held for --flush-delay (on the server's held
                                  * list, through next_flush: never on the flush list too) */
+    CONN_META = 1 << 15,        /* upgraded: its conn_meta is ext->meta, or the common one */
 };
 
 /* The peer's address as accept gave it, kept compact (20 bytes) and written out only when
@@ -88,6 +89,15 @@ struct http_conn;
 struct ws_conn;
 struct tls_conn;
 
+/* What few connections need, in one allocation made when the first field is set and freed when
+ * the last is cleared (server), so that an open plain WebSocket carries one NULL pointer. */
+struct conn_ext {
+    struct http_conn *http; /* request buffer, only while reading a request */
+    struct conn_meta *meta; /* what an upgrade said unless it was the common one (server_conn_meta) */
+    struct conn_rate *rate; /* inbound rate buckets, only with --rate-* set */
+    struct tls_conn *tls;   /* TLS state (tls.h), NULL on a plain connection */
+};
+
 struct conn {
     uint64_t id;               /* hub: Lua's handle for it, never reused */
     int fd;                    /* server */
@@ -105,19 +115,29 @@ struct conn {
     struct outq out;           /* hub: frames waiting to be written */
     struct conn *next_flush;   /* server: list of connections with output (or held) */
     struct conn *next_close;   /* server: list of connections to tear down */
-    struct conn *next_input;   /* server: list of connections with input held by ws */
-    struct http_conn *http;    /* server: request buffer, only while reading a request */
     struct ws_conn *ws;        /* ws: wslay state, only while a message is in progress */
     union {                    /* hub: memberships, rooms_len of rooms_cap used (conn_rooms) */
         struct conn_room one;  /* rooms_cap 1: the usual single room, with no allocation */
         struct conn_room *many;/* rooms_cap > 1 */
     } rooms;
     struct attr *attrs;        /* hub: per-connection attributes set by the script */
-    struct conn_meta *meta;    /* server: what the upgrade said, NULL before it; the common
-                                * case (the --ws-path itself, nothing else) is one shared copy */
-    struct conn_rate *rate;    /* server: inbound rate buckets, only with --rate-* set */
-    struct tls_conn *tls;      /* server: TLS state (tls.h), NULL on a plain connection */
+    struct conn_ext *ext;      /* server: what few connections need, NULL when none of it */
 };
+
+static inline struct http_conn *conn_http(const struct conn *c)
+{
+    return c->ext ? c->ext->http : NULL;
+}
+
+static inline struct conn_rate *conn_rate(const struct conn *c)
+{
+    return c->ext ? c->ext->rate : NULL;
+}
+
+static inline struct tls_conn *conn_tls(const struct conn *c)
+{
+    return c->ext ? c->ext->tls : NULL;
+}
 
 /* c's memberships, rooms_len of them (writable when c is, as with strchr). */
 static inline struct conn_room *conn_rooms(const struct conn *c)

@@ -78,7 +78,9 @@ static struct {
     ev_timer hold_timer;      /* running while held_list is not empty */
     size_t hold_bytes;        /* a queue charged this much is written without waiting */
     struct conn *close_list;  /* connections to report gone and/or free */
-    struct conn *input_list;  /* WebSocket input held by ws (its budget used): fed next pass */
+    struct conn **input_held; /* WebSocket input held by ws (its budget used): fed next pass, in
+                               * the order held (NULL: freed meanwhile) */
+    size_t ninput_held, capinput_held;
     struct dl_list requests;  /* HTTP: time allowed for a request */
     struct dl_list pings;     /* WebSocket: --ping-interval since the peer or the last ping */
     struct dl_list silence;   /* WebSocket: the rest of --pong-timeout after the last ping */
@@ -241,8 +243,8 @@ static void conn_kill(struct conn *c, uint16_t code)
         held_release(); /* off the held list before it is freed (the flush list skips the dead) */
     poller_want(c, 0);
     dl_remove(&c->timeout);
-    if (c->rate)
-        ev_timer_stop(srv.loop, &c->rate->timer);
+    if (conn_rate(c))
+        ev_timer_stop(srv.loop, &conn_rate(c)->timer);
     http_free(c); /* its request buffer goes back to --request-memory at once */
     close_list_add(c);
 }
@@ -295,19 +297,41 @@ static void conn_close_ws(struct conn *c, uint16_t code, const char *reason)
         conn_closing(c, code);
 }
 
-/* A new connection on fd from peer, on the list of all connections, reading an HTTP request. */
-static struct conn *conn_new(int fd, const struct sockaddr *peer)
+/* c's conn_ext, made when needed. NULL on no memory. */
+static struct conn_ext *ext_of(struct conn *c)
+{
+    if (!c->ext)
+        c->ext = calloc(1, sizeof *c->ext);
+    return c->ext;
+}
+
+/* Frees c's conn_ext once none of its fields is set. */
+static void ext_trim(struct conn *c)
+{
+    struct conn_ext *x = c->ext;
+    if (x && !x->http && !x->meta && !x->rate && !x->tls) {
+        free(x);
+        c->ext = NULL;
+    }
+}
+
+/* A new connection on fd from peer (over TLS with tls, which it then owns), watched by the
+ * poller, reading an HTTP request. NULL with errno set when it could not be made. */
+static struct conn *conn_new(int fd, const struct sockaddr *peer, struct tls_conn *tls)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->fd = fd;
-    if (poller_want(c, EV_READ) < 0) {
-        int err = errno;
+    if ((tls && !ext_of(c)) || poller_want(c, EV_READ) < 0) {
+        int err = tls && !c->ext ? ENOMEM : errno;
+        free(c->ext);
         free(c);
         errno = err;
         return NULL;
     }
+    if (tls)
+        c->ext->tls = tls;
     conn_peer_set(&c->peer, peer);
     c->state = CONN_HTTP;
     srv.nconns++;
@@ -317,11 +341,13 @@ static struct conn *conn_new(int fd, const struct sockaddr *peer)
 
 static void http_free(struct conn *c)
 {
-    if (c->http) {
-        srv.request_bytes -= c->http->cap;
-        static_close(&c->http->body);
-        free(c->http);
-        c->http = NULL;
+    struct http_conn *h = conn_http(c);
+    if (h) {
+        srv.request_bytes -= h->cap;
+        static_close(&h->body);
+        free(h);
+        c->ext->http = NULL;
+        ext_trim(c);
     }
 }
 
@@ -331,9 +357,19 @@ static struct conn_meta common_meta;
 
 static void meta_free(struct conn *c)
 {
-    if (c->meta != &common_meta)
-        free(c->meta);
-    c->meta = NULL;
+    if (c->ext && c->ext->meta) {
+        free(c->ext->meta);
+        c->ext->meta = NULL;
+        ext_trim(c);
+    }
+    c->flags &= (uint16_t)~CONN_META;
+}
+
+const struct conn_meta *server_conn_meta(const struct conn *c)
+{
+    if (!(c->flags & CONN_META))
+        return NULL;
+    return c->ext && c->ext->meta ? c->ext->meta : &common_meta;
 }
 
 static void conn_free(struct conn *c)
@@ -348,22 +384,21 @@ static void conn_free(struct conn *c)
             p = &(*p)->next_flush;
         *p = c->next_flush;
     }
-    if (c->flags & CONN_INPUT_HELD) {
-        struct conn **p = &srv.input_list;
-        while (*p != c)
-            p = &(*p)->next_input;
-        *p = c->next_input;
-    }
+    if (c->flags & CONN_INPUT_HELD)
+        for (size_t i = 0; i < srv.ninput_held; i++)
+            if (srv.input_held[i] == c)
+                srv.input_held[i] = NULL;
     hub_remove(c);
     ws_free(c);
     http_free(c);
-    if (c->tls && !tls_handshake_done(c->tls))
+    if (conn_tls(c) && !tls_handshake_done(conn_tls(c)))
         srv.request_bytes -= TLS_HANDSHAKE_MEMORY;
-    tls_conn_free(c->tls);
+    tls_conn_free(conn_tls(c));
     meta_free(c);
-    if (c->rate) {
-        ev_timer_stop(srv.loop, &c->rate->timer);
-        free(c->rate);
+    if (conn_rate(c)) {
+        ev_timer_stop(srv.loop, &c->ext->rate->timer);
+        free(c->ext->rate);
+        c->ext->rate = NULL;
     }
     if (c->flags & CONN_RATE_PAUSED)
         srv.rate_paused--;
@@ -372,6 +407,7 @@ static void conn_free(struct conn *c)
         caps_release_addr(conn_peer_sockaddr(&c->peer, &ss));
         log_debug("conn %d: freed, %zu connections admitted", c->fd, caps_total());
     }
+    free(c->ext); /* its pointers were all let go above */
     metrics.conns[c->state]--;
     free(c);
     srv.nconns--;
@@ -416,17 +452,22 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
     struct log_ctx prev = log_ctx;
     /* Input a feed held back (a flood of tiny messages): one more budget's worth each, after
      * every other connection had its turn; reading resumes once nothing is held. */
-    struct conn *held = srv.input_list;
-    srv.input_list = NULL;
-    while (held) {
-        struct conn *c = held;
-        held = c->next_input;
+    size_t n = srv.ninput_held; /* what these hold again waits for the next pass */
+    for (size_t i = 0; i < n; i++) {
+        struct conn *c = srv.input_held[i];
+        if (!c)
+            continue;
+        srv.input_held[i] = NULL;
         c->flags &= (uint16_t)~CONN_INPUT_HELD;
         log_ctx_set(c->id, c->fd);
         if (c->state == CONN_WS)
             ws_input(c, NULL, 0);
         if (!(c->flags & (CONN_INPUT_HELD | CONN_RATE_PAUSED)) && c->state != CONN_DEAD)
             read_pause(c, 0);
+    }
+    if (n) {
+        srv.ninput_held -= n;
+        memmove(srv.input_held, srv.input_held + n, srv.ninput_held * sizeof *srv.input_held);
     }
     for (int round = 0; round < 8 && (srv.close_list || srv.flush_list); round++) {
         struct conn *dead = NULL;
@@ -462,7 +503,7 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
         }
     }
     log_ctx = prev;
-    if (!srv.close_list && !srv.flush_list && !srv.input_list)
+    if (!srv.close_list && !srv.flush_list && !srv.ninput_held)
         ev_idle_stop(EV_A_ & srv.idle);
     if (srv.shutting_down && srv.nconns == 0)
         ev_break(EV_A_ EVBREAK_ALL);
@@ -482,14 +523,14 @@ static int read_event(const struct conn *c)
 {
     if (c->flags & CONN_READ_PAUSED)
         return 0;
-    return c->tls && tls_read_wants_write(c->tls) ? EV_WRITE : EV_READ;
+    return conn_tls(c) && tls_read_wants_write(conn_tls(c)) ? EV_WRITE : EV_READ;
 }
 
 static int write_event(const struct conn *c)
 {
     if (!(c->flags & CONN_WANT_WRITE))
         return 0;
-    return c->tls && tls_write_wants_read(c->tls) ? EV_READ : EV_WRITE;
+    return conn_tls(c) && tls_write_wants_read(conn_tls(c)) ? EV_READ : EV_WRITE;
 }
 
 /* Sets what c waits for from its flags: reading unless paused, writing when output is waiting
@@ -516,7 +557,7 @@ static void want_write(struct conn *c, int on)
  * response would overtake it) nor while its output holds --send-queue bytes or more. */
 static int http_has_room(const struct conn *c)
 {
-    return outq_bytes(&c->out) < srv.cfg->send_queue && !(c->http && c->http->body.fd >= 0);
+    return outq_bytes(&c->out) < srv.cfg->send_queue && !(conn_http(c) && conn_http(c)->body.fd >= 0);
 }
 
 /* Stops or resumes reading c's requests. Resuming also replays a read event, for the requests
@@ -535,11 +576,11 @@ static void read_pause(struct conn *c, int on)
  * so a body costs one chunk of memory whatever the file's size. */
 static void body_fill(struct conn *c)
 {
-    while (c->http && c->http->body.fd >= 0 && outq_bytes(&c->out) < STATIC_CHUNK) {
-        struct frame *f = static_next(&c->http->body);
+    while (conn_http(c) && conn_http(c)->body.fd >= 0 && outq_bytes(&c->out) < STATIC_CHUNK) {
+        struct frame *f = static_next(&conn_http(c)->body);
         if (!f) {
             log_warn("conn %d: file shrank or could not be read while sent; closed", c->fd);
-            conn_kill(c, 1006); /* frees c->http */
+            conn_kill(c, 1006); /* frees conn_http(c) */
             return;
         }
         int rc = outq_push(&c->out, f);
@@ -558,8 +599,8 @@ static void conn_drained(struct conn *c)
     if ((c->state == CONN_CLOSING || (c->flags & CONN_HTTP_CLOSE)) && !(c->flags & CONN_SHUT_WR)) {
         /* Half-close and wait for the peer's end: closing at once with unread input would
          * reset the connection and could destroy the response or close frame in flight. */
-        if (c->tls)
-            tls_close_notify(c->tls);
+        if (conn_tls(c))
+            tls_close_notify(conn_tls(c));
         shutdown(c->fd, SHUT_WR);
         c->flags |= CONN_SHUT_WR;
         if (c->state == CONN_HTTP) {
@@ -578,12 +619,12 @@ static ssize_t io_writev(struct conn *c, const struct iovec *iov, int n, int *bl
     size_t offered = 0;
     for (int i = 0; i < n; i++)
         offered += iov[i].iov_len;
-    if (c->tls) {
-        ssize_t w = tls_writev(c->tls, iov, n);
-        *blocked = tls_write_blocked(c->tls);
+    if (conn_tls(c)) {
+        ssize_t w = tls_writev(conn_tls(c), iov, n);
+        *blocked = tls_write_blocked(conn_tls(c));
         if (w < 0)
             log_debug("conn %llu: TLS write failed: %s", (unsigned long long)c->id,
-                      tls_error(c->tls));
+                      tls_error(conn_tls(c)));
         return w;
     }
     for (;;) {
@@ -618,7 +659,7 @@ static void conn_flush(struct conn *c)
         body_fill(c);
         if (c->state == CONN_DEAD)
             return;
-        if (!outq_count(&c->out) && !(c->tls && tls_output_pending(c->tls)))
+        if (!outq_count(&c->out) && !(conn_tls(c) && tls_output_pending(conn_tls(c))))
             break;
         int n = outq_iov(&c->out, iov, IOV_MAX);
         int blocked = 0;
@@ -717,7 +758,8 @@ static void rate_start(struct conn *c)
     if (cfg->rate_msgs <= 0 && cfg->rate_bytes <= 0)
         return;
     struct conn_rate *r = calloc(1, sizeof *r);
-    if (!r) {
+    if (!r || !ext_of(c)) {
+        free(r);
         log_warn("conn %llu: no memory for its rate limit", (unsigned long long)c->id);
         return;
     }
@@ -726,7 +768,7 @@ static void rate_start(struct conn *c)
     bucket_init(&r->bytes, cfg->rate_bytes, cfg->rate_bytes_burst, now);
     ev_timer_init(&r->timer, on_rate_timer, 0, 0);
     r->conn = c;
-    c->rate = r;
+    c->ext->rate = r;
 }
 
 /* Stops reading c until its buckets refill: a message for --rate-msgs, for --rate-bytes a tenth
@@ -734,7 +776,7 @@ static void rate_start(struct conn *c)
  * ten wake-ups a second. */
 static void rate_pause(struct conn *c)
 {
-    struct conn_rate *r = c->rate;
+    struct conn_rate *r = conn_rate(c);
     if (c->flags & CONN_RATE_PAUSED)
         return;
     ev_tstamp now = ev_now(srv.loop);
@@ -766,7 +808,7 @@ static void rate_resume(struct conn *c)
         return;
     c->flags &= (uint16_t)~CONN_RATE_PAUSED;
     srv.rate_paused--;
-    ev_timer_stop(srv.loop, &c->rate->timer);
+    ev_timer_stop(srv.loop, &conn_rate(c)->timer);
     if (c->state == CONN_DEAD)
         return;
     if (c->state == CONN_WS && ws_held(c)) {
@@ -780,7 +822,7 @@ static void rate_resume(struct conn *c)
 /* Bytes of c's socket that may be read now, up to len; 0 when c is paused (its timer set). */
 static size_t rate_allow(struct conn *c, size_t len)
 {
-    struct conn_rate *r = c->rate;
+    struct conn_rate *r = conn_rate(c);
     if (!r || !conn_is_open(c))
         return len;
     ev_tstamp now = ev_now(srv.loop);
@@ -803,7 +845,7 @@ static size_t rate_allow(struct conn *c, size_t len)
 /* Messages the next feed may deliver under --rate-msgs. */
 static unsigned rate_budget(struct conn *c)
 {
-    struct conn_rate *r = c->rate;
+    struct conn_rate *r = conn_rate(c);
     if (!r || r->msgs.rate <= 0 || !conn_is_open(c))
         return WS_MESSAGES_PER_FEED;
     double level = bucket_level(&r->msgs, ev_now(srv.loop));
@@ -814,14 +856,30 @@ static unsigned rate_budget(struct conn *c)
 
 static void on_ws_message(struct conn *c, int binary, const uint8_t *data, size_t len)
 {
-    if (c->rate)
-        bucket_take(&c->rate->msgs, 1);
+    if (conn_rate(c))
+        bucket_take(&conn_rate(c)->msgs, 1);
     /* After a close, incoming data is no longer delivered (RFC 6455 1.4). */
     if (conn_is_open(c)) {
         METRIC_INC(messages_in);
         METRIC_ADD(message_bytes_in, len);
         script_message(c, binary, data, len);
     }
+}
+
+/* Lists c's held input for the next pass. Returns 0, or -1 on no memory. */
+static int input_held_add(struct conn *c)
+{
+    if (srv.ninput_held == srv.capinput_held) {
+        size_t cap = srv.capinput_held ? srv.capinput_held * 2 : 16;
+        struct conn **n = realloc(srv.input_held, cap * sizeof *n);
+        if (!n)
+            return -1;
+        srv.input_held = n;
+        srv.capinput_held = cap;
+    }
+    srv.input_held[srv.ninput_held++] = c;
+    c->flags |= CONN_INPUT_HELD;
+    return 0;
 }
 
 static void ws_input(struct conn *c, const uint8_t *data, size_t len)
@@ -840,9 +898,11 @@ static void ws_input(struct conn *c, const uint8_t *data, size_t len)
         rate_pause(c); /* over --rate-msgs: the rest waits for the bucket */
     } else if (rc == 0 && ws_held(c) && !(c->flags & CONN_INPUT_HELD)) {
         /* Its budget of messages used: the rest waits for the next pass, reading paused. */
-        c->flags |= CONN_INPUT_HELD;
-        c->next_input = srv.input_list;
-        srv.input_list = c;
+        if (input_held_add(c) < 0) {
+            log_error("conn %llu: out of memory holding its input", (unsigned long long)c->id);
+            conn_kill(c, 1011);
+            return;
+        }
         read_pause(c, 1);
         safe_point_arm();
     }
@@ -870,7 +930,7 @@ static int is_ws_path(struct http_str path)
 static void serve_file(struct conn *c, const struct http_request *req)
 {
     struct static_error err;
-    struct frame *head = static_open(req, &c->http->body, &err);
+    struct frame *head = static_open(req, &conn_http(c)->body, &err);
     if (!head) {
         http_fail(c, err.status, err.reason, err.extra);
         return;
@@ -892,7 +952,7 @@ static const struct hs_config *hs_config_for(struct conn *c, const struct http_r
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     hs = srv.hs;
-    if (c->tls && srv.cfg->tls_port >= 0)
+    if (conn_tls(c) && srv.cfg->tls_port >= 0)
         hs.listen_host = srv.cfg->tls_host; /* it came in on --tls-addr */
     addr[0] = '\0';
     hs.local_addr = addr;
@@ -940,12 +1000,17 @@ static int upgrade(struct conn *c, const struct http_request *req)
     int debug = log_threshold <= LOG_DEBUG;
     if (debug)
         conn_peer_text(&c->peer, remote, sizeof remote);
-    if (is_common_upgrade(req, hs.protocol))
-        c->meta = &common_meta;
-    else
-        c->meta = conn_meta_new(req->path.p, req->path.len, req->query.p, req->query.len,
-                                hs.protocol);
-    if (!c->meta || hub_add(c) < 0) {
+    int meta_ok = 1;
+    if (!is_common_upgrade(req, hs.protocol)) {
+        struct conn_meta *m = ext_of(c) ? conn_meta_new(req->path.p, req->path.len, req->query.p,
+                                                        req->query.len, hs.protocol)
+                                        : NULL;
+        if (m)
+            c->ext->meta = m;
+        meta_ok = m != NULL;
+    }
+    c->flags |= CONN_META;
+    if (!meta_ok || hub_add(c) < 0) {
         meta_free(c);
         METRIC_INC(refused[REFUSED_BUSY]);
         http_fail(c, 503, "out of memory", NULL);
@@ -997,7 +1062,7 @@ static int upgrade(struct conn *c, const struct http_request *req)
 static void http_process(struct conn *c)
 {
     struct http_conn *h;
-    while ((h = c->http) && h->len && c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
+    while ((h = conn_http(c)) && h->len && c->state == CONN_HTTP && !(c->flags & CONN_HTTP_CLOSE)) {
         if (!http_has_room(c)) {
             read_pause(c, 1); /* resumed by conn_flush once the output drains */
             return;
@@ -1024,7 +1089,8 @@ static void http_process(struct conn *c)
         } else if (is_ws_path(req.path)) {
             /* The buffer leaves the connection (req points into it): accepted or refused, no
              * other request is read from it. */
-            c->http = NULL;
+            c->ext->http = NULL;
+            ext_trim(c);
             srv.request_bytes -= h->cap;
             if (upgrade(c, &req) && c->state == CONN_WS && h->len > req.head_len)
                 ws_input(c, (const uint8_t *)h->buf + req.head_len, h->len - req.head_len);
@@ -1034,7 +1100,7 @@ static void http_process(struct conn *c)
             serve_file(c, &req);
         }
         if (c->state == CONN_DEAD)
-            return; /* out of memory: c->http is gone */
+            return; /* out of memory: conn_http(c) is gone */
         /* A request with a body is answered and the connection closed: bodies are never read,
          * so the next request could not be found. */
         if (req.content_length || req.chunked)
@@ -1048,16 +1114,16 @@ static void http_process(struct conn *c)
  * reason (a peer that left before sending anything is not worth one above debug). */
 static void tls_read_failed(struct conn *c)
 {
-    if (!tls_failed_in_handshake(c->tls)) {
-        log_debug("conn %d: TLS connection ended: %s", c->fd, tls_error(c->tls));
+    if (!tls_failed_in_handshake(conn_tls(c))) {
+        log_debug("conn %d: TLS connection ended: %s", c->fd, tls_error(conn_tls(c)));
         return;
     }
     char remote[CONN_PEER_TEXT];
     conn_peer_text(&c->peer, remote, sizeof remote);
-    if (tls_bytes_received(c->tls) == 0)
+    if (tls_bytes_received(conn_tls(c)) == 0)
         log_debug("conn %d: TLS: %s left before its ClientHello", c->fd, remote);
     else
-        log_info("conn %d: TLS handshake with %s failed: %s", c->fd, remote, tls_error(c->tls));
+        log_info("conn %d: TLS handshake with %s failed: %s", c->fd, remote, tls_error(conn_tls(c)));
 }
 
 /* Reads from c's socket into buf, through TLS on a TLS connection. Returns the bytes read
@@ -1065,19 +1131,19 @@ static void tls_read_failed(struct conn *c)
  * or -1 when the connection ended (it is killed). */
 static ssize_t sock_read(struct conn *c, void *buf, size_t len)
 {
-    if (c->tls) {
-        int wanted_write = tls_read_wants_write(c->tls), was_done = tls_handshake_done(c->tls);
-        ssize_t n = tls_read(c->tls, buf, len);
-        if (!was_done && tls_handshake_done(c->tls)) {
+    if (conn_tls(c)) {
+        int wanted_write = tls_read_wants_write(conn_tls(c)), was_done = tls_handshake_done(conn_tls(c));
+        ssize_t n = tls_read(conn_tls(c), buf, len);
+        if (!was_done && tls_handshake_done(conn_tls(c))) {
             srv.request_bytes -= TLS_HANDSHAKE_MEMORY;
-            log_debug("conn %d: TLS handshake done (%s)", c->fd, tls_version(c->tls));
+            log_debug("conn %d: TLS handshake done (%s)", c->fd, tls_version(conn_tls(c)));
         }
         if (n < 0) {
             tls_read_failed(c);
             conn_kill(c, 1006);
             return -1;
         }
-        if (tls_read_wants_write(c->tls) != wanted_write)
+        if (tls_read_wants_write(conn_tls(c)) != wanted_write)
             io_update(c);
         bytes_read += (size_t)n;
         METRIC_ADD(bytes_in, (size_t)n);
@@ -1105,7 +1171,7 @@ static int http_read(struct conn *c)
     http_process(c); /* what is buffered first: reading resumes after a drain */
     if (c->state != CONN_HTTP || (c->flags & (CONN_HTTP_CLOSE | CONN_READ_PAUSED)))
         return 0;
-    struct http_conn *h = c->http;
+    struct http_conn *h = conn_http(c);
     if (!h || h->len == h->cap) {
         size_t old = h ? h->cap : 0;
         size_t cap = h ? h->cap * 2 : HTTP_BUF_MIN;
@@ -1119,7 +1185,7 @@ static int http_read(struct conn *c)
             http_fail(c, 503, "server busy: too many requests in progress", NULL);
             return 0;
         }
-        struct http_conn *n = realloc(h, sizeof *h + cap);
+        struct http_conn *n = ext_of(c) ? realloc(h, sizeof *h + cap) : NULL;
         if (!n) {
             conn_kill(c, 1006);
             return 0;
@@ -1127,7 +1193,7 @@ static int http_read(struct conn *c)
         if (!h)
             *n = (struct http_conn){.body = {-1, 0}};
         n->cap = cap;
-        c->http = h = n;
+        c->ext->http = h = n;
         srv.request_bytes += cap - old;
     }
     ssize_t n = sock_read(c, h->buf + h->len, h->cap - h->len);
@@ -1137,7 +1203,7 @@ static int http_read(struct conn *c)
     h->len += (size_t)n;
     http_process(c);
     /* An idle keep-alive connection keeps no buffer. */
-    if (c->http && c->http->len == 0 && c->http->body.fd < 0)
+    if (conn_http(c) && conn_http(c)->len == 0 && conn_http(c)->body.fd < 0)
         http_free(c);
     return full;
 }
@@ -1146,9 +1212,9 @@ static void conn_read_some(struct conn *c)
 {
     /* A TLS handshake first, without a request buffer: none is taken before there is a
      * request to put in it. */
-    if (c->tls && !tls_handshake_done(c->tls)) {
+    if (conn_tls(c) && !tls_handshake_done(conn_tls(c))) {
         char none;
-        if (sock_read(c, &none, 0) < 0 || !tls_handshake_done(c->tls))
+        if (sock_read(c, &none, 0) < 0 || !tls_handshake_done(conn_tls(c)))
             return;
     }
     for (int i = 0; i < READS_PER_EVENT; i++) {
@@ -1165,8 +1231,8 @@ static void conn_read_some(struct conn *c)
         ssize_t n = sock_read(c, readbuf, want);
         if (n <= 0)
             return;
-        if (c->rate && c->state == CONN_WS)
-            bucket_take(&c->rate->bytes, (double)n);
+        if (conn_rate(c) && c->state == CONN_WS)
+            bucket_take(&conn_rate(c)->bytes, (double)n);
         /* After a close or an HTTP error, the peer's last words are not needed. */
         if (c->state == CONN_WS)
             ws_input(c, readbuf, (size_t)n);
@@ -1181,15 +1247,15 @@ static void conn_read(struct conn *c)
     conn_read_some(c);
     /* What OpenSSL already decrypted makes no readiness event: read it next (when this read
      * made progress, so that it ends). */
-    if (c->tls && c->state != CONN_DEAD && !(c->flags & (CONN_READ_PAUSED | CONN_INPUT_HELD)) &&
-        bytes_read != before && tls_has_buffered_input(c->tls))
+    if (conn_tls(c) && c->state != CONN_DEAD && !(c->flags & (CONN_READ_PAUSED | CONN_INPUT_HELD)) &&
+        bytes_read != before && tls_has_buffered_input(conn_tls(c)))
         poller_feed(c, EV_READ);
 }
 
 static void on_conn_io(struct conn *c, int revents)
 {
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
-    if (!c->tls) {
+    if (!conn_tls(c)) {
         if (revents & EV_WRITE)
             conn_flush(c);
         if ((revents & EV_READ) && c->state != CONN_DEAD)
@@ -1338,17 +1404,15 @@ static int accept_one(struct listener *l, int draining)
     }
     struct tls_conn *t = l->tls ? tls_conn_new(fd) : NULL;
     errno = ENOMEM;
-    struct conn *c = l->tls && !t ? NULL : conn_new(fd, (struct sockaddr *)&ss);
+    struct conn *c = l->tls && !t ? NULL : conn_new(fd, (struct sockaddr *)&ss, t);
     if (!c) {
         log_warn("connection refused: %s", strerror(errno));
         tls_conn_free(t);
         close(fd);
         return -1;
     }
-    if (t) {
-        c->tls = t;
+    if (t)
         srv.request_bytes += TLS_HANDSHAKE_MEMORY;
-    }
     METRIC_INC(accepted);
     /* The whole time allowed to send requests counts from here: serving one does not
      * renew it (--handshake-timeout). */
@@ -1391,20 +1455,20 @@ static void on_request_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
 {
     struct conn *c = container_of(node, struct conn, timeout);
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
-    if (outq_count(&c->out) || (c->http && c->http->body.fd >= 0)) {
+    if (outq_count(&c->out) || (conn_http(c) && conn_http(c)->body.fd >= 0)) {
         log_info("conn %d: no more requests after %.1f s; finishing the response", c->fd,
                  l->timeout);
         c->flags |= CONN_HTTP_CLOSE;
-        if (c->http)
-            c->http->len = 0;
+        if (conn_http(c))
+            conn_http(c)->len = 0;
         conn_closing(c, 1006);
         log_ctx = prev;
         return;
     }
-    if (c->tls && !tls_handshake_done(c->tls) && tls_bytes_received(c->tls))
+    if (conn_tls(c) && !tls_handshake_done(conn_tls(c)) && tls_bytes_received(conn_tls(c)))
         log_info("conn %d: TLS handshake not completed within %.1f s, closed", c->fd,
                  l->timeout);
-    else if (c->http && c->http->len)
+    else if (conn_http(c) && conn_http(c)->len)
         log_info("conn %d: request not completed within %.1f s, closed", c->fd, l->timeout);
     else /* idle keep-alive, or never sent a byte: nothing worth a line at info */
         log_debug("conn %d: no request in progress after %.1f s, closed", c->fd, l->timeout);
@@ -1655,13 +1719,13 @@ static void stop_accepting(void)
  * not reset. No other request is read. */
 static void end_http(struct conn *c)
 {
-    int sending = outq_count(&c->out) || (c->http && c->http->body.fd >= 0);
-    if (!sending && (c->flags & CONN_SERVED) && !(c->http && c->http->len)) {
+    int sending = outq_count(&c->out) || (conn_http(c) && conn_http(c)->body.fd >= 0);
+    if (!sending && (c->flags & CONN_SERVED) && !(conn_http(c) && conn_http(c)->len)) {
         conn_kill(c, 1001);
         return;
     }
-    if (c->http)
-        c->http->len = 0;
+    if (conn_http(c))
+        conn_http(c)->len = 0;
     if (!sending && !(c->flags & CONN_HTTP_CLOSE)) {
         conn_queue_raw(c, http_error(503, refusal_reason(REFUSED_DRAINING), DRAIN_RETRY_AFTER));
         srv.refused_total[REFUSED_DRAINING]++;
@@ -1812,6 +1876,9 @@ void server_free(void)
     ev_timer_stop(srv.loop, &srv.hold_timer);
     free(srv.drain_ids);
     srv.drain_ids = NULL;
+    free(srv.input_held);
+    srv.input_held = NULL;
+    srv.ninput_held = srv.capinput_held = 0;
     caps_free();
     ev_timer_stop(srv.loop, &srv.accept_retry);
     ev_prepare_stop(srv.loop, &srv.prepare);

@@ -33,4 +33,9 @@ void server_drain(double drain_time, double grace);
 /* Frees what is left (after the loop ended). */
 void server_free(void);
 
+struct conn;
+struct conn_meta;
+/* What c's upgrade said (path, query, subprotocol), or NULL before its upgrade. */
+const struct conn_meta *server_conn_meta(const struct conn *c);
+
 #endif
