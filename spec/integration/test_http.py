@@ -7,7 +7,7 @@ from unittest import mock
 
 import procfs
 
-from helpers import WEB, ConfabTest, get, http, proc_status
+from helpers import WAIT, WEB, ConfabTest, get, http, proc_status
 
 SECRET = "TOP-SECRET-9f2c1e"
 
@@ -134,6 +134,20 @@ class StaticFiles(ConfabTest):
         self.assertGreater(elapsed, 0.6, "closed before the timeout")
         self.assertLess(elapsed, 4.0)
         self.assertNotIn(b"temp index", rest)
+
+    def test_a_client_that_sends_nothing_is_closed_by_the_handshake_timeout(self):
+        # The listener has TCP_DEFER_ACCEPT (1 s): the kernel hands such a connection over after
+        # one SYN-ACK retransmission, and the timeout runs from then. It is closed, silently,
+        # never before the timeout.
+        srv = self.start("--handshake-timeout", "1", "--log-level", "debug")
+        c = self.conn(srv)
+        t0 = time.monotonic()
+        rest = c.wait_eof(timeout=WAIT + 2)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(rest, b"")
+        self.assertGreater(elapsed, 1.0, "closed before the timeout")
+        self.assertLess(elapsed, WAIT + 2)
+        srv.wait_log(r"no request in progress after 1\.0 s, closed")
 
     def test_slow_loris_dribbling_bytes_is_still_cut_off(self):
         # A byte every 0.2 s keeps the socket busy, but the head never completes: the

@@ -178,9 +178,15 @@ class Accept(ConfabTest):
             resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
         srv = self.start("--handshake-timeout", "60", script=self.script(ECHO_LUA),
                          preexec_fn=low_fd_limit)
-        held = [self.conn(srv) for _ in range(40)]  # the first ones are accepted, in order
+        # Each sends the start of its request at once: the listener hands a connection over
+        # once its first bytes are in (TCP_DEFER_ACCEPT), so the first ones are accepted, in
+        # order (silent ones would be handed over a second later, in no set order).
+        held = []
+        for _ in range(40):
+            held.append(self.conn(srv))
+            held[-1].send("GET /index.html HTTP/1.1\r\n")
         srv.wait_log(r"cannot accept connections")
-        held[0].send("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+        held[0].send("Host: x\r\n\r\n")
         r = held[0].read_response()
         self.assertEqual(r.status, 503, r)
         self.assertIn(b"descriptors", r.body, r)
