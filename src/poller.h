@@ -9,7 +9,10 @@
  *
  * Like libev, the kernel's set is changed lazily: waiting for less costs nothing until an event
  * nobody waits for arrives (then the set is narrowed, or the socket removed), so a pause that
- * ends before the next event makes no system call. A socket leaves the set when it is closed.
+ * ends before the next event makes no system call. A socket leaves the set when it is closed:
+ * the kernel drops a registration with the last reference to the socket, and confab never
+ * duplicates a client socket nor forks (accepted sockets are close-on-exec besides), so a freed
+ * connection gets no event.
  *
  * Events go to the callback given to poller_init, as EV_READ and/or EV_WRITE masked by what the
  * connection waits for now (an error or hang-up counts as both). A connection is never freed
