@@ -74,10 +74,15 @@ void dl_remove(struct dl_node *node)
 
 void dl_touch(struct dl_list *list, struct dl_node *node)
 {
+    dl_touch_at(list, node, ev_now(list->loop));
+}
+
+void dl_touch_at(struct dl_list *list, struct dl_node *node, ev_tstamp stamp)
+{
     struct dl_list *was_first_of = node->next ? unlink_node(node) : NULL;
     if (was_first_of && was_first_of != list)
         dl_arm(was_first_of);
-    node->stamp = ev_now(list->loop);
+    node->stamp = stamp;
     node->next = &list->head;
     node->prev = list->head.prev;
     list->head.prev->next = node;

@@ -35,6 +35,11 @@ void dl_init(struct ev_loop *loop, struct dl_list *list, ev_tstamp timeout, dl_e
 /* (Re)starts node's timeout now: moves it to the end of list (out of any other list). */
 void dl_touch(struct dl_list *list, struct dl_node *node);
 
+/* The same with the timeout started at stamp (at most now): for a node moved when its previous
+ * timeout was due, so that a timer that fired late does not push the next expiry back. The node
+ * may then sit behind newer ones by that lateness, so it can expire that much late, never early. */
+void dl_touch_at(struct dl_list *list, struct dl_node *node, ev_tstamp stamp);
+
 /* Takes node out of its list (no-op when it is in none). */
 void dl_remove(struct dl_node *node);
 

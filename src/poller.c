@@ -86,6 +86,8 @@ static void deliver_feeds(void)
 
 void poller_feed(struct conn *c, int revents)
 {
+    if (!revents)
+        return; /* nothing to deliver (and io_fed 0 would hide the entry from poller_forget) */
     if (c->io_fed) {
         c->io_fed |= (uint8_t)revents;
         return;
@@ -94,8 +96,9 @@ void poller_feed(struct conn *c, int revents)
         size_t cap = p.capfed ? p.capfed * 2 : 64;
         struct conn **n = realloc(p.fed, cap * sizeof *n);
         if (!n) {
-            /* Nothing is lost but time: the event the feed stands for comes again from the
-             * set if the socket is still ready, and the feeder's data waits in its buffer. */
+            /* Nothing is lost but time: the connection waits for its next readiness event
+             * (which comes if its socket still has data) or, with its data already buffered
+             * (TLS, a pipelined request), for its deadline. A rare stall, never a crash. */
             log_warn("poller: out of memory; an event fed to conn %d was dropped", c->fd);
             return;
         }

@@ -357,10 +357,10 @@ static struct conn_meta common_meta;
 
 static void meta_free(struct conn *c)
 {
-    if (c->ext && c->ext->meta) {
+    if (c->ext) {
         free(c->ext->meta);
         c->ext->meta = NULL;
-        ext_trim(c);
+        ext_trim(c); /* also when making the meta failed */
     }
     c->flags &= (uint16_t)~CONN_META;
 }
@@ -1132,7 +1132,8 @@ static void tls_read_failed(struct conn *c)
 static ssize_t sock_read(struct conn *c, void *buf, size_t len)
 {
     if (conn_tls(c)) {
-        int wanted_write = tls_read_wants_write(conn_tls(c)), was_done = tls_handshake_done(conn_tls(c));
+        int wanted_write = tls_read_wants_write(conn_tls(c));
+        int was_done = tls_handshake_done(conn_tls(c));
         ssize_t n = tls_read(conn_tls(c), buf, len);
         if (!was_done && tls_handshake_done(conn_tls(c))) {
             srv.request_bytes -= TLS_HANDSHAKE_MEMORY;
@@ -1143,8 +1144,11 @@ static ssize_t sock_read(struct conn *c, void *buf, size_t len)
             conn_kill(c, 1006);
             return -1;
         }
-        if (tls_read_wants_write(conn_tls(c)) != wanted_write)
+        if (tls_read_wants_write(conn_tls(c)) != wanted_write) {
             io_update(c);
+            if (c->state == CONN_DEAD)
+                return -1; /* the kernel would not watch it: closed, its buffers gone */
+        }
         bytes_read += (size_t)n;
         METRIC_ADD(bytes_in, (size_t)n);
         return n;
@@ -1484,7 +1488,8 @@ static void on_silence_timeout(struct dl_list *l, struct dl_node *node, ev_tstam
         return;
     }
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
-    log_info("conn %llu: silent for %.1f s, closed", (unsigned long long)c->id, l->timeout);
+    log_info("conn %llu: silent for %.1f s, closed", (unsigned long long)c->id,
+             srv.cfg->pong_timeout);
     conn_kill(c, 1006);
     log_ctx = prev;
 }
@@ -1493,10 +1498,14 @@ static void on_ping_due(struct dl_list *l, struct dl_node *node, ev_tstamp now)
 {
     struct conn *c = container_of(node, struct conn, timeout);
     hub_send(c, srv.ping_frame);
+    if (c->state != CONN_WS)
+        return; /* the ping overflowed its queue: closing now, on the closing list */
+    /* From when the ping was due, not from now: a late timer does not push the close back. */
+    ev_tstamp due = node->stamp + l->timeout;
     if (++c->pings >= srv.pings_max)
-        dl_touch(&srv.silence, node); /* the rest of --pong-timeout */
+        dl_touch_at(&srv.silence, node, due); /* the rest of --pong-timeout */
     else
-        dl_touch(l, node);
+        dl_touch_at(l, node, due);
 }
 
 static void on_closing_timeout(struct dl_list *l, struct dl_node *node, ev_tstamp now)

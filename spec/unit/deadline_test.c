@@ -53,3 +53,26 @@ TEST(deadline_expires_in_touch_order_and_follows_removals)
     CHECK(expired[1] == &n[2]);
     ev_loop_destroy(loop);
 }
+
+/* dl_touch_at: a timeout started in the past expires that much sooner (the keepalive moves a
+ * node from when its ping was due, not from when the late timer ran); the timer follows it. */
+TEST(deadline_touch_at_counts_from_the_stamp_given)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct dl_list a;
+    dl_init(loop, &a, 100, record);
+    struct dl_node n[2];
+    memset(n, 0, sizeof n);
+    nexpired = 0;
+    ev_tstamp now = ev_now(loop);
+    dl_touch(&a, &n[0]);               /* due in 100 s */
+    dl_touch_at(&a, &n[1], now - 100); /* due now, behind a node due later */
+    CHECK(n[1].stamp == now - 100);
+    ev_run(loop, EVRUN_NOWAIT);
+    CHECK_INT(nexpired, 0); /* the list's first is not due: the late one waits behind it */
+    dl_remove(&n[0]);       /* now it is first, and due */
+    ev_run(loop, EVRUN_NOWAIT);
+    CHECK_INT(nexpired, 1);
+    CHECK(expired[0] == &n[1]);
+    ev_loop_destroy(loop);
+}
