@@ -11,7 +11,8 @@ static size_t frame_max;
  * capacity in its header and the next spare's address in its first entry. */
 static struct {
     struct outq_ring *head;
-    size_t bytes;
+    size_t bytes;   /* the spares' size, headers included */
+    size_t entries; /* their entries, bounded by OUTQ_SPARE_BYTES */
     struct outq_spare_stats st;
 } spare;
 
@@ -37,6 +38,7 @@ static struct outq_ring *ring_get(uint32_t need)
         POOL_UNPOISON(r->items, (size_t)r->cap * sizeof *r->items);
         spare.head = spare_next(r);
         spare.bytes -= ring_size(r->cap);
+        spare.entries -= r->cap;
         spare.st.count--;
         spare.st.hits++;
     } else {
@@ -55,7 +57,8 @@ static void ring_put(struct outq_ring *r)
     if (!r)
         return;
     size_t size = ring_size(r->cap);
-    if (r->cap > OUTQ_SPARE_CAP_MAX || spare.bytes + size > OUTQ_SPARE_BYTES) {
+    if (r->cap > OUTQ_SPARE_CAP_MAX ||
+        (spare.entries + r->cap) * sizeof *r->items > OUTQ_SPARE_BYTES) {
         free(r);
         return;
     }
@@ -64,6 +67,7 @@ static void ring_put(struct outq_ring *r)
     POOL_POISON(r->items + 1, (size_t)(r->cap - 1) * sizeof *r->items);
     spare.head = r;
     spare.bytes += size;
+    spare.entries += r->cap;
     spare.st.count++;
 }
 
@@ -81,7 +85,7 @@ void outq_spare_drain(void)
         spare.head = spare_next(r);
         free(r);
     }
-    spare.bytes = 0;
+    spare.bytes = spare.entries = 0;
     spare.st.count = 0;
 }
 

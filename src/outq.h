@@ -7,7 +7,9 @@
  * queue to need one takes the latest if it is large enough (else a new one is made). A
  * queue that grew in the last burst leaves an array of the size the next burst needs, so the
  * steady state of a busy server neither allocates nor regrows arrays. The list keeps arrays of
- * at most OUTQ_SPARE_CAP_MAX entries and OUTQ_SPARE_BYTES in all; past that they are freed.
+ * at most OUTQ_SPARE_CAP_MAX entries and OUTQ_SPARE_BYTES of entries in all (their 32-byte
+ * headers besides: a fan-out to 1,000 members keeps rings of 512 entries, 4 MB of them, and
+ * counting the headers too made that churn); past that they are freed.
  *
  * The queue's bound (outq_admit) is for peers that fall behind, not for big frames: a frame
  * carrying a message as large as the server accepts always goes into an empty queue, and the
@@ -29,7 +31,8 @@
  * overhead) and its slot in the ring, with the ring's doubling slack. */
 #define OUTQ_FRAME_COST 64
 
-/* The spare arrays kept: each of at most this many entries, and this many bytes in all. */
+/* The spare arrays kept: each of at most this many entries, and this many bytes of entries in
+ * all. */
 #define OUTQ_SPARE_CAP_MAX 1024
 #define OUTQ_SPARE_BYTES (4 * 1024 * 1024)
 
