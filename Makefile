@@ -19,7 +19,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-
 PKGS    := lua5.4 libcrypto libssl
 CPPFLAGS += -D_GNU_SOURCE -MMD -MP
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lhiredis -lz -lm
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lhiredis -luring -lz -lm
 
 ifeq ($(SANITIZE),1)
 CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -39,7 +39,7 @@ CORE    += metrics admin redis_observe
 CORE    += deflate_negotiate deflate inflate outmsg
 CORE    += caps bucket
 CORE    += claims presence presence_state
-CORE    += tls
+CORE    += tls uring
 CORE_OBJ := $(CORE:%=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard spec/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:spec/unit/%.c=$(BUILD)/unit/%.o)
@@ -57,7 +57,8 @@ DEB_PKGS := build-essential:gcc pkg-config:pkg-config libev-dev:/usr/include/ev.
 	libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
 	redis-server:/usr/bin/redis-server redis-tools:/usr/bin/redis-cli \
 	python3-prometheus-client:/usr/lib/python3/dist-packages/prometheus_client/__init__.py \
-	man-db:/usr/bin/man groff-base:/usr/bin/groff systemd:/usr/bin/systemd-analyze
+	man-db:/usr/bin/man groff-base:/usr/bin/groff systemd:/usr/bin/systemd-analyze \
+	liburing-dev:/usr/include/liburing.h
 
 .PHONY: all deps run test unit-test bench clean install uninstall cluster
 all: $(BUILD)/confab

@@ -29,6 +29,7 @@ void config_defaults(struct config *cfg)
     cfg->request_memory = 64 * 1024 * 1024;
     cfg->message_memory = 64 * 1024 * 1024;
     cfg->send_queue = 1024 * 1024;
+    cfg->io_uring = 1;
     cfg->deflate = 1;
     cfg->deflate_min = 64;
     cfg->history = 100;
@@ -76,6 +77,9 @@ static const char usage[] =
     "  --deflate-min BYTES       messages shorter than this are sent uncompressed (default 64)\n"
     "  --send-queue BYTES        outbound bytes queued per connection, 1008 beyond (default 1M);\n"
     "                            HTTP requests wait while their responses fill it\n"
+    "  --io-uring on|off         write a loop pass's WebSocket output with one io_uring\n"
+    "                            submission where the kernel allows it, else send/sendmsg\n"
+    "                            (default on)\n"
     "  --flush-delay MS          hold a WebSocket's outgoing messages up to MS milliseconds so\n"
     "                            that several go out in one write: fewer system calls under\n"
     "                            moderate load, for up to MS of latency; closes, pings, pongs\n"
@@ -440,7 +444,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
                     IS("--allow-origin") || IS("--subprotocol") || IS("--handshake-timeout") ||
                     IS("--ping-interval") || IS("--pong-timeout") || IS("--max-message") ||
                     IS("--max-request") || IS("--max-body") || IS("--send-queue") ||
-                    IS("--flush-delay") ||
+                    IS("--flush-delay") || IS("--io-uring") ||
                     IS("--request-memory") || IS("--message-memory") ||
                     IS("--deflate") || IS("--deflate-min") ||
                     IS("--history") || IS("--history-memory") || IS("--history-age") ||
@@ -512,6 +516,10 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             bad = parse_size(val, &cfg->deflate_min);
         else if (IS("--send-queue"))
             bad = parse_size(val, &cfg->send_queue) || cfg->send_queue < 1024;
+        else if (IS("--io-uring"))
+            bad = strcmp(val, "on") == 0    ? (cfg->io_uring = 1, 0)
+                  : strcmp(val, "off") == 0 ? (cfg->io_uring = 0, 0)
+                                            : -1;
         else if (IS("--flush-delay"))
             bad = parse_uint(val, 10000, &cfg->flush_delay_ms);
         else if (IS("--history"))

@@ -34,6 +34,7 @@ struct config {
     int deflate;               /* permessage-deflate offered to clients (--deflate on|off) */
     size_t deflate_min;        /* messages shorter than this are sent uncompressed */
     size_t send_queue;         /* bytes queued per connection before it is cut off (1008) */
+    int io_uring;              /* write through io_uring where the kernel has it (--io-uring) */
     unsigned flush_delay_ms;   /* WebSocket output held this long to go out in fewer writes
                                 * (0: written in the loop pass that queued it) */
     unsigned history;          /* messages kept per room */

@@ -370,7 +370,8 @@ static void render_core(struct metrics_out *o)
     metrics_counter(o, "confab_sent_bytes_total", "Bytes written to client sockets",
                     metrics.bytes_out);
     metrics_counter(o, "confab_websocket_writes_total",
-                    "Writes (send or sendmsg calls) to WebSocket peers, each of one or more frames",
+                    "Writes to WebSocket peers (send/sendmsg calls or io_uring sends), each of one "
+                    "or more frames",
                     metrics.ws_writes);
     metrics_counter(o, "confab_frames_dropped_total",
                     "Frames not delivered because the peer's send queue was full",

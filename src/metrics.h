@@ -66,7 +66,7 @@ struct metrics {
     uint64_t deliveries;        /* frames queued to a peer (one per recipient of a broadcast) */
     uint64_t bytes_in;          /* bytes read from sockets (HTTP and WebSocket) */
     uint64_t bytes_out;         /* bytes written to sockets */
-    uint64_t ws_writes;         /* writes to WebSocket peers (send or sendmsg calls) */
+    uint64_t ws_writes;         /* writes to WebSocket peers (send/sendmsg, io_uring sends) */
     uint64_t frames_dropped;    /* frames not delivered because a peer's queue was full */
     uint64_t slow_consumers;    /* connections closed because their queue was full */
     uint64_t ws_closes[8];      /* closes by code class, see metrics_close_class */

@@ -32,6 +32,7 @@
 #include "script.h"
 #include "static.h"
 #include "tls.h"
+#include "uring.h"
 #include "ws.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -119,6 +120,7 @@ static size_t bytes_read;
 
 static void on_conn_io(struct conn *c, int revents);
 static void conn_flush(struct conn *c);
+static void flush_all(void);
 static void http_free(struct conn *c);
 static void read_pause(struct conn *c, int on);
 static void ws_input(struct conn *c, const uint8_t *data, size_t len);
@@ -442,11 +444,11 @@ static void report_disconnect(struct conn *c)
 }
 
 /* The safe point: runs before the loop blocks. Reports disconnects to the script, writes what
- * every connection has queued (one send or sendmsg each), then frees the connections that are
- * done (only after the flush list let go of them). Disconnect hooks may queue output and close
- * others, so it goes round until nothing is left, a bounded number of times; what is left then
- * keeps the idle watcher active, so the loop polls without blocking and comes back here at
- * once. */
+ * every listed connection has queued (flush_all: one write each), then frees the connections
+ * that are done (only after the flush list let go of them). Disconnect hooks may queue output
+ * and close others, so it goes round until nothing is left, a bounded number of times; what is
+ * left then keeps the idle watcher active, so the loop polls without blocking and comes back
+ * here at once. */
 static void on_prepare(EV_P_ ev_prepare *w, int revents)
 {
     struct log_ctx prev = log_ctx;
@@ -487,14 +489,7 @@ static void on_prepare(EV_P_ ev_prepare *w, int revents)
                 c->flags &= (uint16_t)~CONN_IN_CLOSE_LIST;
             }
         }
-        while (srv.flush_list) {
-            struct conn *c = srv.flush_list;
-            srv.flush_list = c->next_flush;
-            c->flags &= (uint16_t)~CONN_IN_FLUSH;
-            log_ctx_set(c->id, c->fd);
-            if (c->state != CONN_DEAD)
-                conn_flush(c);
-        }
+        flush_all();
         log_ctx = prev;
         while (dead) {
             struct conn *c = dead;
@@ -685,6 +680,64 @@ static void conn_flush(struct conn *c)
     }
     conn_drained(c);
 }
+
+/* One write of c through io_uring took res bytes of offered, or failed with -errno: handled as
+ * conn_flush handles io_writev's result. */
+static void flush_sent(void *arg, int res, size_t offered)
+{
+    struct conn *c = arg;
+    struct log_ctx prev = log_ctx_set(c->id, c->fd);
+    METRIC_INC(ws_writes);
+    size_t w = res > 0 ? (size_t)res : 0;
+    if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK && res != -EINTR) {
+        log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, strerror(-res));
+        conn_kill(c, 1006);
+    } else {
+        outq_consume(&c->out, w);
+        METRIC_ADD(bytes_out, w);
+        if (w > 0 && c->state == CONN_CLOSING)
+            dl_touch(&srv.closing, &c->timeout);
+        if (w < offered)
+            want_write(c, 1); /* the socket is full (or the send was not made): wait for it */
+        else
+            conn_flush(c); /* what one write could not carry (past IOV_MAX frames), or: drained */
+    }
+    log_ctx = prev;
+}
+
+/* Writes what every connection on the flush list has queued. With io_uring, the plain
+ * WebSockets' writes go in batches of one system call each (uring.h); TLS and HTTP connections
+ * (whose writes may be several calls, or a file's next chunk), and every connection without
+ * io_uring, through conn_flush. */
+static void flush_all(void)
+{
+    struct iovec iov[IOV_MAX];
+    struct log_ctx prev = log_ctx;
+    while (srv.flush_list) {
+        while (srv.flush_list) {
+            struct conn *c = srv.flush_list;
+            srv.flush_list = c->next_flush;
+            c->flags &= (uint16_t)~CONN_IN_FLUSH;
+            if (c->state == CONN_DEAD)
+                continue;
+            log_ctx_set(c->id, c->fd);
+            if (!uring_on() || conn_tls(c) || !c->id || !outq_count(&c->out)) {
+                conn_flush(c);
+                continue;
+            }
+            int n = outq_iov(&c->out, iov, IOV_MAX);
+            if (uring_add(c->fd, iov, n, c) < 0) {
+                uring_submit(flush_sent);
+                if (!uring_on() || uring_add(c->fd, iov, n, c) < 0)
+                    conn_flush(c);
+            }
+        }
+        if (uring_on())
+            uring_submit(flush_sent); /* its callbacks may list connections again */
+    }
+    log_ctx = prev;
+}
+
 
 /* ---- hub callbacks ------------------------------------------------------------------- */
 
@@ -1679,6 +1732,15 @@ int server_start(struct ev_loop *loop, const struct config *cfg, char *err, size
     hub_queued_each(cfg->flush_delay_ms != 0);
     srv.hold_bytes = cfg->send_queue / 4 < 16384 ? cfg->send_queue / 4 : 16384;
     ev_init(&srv.hold_timer, on_hold_timer);
+    if (cfg->io_uring) {
+        char why[160];
+        if (uring_init(why, sizeof why) == 0)
+            log_info("writes: io_uring, one submission per loop pass");
+        else
+            log_info("writes: send/sendmsg (io_uring not used: %s)", why);
+    } else {
+        log_info("writes: send/sendmsg (--io-uring off)");
+    }
     static const struct ws_handlers ws_cb = {on_ws_message};
     ws_init(cfg->max_message, &ws_cb);
     /* A reply as large as any message accepted always fits an empty queue. */
@@ -1892,6 +1954,7 @@ void server_free(void)
     ev_timer_stop(srv.loop, &srv.drain);
     ev_timer_stop(srv.loop, &srv.refusal_log);
     ev_timer_stop(srv.loop, &srv.hold_timer);
+    uring_free();
     free(srv.drain_ids);
     srv.drain_ids = NULL;
     free(srv.input_held);
