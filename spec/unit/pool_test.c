@@ -321,14 +321,23 @@ TEST(ws_spare_states_stay_within_their_bound)
 
 /* ---- the Lua allocator --------------------------------------------------------------- */
 
+/* Starts the script runtime with a memory cap and loads src from a file at path (a mkstemps
+ * template, unlinked by the caller). */
+static void script_start(size_t memory, char *path, const char *src)
+{
+    struct script_config cfg = {.hook_timeout_ms = 1000, .memory = memory};
+    script_init(ev_default_loop(0), &cfg);
+    hub_init(1 << 20, 10, &hub_cb);
+    int fd = mkstemps(path, 4);
+    CHECK(write(fd, src, strlen(src)) == (ssize_t)strlen(src));
+    close(fd);
+    char err[256];
+    CHECK_INT(script_load(path, err, sizeof err), 0);
+}
+
 TEST(script_pools_keep_the_memory_count_exact_and_bounded)
 {
-    struct ev_loop *loop = ev_default_loop(0);
-    struct script_config cfg = {.hook_timeout_ms = 1000, .memory = 8 * 1024 * 1024};
-    script_init(loop, &cfg);
-    hub_init(1 << 20, 10, &hub_cb);
     char path[] = "/tmp/confab-pool-XXXXXX.lua";
-    int fd = mkstemps(path, 4);
     static const char src[] =
         "local confab = require 'confab'\n"
         "local keep = {}\n"
@@ -337,10 +346,7 @@ TEST(script_pools_keep_the_memory_count_exact_and_bounded)
         "  for i = 1, 200 do t[i] = ev.data .. i end\n"
         "  keep[#keep % 50 + 1] = table.concat(t, ',')\n"
         "end)\n";
-    CHECK(write(fd, src, sizeof src - 1) == (ssize_t)(sizeof src - 1));
-    close(fd);
-    char err[256];
-    CHECK_INT(script_load(path, err, sizeof err), 0);
+    script_start(8 * 1024 * 1024, path, src);
     struct conn *c = test_conn_open();
     for (int i = 0; i < 300; i++)
         script_message(c, 0, (const uint8_t *)"some text", 9);
@@ -377,13 +383,8 @@ TEST(script_pools_keep_the_memory_count_exact_and_bounded)
  * again). */
 TEST(script_pools_share_one_budget)
 {
-    struct ev_loop *loop = ev_default_loop(0);
-    struct script_config cfg = {.hook_timeout_ms = 1000, .memory = 64 * 1024 * 1024};
-    script_init(loop, &cfg);
-    hub_init(1 << 20, 10, &hub_cb);
     script_pool_drain();
     char path[] = "/tmp/confab-pool-XXXXXX.lua";
-    int fd = mkstemps(path, 4);
     /* Each message makes 20,000 tables of one class (an empty table: about 56 bytes) and drops
      * them: 1.1 MB, more than a share of 128 KB, less than the whole budget; "big" makes
      * 100,000 (5.6 MB, more than the budget). */
@@ -395,10 +396,7 @@ TEST(script_pools_share_one_budget)
         "  t = nil\n"
         "  collectgarbage()\n"
         "end)\n";
-    CHECK(write(fd, src, sizeof src - 1) == (ssize_t)(sizeof src - 1));
-    close(fd);
-    char err[256];
-    CHECK_INT(script_load(path, err, sizeof err), 0);
+    script_start(64 * 1024 * 1024, path, src);
     struct conn *c = test_conn_open();
     script_message(c, 0, (const uint8_t *)"x", 1);
     const struct pool *tables = NULL;
