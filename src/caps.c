@@ -68,9 +68,8 @@ static unsigned key_hash(const uint8_t key[16])
     return (unsigned)h;
 }
 
-enum caps_verdict caps_admit(const struct sockaddr *sa, struct caps_addr **entry)
+enum caps_verdict caps_admit(const struct sockaddr *sa)
 {
-    *entry = NULL;
     if (max_total && total >= max_total)
         return CAPS_TOTAL;
     uint8_t key[16];
@@ -87,28 +86,22 @@ enum caps_verdict caps_admit(const struct sockaddr *sa, struct caps_addr **entry
             HASH_ADD_BYHASHVALUE(hh, table, key, sizeof e->key, hv, e);
         }
         e->count++;
-        *entry = e;
     }
     total++;
     return CAPS_OK;
 }
 
-void caps_release(struct caps_addr *e)
-{
-    total--;
-    if (e && --e->count == 0) {
-        HASH_DELETE(hh, table, e);
-        free(e);
-    }
-}
-
-void caps_release_addr(const struct sockaddr *sa)
+void caps_release(const struct sockaddr *sa)
 {
     struct caps_addr *e = NULL;
     uint8_t key[16];
     if (max_per_ip && addr_key(sa, key))
         HASH_FIND_BYHASHVALUE(hh, table, key, sizeof key, key_hash(key), e);
-    caps_release(e);
+    total--;
+    if (e && --e->count == 0) {
+        HASH_DELETE(hh, table, e);
+        free(e);
+    }
 }
 
 void caps_addr_text(const struct sockaddr *sa, char *out, size_t len)

@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-struct caps_addr; /* one address's count */
 
 enum caps_verdict {
     CAPS_OK,
@@ -24,16 +23,12 @@ enum caps_verdict {
 /* Sets the caps; 0 means none. Call before any caps_admit. */
 void caps_init(size_t max_total, size_t max_per_ip);
 
-/* Admits a connection from sa (its count is taken, *entry set to release it later: NULL when
- * addresses are not counted) or says why not (nothing taken). */
-enum caps_verdict caps_admit(const struct sockaddr *sa, struct caps_addr **entry);
+/* Admits a connection from sa (its count is taken) or says why not (nothing taken). */
+enum caps_verdict caps_admit(const struct sockaddr *sa);
 
-/* Gives back what caps_admit took for one connection. */
-void caps_release(struct caps_addr *entry);
-
-/* The same, found by the address the connection was admitted with (a connection need not keep
- * the entry: the server keeps the peer's address anyway). */
-void caps_release_addr(const struct sockaddr *sa);
+/* Gives back what caps_admit took for a connection from sa: the connection keeps no entry of
+ * its own, the server keeps the peer's address anyway. */
+void caps_release(const struct sockaddr *sa);
 
 /* The address key of sa as text ("a.b.c.d" or "x:x:x:x::/64"), for log lines. */
 void caps_addr_text(const struct sockaddr *sa, char *out, size_t len);

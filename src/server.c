@@ -406,7 +406,7 @@ static void conn_free(struct conn *c)
         srv.rate_paused--;
     if (c->flags & CONN_COUNTED) {
         struct sockaddr_storage ss;
-        caps_release_addr(conn_peer_sockaddr(&c->peer, &ss));
+        caps_release(conn_peer_sockaddr(&c->peer, &ss));
         log_debug("conn %d: freed, %zu connections admitted", c->fd, caps_total());
     }
     free(c->ext); /* its pointers were all let go above */
@@ -1478,11 +1478,9 @@ static int accept_one(struct listener *l, int draining)
         c->flags |= CONN_ADMIN;
         return 0;
     }
-    struct caps_addr *entry;
-    int why = draining ? REFUSED_DRAINING : (int)caps_admit((struct sockaddr *)&ss, &entry);
+    int why = draining ? REFUSED_DRAINING : (int)caps_admit((struct sockaddr *)&ss);
     if (why == CAPS_OK) {
-        (void)entry; /* released by the address (conn_free) */
-        c->flags |= CONN_COUNTED;
+        c->flags |= CONN_COUNTED; /* released by its address (conn_free) */
     } else {
         refuse(c, why, (struct sockaddr *)&ss);
     }
