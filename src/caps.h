@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-
 enum caps_verdict {
     CAPS_OK,
     CAPS_TOTAL,  /* --max-connections reached */
