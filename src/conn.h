@@ -93,7 +93,7 @@ struct tls_conn;
  * the last is cleared (server), so that an open plain WebSocket carries one NULL pointer. */
 struct conn_ext {
     struct http_conn *http; /* request buffer, only while reading a request */
-    struct conn_meta *meta; /* what an upgrade said unless it was the common one (server_conn_meta) */
+    struct conn_meta *meta; /* what an upgrade said, unless the common one (server_conn_meta) */
     struct conn_rate *rate; /* inbound rate buckets, only with --rate-* set */
     struct tls_conn *tls;   /* TLS state (tls.h), NULL on a plain connection */
 };
@@ -111,7 +111,7 @@ struct conn {
                                 * what the server sends (9..15); 0: not negotiated */
     struct conn_peer peer;     /* server: the peer's address, from accept */
     uint16_t rooms_len, rooms_cap; /* hub */
-    struct dl_node timeout;    /* server: request, keepalive (ping or silence) or closing deadline */
+    struct dl_node timeout;    /* server: request, keepalive (ping, silence) or closing deadline */
     struct outq out;           /* hub: frames waiting to be written */
     struct conn *next_flush;   /* server: list of connections with output (or held) */
     struct conn *next_close;   /* server: list of connections to tear down */

@@ -380,12 +380,6 @@ static void conn_free(struct conn *c)
     if (c->fd >= 0)
         close(c->fd); /* which takes it out of the poller's set */
     dl_remove(&c->timeout);
-    if (c->flags & CONN_HELD) { /* not expected: conn_kill releases it */
-        struct conn **p = &srv.held_list;
-        while (*p != c)
-            p = &(*p)->next_flush;
-        *p = c->next_flush;
-    }
     if (c->flags & CONN_INPUT_HELD)
         for (size_t i = 0; i < srv.ninput_held; i++)
             if (srv.input_held[i] == c)
@@ -552,7 +546,8 @@ static void want_write(struct conn *c, int on)
  * response would overtake it) nor while its output holds --send-queue bytes or more. */
 static int http_has_room(const struct conn *c)
 {
-    return outq_bytes(&c->out) < srv.cfg->send_queue && !(conn_http(c) && conn_http(c)->body.fd >= 0);
+    const struct http_conn *h = conn_http(c);
+    return outq_bytes(&c->out) < srv.cfg->send_queue && !(h && h->body.fd >= 0);
 }
 
 /* Stops or resumes reading c's requests. Resuming also replays a read event, for the requests
@@ -647,6 +642,27 @@ static ssize_t io_writev(struct conn *c, const struct iovec *iov, int n, int *bl
     }
 }
 
+/* A write of c took w bytes (blocked: the socket took no more). Returns whether c may be
+ * written again now. The same for a send made directly (conn_flush) or through io_uring. */
+static int conn_wrote(struct conn *c, size_t w, int blocked)
+{
+    if (c->id) /* a WebSocket (hub_add gave it an id): how well its writes batch */
+        METRIC_INC(ws_writes);
+    outq_consume(&c->out, w);
+    METRIC_ADD(bytes_out, w);
+    /* A closing peer that still reads gets its time renewed by the progress. */
+    if (w > 0 && c->state == CONN_CLOSING)
+        dl_touch(&srv.closing, &c->timeout);
+    if ((c->flags & CONN_READ_PAUSED) && c->state == CONN_HTTP && http_has_room(c))
+        read_pause(c, 0);
+    if (blocked) {
+        want_write(c, 1);
+        io_update(c); /* a TLS write may wait for the other direction */
+        return 0;
+    }
+    return 1;
+}
+
 static void conn_flush(struct conn *c)
 {
     struct iovec iov[IOV_MAX];
@@ -659,24 +675,12 @@ static void conn_flush(struct conn *c)
         int n = outq_iov(&c->out, iov, IOV_MAX);
         int blocked = 0;
         ssize_t w = io_writev(c, iov, n, &blocked);
-        if (c->id) /* a WebSocket (hub_add gave it an id): how well its writes batch */
-            METRIC_INC(ws_writes);
         if (w < 0) {
             conn_kill(c, 1006);
             return;
         }
-        outq_consume(&c->out, (size_t)w);
-        METRIC_ADD(bytes_out, (size_t)w);
-        /* A closing peer that still reads gets its time renewed by the progress. */
-        if (w > 0 && c->state == CONN_CLOSING)
-            dl_touch(&srv.closing, &c->timeout);
-        if ((c->flags & CONN_READ_PAUSED) && c->state == CONN_HTTP && http_has_room(c))
-            read_pause(c, 0);
-        if (blocked) {
-            want_write(c, 1);
-            io_update(c); /* a TLS write may wait for the other direction */
+        if (!conn_wrote(c, (size_t)w, blocked))
             return;
-        }
     }
     conn_drained(c);
 }
@@ -687,20 +691,12 @@ static void flush_sent(void *arg, int res, size_t offered)
 {
     struct conn *c = arg;
     struct log_ctx prev = log_ctx_set(c->id, c->fd);
-    METRIC_INC(ws_writes);
     size_t w = res > 0 ? (size_t)res : 0;
     if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK && res != -EINTR) {
         log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, strerror(-res));
         conn_kill(c, 1006);
-    } else {
-        outq_consume(&c->out, w);
-        METRIC_ADD(bytes_out, w);
-        if (w > 0 && c->state == CONN_CLOSING)
-            dl_touch(&srv.closing, &c->timeout);
-        if (w < offered)
-            want_write(c, 1); /* the socket is full (or the send was not made): wait for it */
-        else
-            conn_flush(c); /* what one write could not carry (past IOV_MAX frames), or: drained */
+    } else if (conn_wrote(c, w, w < offered)) { /* short: the socket is full, wait for it */
+        conn_flush(c); /* what one write could not carry (past IOV_MAX frames), or: drained */
     }
     log_ctx = prev;
 }
@@ -1176,7 +1172,8 @@ static void tls_read_failed(struct conn *c)
     if (tls_bytes_received(conn_tls(c)) == 0)
         log_debug("conn %d: TLS: %s left before its ClientHello", c->fd, remote);
     else
-        log_info("conn %d: TLS handshake with %s failed: %s", c->fd, remote, tls_error(conn_tls(c)));
+        log_info("conn %d: TLS handshake with %s failed: %s", c->fd, remote,
+                 tls_error(conn_tls(c)));
 }
 
 /* Reads from c's socket into buf, through TLS on a TLS connection. Returns the bytes read
@@ -1304,8 +1301,9 @@ static void conn_read(struct conn *c)
     conn_read_some(c);
     /* What OpenSSL already decrypted makes no readiness event: read it next (when this read
      * made progress, so that it ends). */
-    if (conn_tls(c) && c->state != CONN_DEAD && !(c->flags & (CONN_READ_PAUSED | CONN_INPUT_HELD)) &&
-        bytes_read != before && tls_has_buffered_input(conn_tls(c)))
+    if (conn_tls(c) && c->state != CONN_DEAD &&
+        !(c->flags & (CONN_READ_PAUSED | CONN_INPUT_HELD)) && bytes_read != before &&
+        tls_has_buffered_input(conn_tls(c)))
         poller_feed(c, EV_READ);
 }
 
@@ -1612,9 +1610,10 @@ static int listen_on(const char *chost, int cport, const char *what, int tls, in
              * hands a connection over only once its first bytes are in, so one wake-up takes
              * the connection and its request (before, the handshake's ACK woke the loop and the
              * request often a second time: half the context switches, x0.72-0.94 the CPU per
-             * accept+upgrade in make bench). A client that sends nothing is handed over after 1 s anyway (one
-             * SYN-ACK retransmission) and gets --handshake-timeout from then; meanwhile it is
-             * the kernel's alone (no descriptor, not counted by the caps or the metrics). */
+             * accept+upgrade in make bench). A client that sends nothing is handed over after
+             * 1 s anyway (one SYN-ACK retransmission) and gets --handshake-timeout from then;
+             * meanwhile it is the kernel's alone (no descriptor, not counted by the caps or the
+             * metrics). */
             int defer = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer);
             if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
