@@ -28,25 +28,14 @@ static uint32_t epoll_bits(int events)
     return (events & EV_READ ? EPOLLIN : 0) | (events & EV_WRITE ? EPOLLOUT : 0);
 }
 
-/* Makes the kernel's set hold exactly what c waits for (removing its socket for nothing). */
+/* Makes the kernel's set hold exactly what c waits for (removing its socket for nothing). Called
+ * only when the two differ, so the socket is in the set unless io_set is 0. */
 static int set_sync(struct conn *c)
 {
     int op = !c->io_want ? EPOLL_CTL_DEL : c->io_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     struct epoll_event ev = {.events = epoll_bits(c->io_want), .data.ptr = c};
-    if (op == EPOLL_CTL_DEL && !c->io_set)
-        return 0;
-    if (epoll_ctl(p.epfd, op, c->fd, &ev) < 0) {
-        /* The set lost the socket behind our back (it was closed and reopened under the
-         * same number): add it again. */
-        if (op == EPOLL_CTL_MOD && errno == ENOENT)
-            op = EPOLL_CTL_ADD;
-        else if (op == EPOLL_CTL_DEL && (errno == ENOENT || errno == EBADF))
-            op = -1;
-        else
-            return -1;
-        if (op == EPOLL_CTL_ADD && epoll_ctl(p.epfd, op, c->fd, &ev) < 0)
-            return -1;
-    }
+    if (epoll_ctl(p.epfd, op, c->fd, &ev) < 0)
+        return -1;
     c->io_set = c->io_want;
     return 0;
 }
