@@ -11,7 +11,6 @@ static size_t frame_max;
  * capacity in its header and the next spare's address in its first entry. */
 static struct {
     struct outq_ring *head;
-    size_t bytes;   /* the spares' size, headers included */
     size_t entries; /* their entries, bounded by OUTQ_SPARE_BYTES */
     struct outq_spare_stats st;
 } spare;
@@ -37,7 +36,6 @@ static struct outq_ring *ring_get(uint32_t need)
     if (r && r->cap >= need) {
         POOL_UNPOISON(r->items, (size_t)r->cap * sizeof *r->items);
         spare.head = spare_next(r);
-        spare.bytes -= ring_size(r->cap);
         spare.entries -= r->cap;
         spare.st.count--;
         spare.st.hits++;
@@ -56,7 +54,6 @@ static void ring_put(struct outq_ring *r)
 {
     if (!r)
         return;
-    size_t size = ring_size(r->cap);
     if (r->cap > OUTQ_SPARE_CAP_MAX ||
         (spare.entries + r->cap) * sizeof *r->items > OUTQ_SPARE_BYTES) {
         free(r);
@@ -66,7 +63,6 @@ static void ring_put(struct outq_ring *r)
     /* The header and the link stay readable: LeakSanitizer follows it to the rings behind. */
     POOL_POISON(r->items + 1, (size_t)(r->cap - 1) * sizeof *r->items);
     spare.head = r;
-    spare.bytes += size;
     spare.entries += r->cap;
     spare.st.count++;
 }
@@ -74,7 +70,7 @@ static void ring_put(struct outq_ring *r)
 struct outq_spare_stats outq_spare_stats(void)
 {
     struct outq_spare_stats st = spare.st;
-    st.bytes = spare.bytes;
+    st.bytes = spare.entries * sizeof(struct frame *) + st.count * sizeof(struct outq_ring);
     return st;
 }
 
@@ -85,7 +81,7 @@ void outq_spare_drain(void)
         spare.head = spare_next(r);
         free(r);
     }
-    spare.bytes = spare.entries = 0;
+    spare.entries = 0;
     spare.st.count = 0;
 }
 
