@@ -415,10 +415,10 @@ static struct room *room_get(const char *name, size_t len)
     return r;
 }
 
-/* Doubles an array (first to first slots). */
-static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t first)
+/* Doubles an array (none to four slots). */
+static int grow(void **arr, uint32_t *cap, size_t elem)
 {
-    uint32_t ncap = *cap ? *cap * 2 : first;
+    uint32_t ncap = *cap ? *cap * 2 : 4;
     void *n = realloc(*arr, ncap * elem);
     if (!n)
         return -1;
@@ -532,7 +532,7 @@ int hub_join(struct conn *c, const char *name, size_t len)
     if (r->members_len == r->members_cap)
         members_compact(r);
     if ((r->members_len == r->members_cap &&
-         grow((void **)&r->members, &r->members_cap, sizeof *r->members, 4) < 0) ||
+         grow((void **)&r->members, &r->members_cap, sizeof *r->members) < 0) ||
         memberships_grow(c) < 0) {
         room_release(r);
         return -1;
